@@ -1,0 +1,102 @@
+/**
+ * Table shapes, the single source for queries and response types. The SQL in
+ * `migrations/` creates these tables; a change here needs a new migration.
+ */
+import { index, integer, primaryKey, real, sqliteTable, text } from "drizzle-orm/sqlite-core";
+
+export const conversations = sqliteTable("conversations", {
+  id: text("id").primaryKey(),
+  title: text("title"),
+  createdBy: text("created_by").notNull(),
+  createdAt: integer("created_at").notNull(),
+});
+
+export const conversationParticipants = sqliteTable("conversation_participants", {
+  conversationId: text("conversation_id").notNull().references(() => conversations.id),
+  userId: text("user_id").notNull(),
+  role: text("role").notNull().default("member"),
+  joinedAt: integer("joined_at").notNull(),
+}, (t) => [primaryKey({ columns: [t.conversationId, t.userId] })]);
+
+export const messages = sqliteTable("messages", {
+  id: text("id").primaryKey(),
+  conversationId: text("conversation_id").notNull().references(() => conversations.id),
+  senderId: text("sender_id").notNull(),
+  body: text("body").notNull().default(""),
+  createdAt: integer("created_at").notNull(),
+}, (t) => [index("messages_conversation_created_idx").on(t.conversationId, t.createdAt)]);
+
+export const attachments = sqliteTable("attachments", {
+  id: text("id").primaryKey(),
+  messageId: text("message_id").notNull().references(() => messages.id),
+  conversationId: text("conversation_id").notNull().references(() => conversations.id),
+  uploaderId: text("uploader_id").notNull(),
+  fileName: text("file_name").notNull(),
+  fileType: text("file_type").notNull().default("video"),
+  mimeType: text("mime_type").notNull(),
+  fileSize: integer("file_size").notNull(),
+  sha256: text("sha256").notNull(),
+  storageKey: text("storage_key").notNull(),
+  status: text("status", { enum: ["processing", "ready", "failed"] }).notNull().default(
+    "processing",
+  ),
+  error: text("error"),
+  duration: real("duration"),
+  width: integer("width"),
+  height: integer("height"),
+  rotation: integer("rotation").notNull().default(0),
+  bitrate: integer("bitrate"),
+  codec: text("codec"),
+  audioCodec: text("audio_codec"),
+  fps: real("fps"),
+  pixFmt: text("pix_fmt"),
+  colorSpace: text("color_space"),
+  container: text("container").notNull(),
+  thumbnailKey: text("thumbnail_key"),
+  playbackKey: text("playback_key"),
+  storyboardKey: text("storyboard_key"),
+  uploadedAt: integer("uploaded_at").notNull(),
+  processedAt: integer("processed_at"),
+  deletedAt: integer("deleted_at"),
+}, (t) => [
+  index("attachments_message_idx").on(t.messageId),
+  index("attachments_file_type_idx").on(t.fileType),
+  index("attachments_uploaded_at_idx").on(t.uploadedAt),
+  index("attachments_status_idx").on(t.status),
+]);
+
+export const jobs = sqliteTable("jobs", {
+  id: text("id").primaryKey(),
+  kind: text("kind").notNull(),
+  attachmentId: text("attachment_id").notNull().references(() => attachments.id),
+  status: text("status", { enum: ["queued", "running", "done", "failed"] }).notNull().default(
+    "queued",
+  ),
+  attempts: integer("attempts").notNull().default(0),
+  maxAttempts: integer("max_attempts").notNull().default(3),
+  runAfter: integer("run_after").notNull(),
+  lockedBy: text("locked_by"),
+  lockedUntil: integer("locked_until"),
+  lastError: text("last_error"),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+}, (t) => [index("jobs_claim_idx").on(t.status, t.runAfter)]);
+
+export const activityLog = sqliteTable("activity_log", {
+  id: text("id").primaryKey(),
+  at: integer("at").notNull(),
+  actorId: text("actor_id").notNull(),
+  action: text("action").notNull(),
+  conversationId: text("conversation_id"),
+  attachmentId: text("attachment_id"),
+  ip: text("ip"),
+  userAgent: text("user_agent"),
+  detail: text("detail"),
+}, (t) => [index("activity_at_idx").on(t.at)]);
+
+export type Conversation = typeof conversations.$inferSelect;
+export type Message = typeof messages.$inferSelect;
+export type Attachment = typeof attachments.$inferSelect;
+export type NewAttachment = typeof attachments.$inferInsert;
+export type Job = typeof jobs.$inferSelect;
+export type Activity = typeof activityLog.$inferSelect;

@@ -1,0 +1,135 @@
+/**
+ * The request and response shapes of the HTTP contract. The same zod schemas
+ * validate requests (through @hono/zod-validator) and describe the API in the
+ * generated OpenAPI document.
+ */
+import { z } from "@hono/zod-openapi";
+
+const isoTime = z.string().openapi({ example: "2025-01-15T10:30:00.000Z" });
+const userId = z.string().regex(/^[\w.@:+-]{1,128}$/, "must be a user id of 1-128 letters, digits or ._@:+-");
+export const idSchema = z.string().uuid().openapi({ example: "01936b2e-6f3a-7cc4-9d5e-2f0c1a9b8e77" });
+
+export const ProblemSchema = z.object({
+  type: z.string(),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string(),
+  code: z.string().openapi({ example: "not_found" }),
+}).openapi("Problem");
+
+export const ParticipantSchema = z.object({
+  user_id: z.string(),
+  role: z.string(),
+  joined_at: isoTime.nullable(),
+}).openapi("Participant");
+
+export const ConversationSchema = z.object({
+  id: z.string(),
+  title: z.string().nullable(),
+  created_by: z.string(),
+  created_at: isoTime.nullable(),
+  participants: z.array(ParticipantSchema),
+}).openapi("Conversation");
+
+export const AttachmentSchema = z.object({
+  id: z.string(),
+  message_id: z.string(),
+  conversation_id: z.string(),
+  uploader_id: z.string(),
+  file_name: z.string(),
+  file_type: z.string(),
+  mime_type: z.string(),
+  file_size: z.number().int(),
+  file_size_mb: z.number(),
+  sha256: z.string(),
+  status: z.enum(["processing", "ready", "failed"]),
+  error: z.string().nullable(),
+  duration: z.number().nullable(),
+  duration_formatted: z.string().nullable(),
+  width: z.number().int().nullable(),
+  height: z.number().int().nullable(),
+  rotation: z.number().int(),
+  video_dimensions: z.tuple([z.number().int(), z.number().int()]).nullable(),
+  bitrate: z.number().int().nullable().openapi({ description: "kbit/s" }),
+  codec: z.string().nullable(),
+  audio_codec: z.string().nullable(),
+  fps: z.number().nullable(),
+  pix_fmt: z.string().nullable(),
+  color_space: z.string().nullable(),
+  container: z.string(),
+  url: z.string().openapi({ description: "Signed download URL of the original" }),
+  stream_url: z.string().nullable(),
+  thumbnail_url: z.string().nullable(),
+  storyboard_url: z.string().nullable(),
+  uploaded_at: isoTime.nullable(),
+  processed_at: isoTime.nullable(),
+}).openapi("Attachment");
+
+export const MessageSchema = z.object({
+  id: z.string(),
+  conversation_id: z.string(),
+  sender_id: z.string(),
+  body: z.string(),
+  created_at: isoTime.nullable(),
+  attachments: z.array(AttachmentSchema),
+}).openapi("Message");
+
+export const ActivitySchema = z.object({
+  id: z.string(),
+  at: isoTime.nullable(),
+  actor_id: z.string(),
+  action: z.string(),
+  conversation_id: z.string().nullable(),
+  attachment_id: z.string().nullable(),
+  ip: z.string().nullable(),
+  user_agent: z.string().nullable(),
+  detail: z.unknown(),
+}).openapi("Activity");
+
+export const CreateConversationBody = z.object({
+  title: z.string().trim().max(200).optional(),
+  participant_ids: z.array(userId).max(256).default([]),
+}).openapi("CreateConversation");
+
+export const AddParticipantBody = z.object({
+  user_id: userId,
+  role: z.enum(["member", "owner"]).default("member"),
+}).openapi("AddParticipant");
+
+export const CreateMessageBody = z.object({
+  body: z.string().max(10_000).default(""),
+}).openapi("CreateMessage");
+
+export const IdParam = z.object({ id: idSchema.openapi({ param: { name: "id", in: "path" } }) });
+
+export const ParticipantParam = z.object({
+  id: idSchema.openapi({ param: { name: "id", in: "path" } }),
+  user_id: userId.openapi({ param: { name: "user_id", in: "path" } }),
+});
+
+export const PageQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  before: idSchema.optional().openapi({ description: "Cursor: return items older than this id" }),
+});
+
+export const ActivityQuery = PageQuery.extend({
+  actor_id: userId.optional(),
+  action: z.string().max(64).optional(),
+  conversation_id: idSchema.optional(),
+  attachment_id: idSchema.optional(),
+  since: z.iso.datetime({ offset: true }).optional(),
+  until: z.iso.datetime({ offset: true }).optional(),
+});
+
+export const AdminAttachmentsQuery = PageQuery.extend({
+  status: z.enum(["processing", "ready", "failed"]).optional(),
+});
+
+export const MediaQuery = z.object({
+  token: z.string().max(4096).optional().openapi({ description: "Signed media token" }),
+});
+
+export type ConversationJson = z.infer<typeof ConversationSchema>;
+export type AttachmentJson = z.infer<typeof AttachmentSchema>;
+export type MessageJson = z.infer<typeof MessageSchema>;
+export type ActivityJson = z.infer<typeof ActivitySchema>;

@@ -1,0 +1,68 @@
+import { and, desc, eq, inArray, isNull, lt } from "drizzle-orm";
+import type { Database } from "../db/client.ts";
+import { type Attachment, attachments, jobs } from "../db/schema.ts";
+import { type ActivityContext, recordActivity } from "./activity.ts";
+import type { User } from "./auth.ts";
+import type { AppDeps } from "./deps.ts";
+import { ApiError } from "./errors.ts";
+
+/** Every stored file of an attachment. */
+export function storedKeys(attachment: Attachment): string[] {
+  return [
+    attachment.storageKey,
+    attachment.thumbnailKey,
+    attachment.playbackKey,
+    attachment.storyboardKey,
+  ].filter((key): key is string => key !== null);
+}
+
+/**
+ * Deletes an attachment (its uploader or an admin): the row is marked
+ * deleted, its open jobs dropped and `attachment.delete` logged in one
+ * transaction, then its files are removed.
+ */
+export async function deleteAttachment(
+  deps: Pick<AppDeps, "db" | "storage" | "clock">,
+  attachment: Attachment,
+  user: User,
+  actor: ActivityContext,
+): Promise<void> {
+  if (attachment.uploaderId !== user.id && !user.admin) {
+    throw new ApiError("forbidden", "Only the uploader or an admin can delete this attachment");
+  }
+  const now = deps.clock();
+  const marked = await deps.db.transaction(async (tx) => {
+    const rows = await tx.update(attachments).set({ deletedAt: now.getTime() })
+      .where(and(eq(attachments.id, attachment.id), isNull(attachments.deletedAt)))
+      .returning();
+    if (rows.length === 0) return null;
+    await tx.delete(jobs).where(and(
+      eq(jobs.attachmentId, attachment.id),
+      inArray(jobs.status, ["queued", "running"]),
+    ));
+    await recordActivity(tx, actor, {
+      action: "attachment.delete",
+      conversationId: attachment.conversationId,
+      attachmentId: attachment.id,
+      detail: { file_name: attachment.fileName, file_size: attachment.fileSize },
+    }, now);
+    return rows[0]!;
+  });
+  if (!marked) throw new ApiError("not_found", "Attachment not found");
+  await Promise.all(storedKeys(marked).map((key) => deps.storage.delete(key)));
+}
+
+/** Live attachments by status for the admin view, newest first. */
+export async function listAttachmentsByStatus(
+  db: Database,
+  options: { status?: Attachment["status"]; limit: number; before?: string },
+): Promise<Attachment[]> {
+  return await db.select().from(attachments)
+    .where(and(
+      isNull(attachments.deletedAt),
+      options.status ? eq(attachments.status, options.status) : undefined,
+      options.before ? lt(attachments.id, options.before) : undefined,
+    ))
+    .orderBy(desc(attachments.id))
+    .limit(options.limit);
+}

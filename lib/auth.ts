@@ -1,0 +1,149 @@
+import {
+  createRemoteJWKSet,
+  importSPKI,
+  type JWTPayload,
+  jwtVerify,
+  SignJWT,
+} from "jose";
+import type { Config } from "./config.ts";
+import { ApiError } from "./errors.ts";
+
+/** The authenticated caller, from a verified token. */
+export interface User {
+  id: string;
+  admin: boolean;
+}
+
+/** What a signed media URL may be used for. */
+export type MediaPurpose = "download" | "stream" | "thumbnail" | "storyboard";
+
+/** Verifies user tokens and signs/verifies the short-lived media URL tokens. */
+export interface Auth {
+  verifyUserToken(token: string): Promise<User>;
+  signMediaToken(user: User, attachmentId: string, purpose: MediaPurpose): Promise<string>;
+  verifyMediaToken(token: string, attachmentId: string, purpose: MediaPurpose): Promise<User>;
+  /** Mints a user token with the local HS256 secret; fails when an identity provider is configured. */
+  signUserToken(userId: string, options?: { admin?: boolean; ttlSeconds?: number }): Promise<string>;
+}
+
+const USER_ID_PATTERN = /^[\w.@:+-]{1,128}$/;
+const MEDIA_AUDIENCE = "offchat-media";
+
+function unauthorized(detail = "Invalid or expired token"): ApiError {
+  return new ApiError("unauthorized", detail, { "www-authenticate": 'Bearer realm="offchat"' });
+}
+
+async function deriveKey(secret: string, label: string): Promise<Uint8Array> {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  return new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(label)));
+}
+
+type VerifyKey = Parameters<typeof jwtVerify>[1];
+
+async function userKey(
+  config: Config,
+  localSecret: string,
+): Promise<{ key: VerifyKey; algorithms: string[] }> {
+  if (config.jwtJwksUrl) {
+    return {
+      key: createRemoteJWKSet(new URL(config.jwtJwksUrl)) as VerifyKey,
+      algorithms: config.jwtAlgorithms,
+    };
+  }
+  if (config.jwtPublicKey) {
+    // A PEM key imports under exactly one of the algorithms; that one is pinned.
+    for (const alg of config.jwtAlgorithms) {
+      try {
+        return { key: await importSPKI(config.jwtPublicKey, alg), algorithms: [alg] };
+      } catch {
+        // not a key of this algorithm; try the next
+      }
+    }
+    throw new Error(
+      `JWT_PUBLIC_KEY is not an SPKI PEM key for any of "${config.jwtAlgorithms.join(",")}"`,
+    );
+  }
+  return { key: new TextEncoder().encode(localSecret), algorithms: ["HS256"] };
+}
+
+/**
+ * Builds the token verifier. `localSecret` is `JWT_SECRET` or the generated
+ * secret; media URL tokens use a key derived from it, so a media token can
+ * never pass as a user token.
+ */
+export async function createAuth(config: Config, localSecret: string): Promise<Auth> {
+  const { key, algorithms } = await userKey(config, localSecret);
+  const mediaKey = await deriveKey(localSecret, "offchat media url v1");
+  const localUserKey = new TextEncoder().encode(localSecret);
+  const usesLocalSecret = !config.jwtPublicKey && !config.jwtJwksUrl;
+
+  function toUser(payload: JWTPayload): User {
+    if (typeof payload.sub !== "string" || !USER_ID_PATTERN.test(payload.sub)) {
+      throw unauthorized("Token subject is missing or not a valid user id");
+    }
+    return { id: payload.sub, admin: payload.role === "admin" };
+  }
+
+  return {
+    async verifyUserToken(token) {
+      try {
+        const { payload } = await jwtVerify(token, key, {
+          algorithms,
+          issuer: config.jwtIssuer,
+          audience: config.jwtAudience,
+          requiredClaims: ["exp", "sub"],
+          clockTolerance: 5,
+        });
+        if (payload.aud === MEDIA_AUDIENCE) throw unauthorized();
+        return toUser(payload);
+      } catch (error) {
+        // Every failure is the same 401: the reason would only help an attacker.
+        if (error instanceof ApiError) throw error;
+        throw unauthorized();
+      }
+    },
+    async signMediaToken(user, attachmentId, purpose) {
+      return await new SignJWT({ att: attachmentId, use: purpose, adm: user.admin || undefined })
+        .setProtectedHeader({ alg: "HS256" })
+        .setSubject(user.id)
+        .setAudience(MEDIA_AUDIENCE)
+        .setIssuedAt()
+        .setExpirationTime(`${config.mediaUrlTtl}s`)
+        .sign(mediaKey);
+    },
+    async verifyMediaToken(token, attachmentId, purpose) {
+      try {
+        const { payload } = await jwtVerify(token, mediaKey, {
+          algorithms: ["HS256"],
+          audience: MEDIA_AUDIENCE,
+          requiredClaims: ["exp", "sub"],
+        });
+        if (payload.att !== attachmentId || payload.use !== purpose) throw unauthorized();
+        return { ...toUser(payload), admin: payload.adm === true };
+      } catch (error) {
+        if (error instanceof ApiError) throw error;
+        throw unauthorized();
+      }
+    },
+    async signUserToken(userId, options = {}) {
+      if (!usesLocalSecret) {
+        throw new Error("Tokens come from the configured identity provider, not this server");
+      }
+      if (!USER_ID_PATTERN.test(userId)) throw new Error(`Invalid user id "${userId}"`);
+      const jwt = new SignJWT(options.admin ? { role: "admin" } : {})
+        .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+        .setSubject(userId)
+        .setIssuedAt()
+        .setExpirationTime(`${options.ttlSeconds ?? 24 * 3600}s`);
+      if (config.jwtIssuer) jwt.setIssuer(config.jwtIssuer);
+      if (config.jwtAudience) jwt.setAudience(config.jwtAudience);
+      return await jwt.sign(localUserKey);
+    },
+  };
+}

@@ -1,0 +1,140 @@
+import { z } from "zod";
+
+/** Names of the environment variables the service reads; `--allow-env` can be scoped to these. */
+export const CONFIG_ENV_NAMES = [
+  "PORT",
+  "HOST",
+  "PUBLIC_URL",
+  "DATA_DIR",
+  "DATABASE_URL",
+  "DATABASE_AUTH_TOKEN",
+  "STORAGE",
+  "JWT_SECRET",
+  "JWT_PUBLIC_KEY",
+  "JWT_JWKS_URL",
+  "JWT_ISSUER",
+  "JWT_AUDIENCE",
+  "JWT_ALGORITHMS",
+  "MAX_UPLOAD_BYTES",
+  "WORKER_CONCURRENCY",
+  "PROBE_TIMEOUT_MS",
+  "FFMPEG_PATH",
+  "FFPROBE_PATH",
+  "MEDIA_URL_TTL",
+] as const;
+
+const optionalText = z.string().trim().min(1).optional();
+
+const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const envSchema = z.object({
+  PORT: integer(0, 65535).default(8000),
+  HOST: z.string().min(1).default("0.0.0.0"),
+  PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
+  DATA_DIR: z.string().min(1).default("./data"),
+  DATABASE_URL: z.string().regex(/^(file|libsql|https?|wss?):/, {
+    message: "must start with file:, libsql:, http(s): or ws(s):",
+  }).optional(),
+  DATABASE_AUTH_TOKEN: optionalText,
+  STORAGE: z.enum(["disk"]).default("disk"),
+  JWT_SECRET: z.string().refine((s) => new TextEncoder().encode(s).length >= 32, {
+    message: "must be at least 32 bytes",
+  }).optional(),
+  JWT_PUBLIC_KEY: optionalText,
+  JWT_JWKS_URL: z.url({ protocol: /^https?$/ }).optional(),
+  JWT_ISSUER: optionalText,
+  JWT_AUDIENCE: optionalText,
+  JWT_ALGORITHMS: z.string().regex(/^(RS256|ES256|EdDSA)(,(RS256|ES256|EdDSA))*$/, {
+    message: "must be a comma-separated list of RS256, ES256, EdDSA",
+  }).optional(),
+  MAX_UPLOAD_BYTES: integer(1, 64 * 1024 ** 3).default(100 * 1024 * 1024),
+  WORKER_CONCURRENCY: integer(0, 64).default(2),
+  PROBE_TIMEOUT_MS: integer(100, 600_000).default(30_000),
+  FFMPEG_PATH: z.string().min(1).default("ffmpeg"),
+  FFPROBE_PATH: z.string().min(1).default("ffprobe"),
+  MEDIA_URL_TTL: integer(10, 7 * 24 * 3600).default(3600),
+});
+
+/** The service configuration, parsed once from the environment. */
+export interface Config {
+  port: number;
+  host: string;
+  publicUrl: string;
+  dataDir: string;
+  databaseUrl: string;
+  databaseAuthToken: string | undefined;
+  storage: "disk";
+  /** HS256 secret for user tokens; undefined when an identity provider's key is configured. */
+  jwtSecret: string | undefined;
+  jwtPublicKey: string | undefined;
+  jwtJwksUrl: string | undefined;
+  jwtIssuer: string | undefined;
+  jwtAudience: string | undefined;
+  jwtAlgorithms: string[];
+  maxUploadBytes: number;
+  workerConcurrency: number;
+  probeTimeoutMs: number;
+  ffmpegPath: string;
+  ffprobePath: string;
+  /** Lifetime of signed media URLs, in seconds. */
+  mediaUrlTtl: number;
+}
+
+/** Raised when the environment does not describe a valid configuration; lists every bad variable. */
+export class ConfigError extends Error {
+  readonly issues: string[];
+  constructor(issues: string[]) {
+    super(`Invalid configuration:\n  ${issues.join("\n  ")}`);
+    this.name = "ConfigError";
+    this.issues = issues;
+  }
+}
+
+/**
+ * Parses the configuration from environment variables (empty strings count as unset).
+ *
+ * @example
+ * ```ts
+ * const config = parseConfig(Deno.env.toObject());
+ * ```
+ */
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  const present = Object.fromEntries(
+    CONFIG_ENV_NAMES.map((name) => [name, env[name] === "" ? undefined : env[name]]),
+  );
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`),
+    );
+  }
+  const e = parsed.data;
+  const keySources = [e.JWT_SECRET, e.JWT_PUBLIC_KEY, e.JWT_JWKS_URL].filter(Boolean).length;
+  if (keySources > 1) {
+    throw new ConfigError([
+      "JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_URL: set at most one of them",
+    ]);
+  }
+  const dataDir = e.DATA_DIR.replace(/\/+$/, "") || "/";
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ""),
+    dataDir,
+    databaseUrl: e.DATABASE_URL ?? `file:${dataDir}/offchat.db`,
+    databaseAuthToken: e.DATABASE_AUTH_TOKEN,
+    storage: e.STORAGE,
+    jwtSecret: e.JWT_SECRET,
+    jwtPublicKey: e.JWT_PUBLIC_KEY?.replaceAll("\\n", "\n"),
+    jwtJwksUrl: e.JWT_JWKS_URL,
+    jwtIssuer: e.JWT_ISSUER,
+    jwtAudience: e.JWT_AUDIENCE,
+    jwtAlgorithms: e.JWT_ALGORITHMS?.split(",") ?? ["RS256", "ES256", "EdDSA"],
+    maxUploadBytes: e.MAX_UPLOAD_BYTES,
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    probeTimeoutMs: e.PROBE_TIMEOUT_MS,
+    ffmpegPath: e.FFMPEG_PATH,
+    ffprobePath: e.FFPROBE_PATH,
+    mediaUrlTtl: e.MEDIA_URL_TTL,
+  };
+}

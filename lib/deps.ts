@@ -1,0 +1,32 @@
+import type { Auth, User } from "./auth.ts";
+import type { Config } from "./config.ts";
+import type { Database } from "../db/client.ts";
+import type { MediaTools } from "./media/tools.ts";
+import type { Storage } from "./storage.ts";
+
+/** A source of the current time; tests may pass a fixed one. */
+export type Clock = () => Date;
+
+/** Wakes workers when a job is queued in this process (others poll). */
+export interface JobSignal {
+  notify(): void;
+}
+
+/** Everything the app needs from the outside, passed in rather than imported. */
+export interface AppDeps {
+  config: Config;
+  db: Database;
+  storage: Storage;
+  auth: Auth;
+  media: MediaTools;
+  clock: Clock;
+  jobs: JobSignal;
+}
+
+/** Hono environment shared by every sub-app. */
+export interface AppEnv {
+  Variables: {
+    deps: AppDeps;
+    user: User;
+  };
+}

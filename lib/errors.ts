@@ -1,0 +1,73 @@
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+
+/** The stable error codes of the HTTP contract. */
+export type ErrorCode =
+  | "invalid_request"
+  | "unauthorized"
+  | "forbidden"
+  | "not_found"
+  | "conflict"
+  | "file_too_large"
+  | "unsupported_media_type"
+  | "range_not_satisfiable"
+  | "invalid_video"
+  | "too_many_requests"
+  | "unavailable"
+  | "internal_error";
+
+const TITLES: Record<ErrorCode, [ContentfulStatusCode, string]> = {
+  invalid_request: [400, "Invalid request"],
+  unauthorized: [401, "Unauthorized"],
+  forbidden: [403, "Forbidden"],
+  not_found: [404, "Not found"],
+  conflict: [409, "Conflict"],
+  file_too_large: [413, "File too large"],
+  unsupported_media_type: [415, "Unsupported media type"],
+  range_not_satisfiable: [416, "Range not satisfiable"],
+  invalid_video: [422, "Invalid video"],
+  too_many_requests: [429, "Too many requests"],
+  unavailable: [503, "Service unavailable"],
+  internal_error: [500, "Internal server error"],
+};
+
+/** An error that becomes an `application/problem+json` response with a stable `code`. */
+export class ApiError extends Error {
+  readonly code: ErrorCode;
+  readonly status: ContentfulStatusCode;
+  readonly headers: Record<string, string>;
+  constructor(code: ErrorCode, detail: string, headers: Record<string, string> = {}) {
+    super(detail);
+    this.name = "ApiError";
+    this.code = code;
+    this.status = TITLES[code][0];
+    this.headers = headers;
+  }
+}
+
+/** The RFC 9457 body of a problem response. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+}
+
+/** Builds the problem+json body for an error code. */
+export function problemBody(code: ErrorCode, detail: string): Problem {
+  const [status, title] = TITLES[code];
+  return { type: `https://offchat.dev/problems/${code}`, title, status, detail, code };
+}
+
+/** Builds a complete problem+json `Response`. */
+export function problemResponse(error: ApiError): Response {
+  return new Response(JSON.stringify(problemBody(error.code, error.message)), {
+    status: error.status,
+    headers: { "content-type": "application/problem+json", ...error.headers },
+  });
+}
+
+/** Shorthand for the 404 that hides whether a resource exists. */
+export function notFound(what: string): ApiError {
+  return new ApiError("not_found", `${what} not found`);
+}

@@ -1,0 +1,126 @@
+import { parseRange } from "./range.ts";
+
+/** What to send and how. */
+export interface FileResponseOptions {
+  path: string;
+  contentType: string;
+  /** A strong validator for this exact content, without quotes. */
+  etag: string;
+  lastModified: Date | null;
+  disposition?: string;
+  cacheControl: string;
+  /** Extra headers, such as the security headers of media responses. */
+  headers?: Record<string, string>;
+}
+
+const CHUNK = 64 * 1024;
+
+function fileStream(file: Deno.FsFile, start: number, length: number): ReadableStream<Uint8Array> {
+  let remaining = length;
+  let positioned = false;
+  return new ReadableStream<Uint8Array>({
+    type: "bytes",
+    async pull(controller) {
+      try {
+        if (!positioned) {
+          await file.seek(start, Deno.SeekMode.Start);
+          positioned = true;
+        }
+        if (remaining <= 0) {
+          file.close();
+          controller.close();
+          return;
+        }
+        const buffer = new Uint8Array(Math.min(CHUNK, remaining));
+        const n = await file.read(buffer);
+        if (n === null) {
+          file.close();
+          controller.close();
+          return;
+        }
+        remaining -= n;
+        controller.enqueue(buffer.subarray(0, n));
+      } catch (error) {
+        try {
+          file.close();
+        } catch {
+          // already closed
+        }
+        controller.error(error);
+      }
+    },
+    cancel() {
+      // The client went away: release the handle now, not at garbage collection.
+      try {
+        file.close();
+      } catch {
+        // already closed
+      }
+    },
+  });
+}
+
+function etagMatches(header: string | null, etag: string): boolean {
+  if (!header) return false;
+  if (header.trim() === "*") return true;
+  return header.split(",").some((t) => t.trim().replace(/^W\//, "") === `"${etag}"`);
+}
+
+/**
+ * Answers a GET or HEAD for a file with validators and single-range support:
+ * 304 for a matching `If-None-Match`, 206 with `Content-Range` for one
+ * satisfiable range (unless `If-Range` no longer matches), 416 for a
+ * malformed or unsatisfiable one, 200 otherwise. The bytes are streamed.
+ */
+export async function fileResponse(request: Request, options: FileResponseOptions): Promise<Response> {
+  const file = await Deno.open(options.path, { read: true });
+  let handedOff = false;
+  try {
+    const { size } = await file.stat();
+    const headers = new Headers({
+      "accept-ranges": "bytes",
+      "content-type": options.contentType,
+      etag: `"${options.etag}"`,
+      "cache-control": options.cacheControl,
+      ...options.headers,
+    });
+    if (options.lastModified) headers.set("last-modified", options.lastModified.toUTCString());
+    if (options.disposition) headers.set("content-disposition", options.disposition);
+
+    if (etagMatches(request.headers.get("if-none-match"), options.etag)) {
+      return new Response(null, { status: 304, headers });
+    }
+    const ifRange = request.headers.get("if-range");
+    const rangeHeader = ifRange && !etagMatches(ifRange, options.etag)
+      ? null
+      : request.headers.get("range");
+    const range = parseRange(rangeHeader, size);
+    if (range.kind === "unsatisfiable") {
+      headers.set("content-range", `bytes */${size}`);
+      headers.set("content-type", "application/problem+json");
+      headers.delete("content-disposition");
+      return new Response(
+        JSON.stringify({
+          type: "https://offchat.dev/problems/range_not_satisfiable",
+          title: "Range not satisfiable",
+          status: 416,
+          detail: `Range "${rangeHeader?.slice(0, 100)}" cannot be served from ${size} bytes`,
+          code: "range_not_satisfiable",
+        }),
+        { status: 416, headers },
+      );
+    }
+    const [start, end] = range.kind === "partial"
+      ? [range.range.start, range.range.end]
+      : [0, size - 1];
+    const length = size === 0 ? 0 : end - start + 1;
+    headers.set("content-length", String(length));
+    if (range.kind === "partial") headers.set("content-range", `bytes ${start}-${end}/${size}`);
+    const status = range.kind === "partial" ? 206 : 200;
+    if (request.method === "HEAD" || length === 0) return new Response(null, { status, headers });
+    handedOff = true;
+    return new Response(fileStream(file, start, length), { status, headers });
+  } finally {
+    if (!handedOff) file.close();
+  }
+}

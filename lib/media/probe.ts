@@ -1,0 +1,157 @@
+import { ApiError } from "../errors.ts";
+import { runTool } from "./run_tool.ts";
+import type { Container } from "./sniff.ts";
+import { hardenedInputArgs, type MediaTools } from "./tools.ts";
+
+/** What ffprobe tells about an accepted video. */
+export interface VideoMetadata {
+  duration: number;
+  /** Display width: coded width, or coded height when rotated by ±90°. */
+  width: number;
+  height: number;
+  rotation: number;
+  /** Overall bitrate in kbit/s, or null when unknown. */
+  bitrate: number | null;
+  codec: string;
+  audioCodec: string | null;
+  fps: number | null;
+  pixFmt: string | null;
+  colorSpace: string | null;
+}
+
+/** Bounds beyond which a file is refused as absurd. */
+export interface ProbeLimits {
+  maxDimension: number;
+  maxDurationSeconds: number;
+}
+
+export const DEFAULT_PROBE_LIMITS: ProbeLimits = {
+  maxDimension: 8192,
+  maxDurationSeconds: 24 * 3600,
+};
+
+interface ProbeStream {
+  codec_type?: string;
+  codec_name?: string;
+  width?: number;
+  height?: number;
+  pix_fmt?: string;
+  color_space?: string;
+  avg_frame_rate?: string;
+  r_frame_rate?: string;
+  duration?: string;
+  disposition?: { attached_pic?: number };
+  tags?: Record<string, string>;
+  side_data_list?: { rotation?: number }[];
+}
+
+interface ProbeOutput {
+  streams?: ProbeStream[];
+  format?: { duration?: string; bit_rate?: string };
+}
+
+function parseRate(rate: string | undefined): number | null {
+  const match = rate ? /^(\d+)\/(\d+)$/.exec(rate) : null;
+  if (!match || Number(match[2]) === 0) return null;
+  const value = Number(match[1]) / Number(match[2]);
+  return value > 0 && value < 1000 ? Math.round(value * 100) / 100 : null;
+}
+
+function positive(value: string | undefined): number | null {
+  const n = value === undefined ? NaN : Number(value);
+  return Number.isFinite(n) && n > 0 ? n : null;
+}
+
+function rotationOf(stream: ProbeStream): number {
+  const raw = stream.side_data_list?.find((d) => typeof d.rotation === "number")?.rotation ??
+    (stream.tags?.rotate !== undefined ? Number(stream.tags.rotate) : 0);
+  const normalized = ((Math.round(raw / 90) * 90) % 360 + 360) % 360;
+  return Number.isFinite(normalized) ? normalized : 0;
+}
+
+/**
+ * Reads the metadata of an ffprobe JSON document. Throws 422 `invalid_video`
+ * when there is no real video stream (cover art does not count) or the
+ * numbers are absurd.
+ */
+export function parseProbeOutput(
+  json: string,
+  limits: ProbeLimits = DEFAULT_PROBE_LIMITS,
+): VideoMetadata {
+  let output: ProbeOutput;
+  try {
+    output = JSON.parse(json);
+  } catch {
+    throw new ApiError("invalid_video", "The file could not be read as a video");
+  }
+  const streams = output.streams ?? [];
+  const video = streams.find((s) =>
+    s.codec_type === "video" && s.disposition?.attached_pic !== 1 && s.codec_name !== "mjpeg" &&
+    s.codec_name !== "png"
+  );
+  if (!video) throw new ApiError("invalid_video", "The file has no video stream");
+  const audio = streams.find((s) => s.codec_type === "audio");
+  const codedWidth = video.width ?? 0;
+  const codedHeight = video.height ?? 0;
+  if (
+    codedWidth < 1 || codedHeight < 1 || codedWidth > limits.maxDimension ||
+    codedHeight > limits.maxDimension
+  ) {
+    throw new ApiError(
+      "invalid_video",
+      `Video dimensions "${codedWidth}x${codedHeight}" are outside 1..${limits.maxDimension}`,
+    );
+  }
+  const duration = positive(output.format?.duration) ?? positive(video.duration);
+  if (duration === null) throw new ApiError("invalid_video", "The video has no duration");
+  if (duration > limits.maxDurationSeconds) {
+    throw new ApiError(
+      "invalid_video",
+      `Video duration "${duration}" s is over the limit of ${limits.maxDurationSeconds} s`,
+    );
+  }
+  const rotation = rotationOf(video);
+  const sideways = rotation === 90 || rotation === 270;
+  const bitRate = positive(output.format?.bit_rate);
+  return {
+    duration: Math.round(duration * 1000) / 1000,
+    width: sideways ? codedHeight : codedWidth,
+    height: sideways ? codedWidth : codedHeight,
+    rotation,
+    bitrate: bitRate === null ? null : Math.round(bitRate / 1000),
+    codec: video.codec_name ?? "unknown",
+    audioCodec: audio?.codec_name ?? null,
+    fps: parseRate(video.avg_frame_rate) ?? parseRate(video.r_frame_rate),
+    pixFmt: video.pix_fmt ?? null,
+    colorSpace: video.color_space ?? null,
+  };
+}
+
+/**
+ * Runs ffprobe on a sniffed file under the hardened input options and returns
+ * its metadata; 422 when ffprobe cannot read it or runs past the timeout.
+ */
+export async function probeVideo(
+  tools: MediaTools,
+  path: string,
+  container: Container,
+  limits: ProbeLimits = DEFAULT_PROBE_LIMITS,
+): Promise<VideoMetadata> {
+  const result = await runTool(tools.ffprobePath, [
+    "-hide_banner",
+    "-v",
+    "error",
+    ...hardenedInputArgs(container.demuxer, path),
+    "-show_format",
+    "-show_streams",
+    "-of",
+    "json",
+  ], { timeoutMs: tools.probeTimeoutMs, maxStdoutBytes: 2 * 1024 * 1024 });
+  if (result.timedOut) {
+    throw new ApiError("invalid_video", "Reading the video took too long");
+  }
+  if (result.code !== 0 || result.stdoutTruncated) {
+    throw new ApiError("invalid_video", "The file could not be read as a video");
+  }
+  return parseProbeOutput(result.stdout, limits);
+}

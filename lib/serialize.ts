@@ -1,0 +1,136 @@
+import type {
+  Activity,
+  Attachment,
+  Conversation,
+  Message,
+} from "../db/schema.ts";
+import type { ActivityJson, AttachmentJson, ConversationJson, MessageJson } from "./api_schemas.ts";
+import type { Auth, User } from "./auth.ts";
+
+const iso = (ms: number | null): string | null => ms === null ? null : new Date(ms).toISOString();
+
+/** `M:SS`, or `H:MM:SS` from one hour. */
+export function formatDuration(seconds: number | null): string | null {
+  if (seconds === null || !Number.isFinite(seconds) || seconds < 0) return null;
+  const total = Math.round(seconds);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = (total % 60).toString().padStart(2, "0");
+  return h > 0 ? `${h}:${m.toString().padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+/** What the serializers need to build signed media URLs. */
+export interface UrlContext {
+  auth: Auth;
+  user: User;
+  publicUrl: string;
+}
+
+/** The Attachment JSON of the contract, with signed media URLs for `user`. */
+export async function serializeAttachment(
+  attachment: Attachment,
+  context: UrlContext,
+): Promise<AttachmentJson> {
+  const base = `${context.publicUrl}/api/chat/videos/${attachment.id}`;
+  const signed = async (
+    path: string,
+    purpose: "download" | "stream" | "thumbnail" | "storyboard",
+  ): Promise<string> =>
+    `${base}${path}?token=${await context.auth.signMediaToken(
+      context.user,
+      attachment.id,
+      purpose,
+    )}`;
+  const ready = attachment.status !== "failed";
+  return {
+    id: attachment.id,
+    message_id: attachment.messageId,
+    conversation_id: attachment.conversationId,
+    uploader_id: attachment.uploaderId,
+    file_name: attachment.fileName,
+    file_type: attachment.fileType,
+    mime_type: attachment.mimeType,
+    file_size: attachment.fileSize,
+    file_size_mb: Math.round(attachment.fileSize / 1024 / 1024 * 100) / 100,
+    sha256: attachment.sha256,
+    status: attachment.status,
+    error: attachment.error,
+    duration: attachment.duration,
+    duration_formatted: formatDuration(attachment.duration),
+    width: attachment.width,
+    height: attachment.height,
+    rotation: attachment.rotation,
+    video_dimensions: attachment.width !== null && attachment.height !== null
+      ? [attachment.width, attachment.height] as [number, number]
+      : null,
+    bitrate: attachment.bitrate,
+    codec: attachment.codec,
+    audio_codec: attachment.audioCodec,
+    fps: attachment.fps,
+    pix_fmt: attachment.pixFmt,
+    color_space: attachment.colorSpace,
+    container: attachment.container,
+    url: await signed("/download/", "download"),
+    stream_url: ready ? await signed("/stream", "stream") : null,
+    thumbnail_url: attachment.thumbnailKey ? await signed("/thumbnail", "thumbnail") : null,
+    storyboard_url: attachment.storyboardKey
+      ? await signed("/storyboard.vtt", "storyboard")
+      : null,
+    uploaded_at: iso(attachment.uploadedAt),
+    processed_at: iso(attachment.processedAt),
+  };
+}
+
+/** A conversation with its participants. */
+export function serializeConversation(
+  conversation: Conversation,
+  participants: { userId: string; role: string; joinedAt: number }[],
+): ConversationJson {
+  return {
+    id: conversation.id,
+    title: conversation.title,
+    created_by: conversation.createdBy,
+    created_at: iso(conversation.createdAt),
+    participants: participants.map((p) => ({
+      user_id: p.userId,
+      role: p.role,
+      joined_at: iso(p.joinedAt),
+    })),
+  };
+}
+
+/** A message with its attachments (already serialized). */
+export function serializeMessage(
+  message: Message,
+  attachmentJson: AttachmentJson[],
+): MessageJson {
+  return {
+    id: message.id,
+    conversation_id: message.conversationId,
+    sender_id: message.senderId,
+    body: message.body,
+    created_at: iso(message.createdAt),
+    attachments: attachmentJson,
+  };
+}
+
+/** One activity log row. */
+export function serializeActivity(activity: Activity): ActivityJson {
+  let detail: unknown = null;
+  try {
+    detail = activity.detail ? JSON.parse(activity.detail) : null;
+  } catch {
+    detail = activity.detail;
+  }
+  return {
+    id: activity.id,
+    at: iso(activity.at),
+    actor_id: activity.actorId,
+    action: activity.action,
+    conversation_id: activity.conversationId,
+    attachment_id: activity.attachmentId,
+    ip: activity.ip,
+    user_agent: activity.userAgent,
+    detail,
+  };
+}

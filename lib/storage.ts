@@ -1,0 +1,66 @@
+import { dirname } from "node:path";
+
+/** Where media files live. Keys are relative paths like `media/2026/01/15/<id>.mp4`. */
+export interface Storage {
+  /** Moves a finished local file (on the same filesystem) under `key`. */
+  putFile(localPath: string, key: string): Promise<void>;
+  /** A local path ffmpeg can read for `key`. */
+  localPath(key: string): string;
+  stat(key: string): Promise<{ size: number; mtime: Date | null } | null>;
+  /** Removes `key`; a missing file is not an error. */
+  delete(key: string): Promise<void>;
+  /** A directory for temporary files on the same filesystem as the stored files. */
+  tempDir(): string;
+  /** Checks that the storage can be written. */
+  check(): Promise<void>;
+}
+
+const KEY_PATTERN = /^[a-z]+\/\d{4}\/\d{2}\/\d{2}\/[0-9a-f-]{36}(\.[a-z0-9]{2,5})?$/;
+
+/** Builds a date-sharded storage key such as `media/2026/01/15/<id>.mp4`. */
+export function storageKey(prefix: string, at: Date, id: string, extension: string): string {
+  const y = at.getUTCFullYear().toString().padStart(4, "0");
+  const m = (at.getUTCMonth() + 1).toString().padStart(2, "0");
+  const d = at.getUTCDate().toString().padStart(2, "0");
+  return `${prefix}/${y}/${m}/${d}/${id}.${extension}`;
+}
+
+/** Files under a data directory. Keys are validated so none can leave it. */
+export class DiskStorage implements Storage {
+  readonly root: string;
+  constructor(root: string) {
+    this.root = root.replace(/\/+$/, "");
+  }
+  localPath(key: string): string {
+    if (!KEY_PATTERN.test(key)) throw new Error(`Invalid storage key "${key}"`);
+    return `${this.root}/${key}`;
+  }
+  async putFile(localPath: string, key: string): Promise<void> {
+    const target = this.localPath(key);
+    await Deno.mkdir(dirname(target), { recursive: true });
+    await Deno.rename(localPath, target);
+  }
+  async stat(key: string): Promise<{ size: number; mtime: Date | null } | null> {
+    try {
+      const info = await Deno.stat(this.localPath(key));
+      return { size: info.size, mtime: info.mtime };
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return null;
+      throw error;
+    }
+  }
+  async delete(key: string): Promise<void> {
+    await Deno.remove(this.localPath(key)).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    });
+  }
+  tempDir(): string {
+    return `${this.root}/tmp`;
+  }
+  async check(): Promise<void> {
+    await Deno.mkdir(this.tempDir(), { recursive: true });
+    const probe = `${this.tempDir()}/.ready-${crypto.randomUUID()}`;
+    await Deno.writeTextFile(probe, "ok");
+    await Deno.remove(probe);
+  }
+}

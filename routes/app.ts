@@ -1,0 +1,81 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { HTTPException } from "hono/http-exception";
+import type { AppDeps, AppEnv } from "../lib/deps.ts";
+import { ApiError, problemResponse } from "../lib/errors.ts";
+import { requireAdmin, requireUser } from "./_auth.ts";
+import { newRouter } from "./_router.ts";
+import { adminRoutes } from "./admin.ts";
+import { attachmentRoutes, messageRoutes } from "./attachments.ts";
+import { conversationRoutes } from "./conversations.ts";
+import { docsRoutes } from "./docs.ts";
+import { healthRoutes } from "./health.ts";
+import { videoRoutes } from "./videos.ts";
+
+/** Options for {@linkcode createApp}. */
+export interface CreateAppOptions {
+  /** Where unexpected errors are reported (never to the client). */
+  onUnexpectedError?: (error: unknown) => void;
+}
+
+/**
+ * Builds the HTTP app from its dependencies. Nothing is module-level state, so
+ * tests build one app per temp directory and database file.
+ */
+export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAPIHono<AppEnv> {
+  const app = new OpenAPIHono<AppEnv>({ strict: false });
+
+  app.use("*", async function injectDeps(c, next) {
+    c.set("deps", deps);
+    await next();
+  });
+
+  const chat = newRouter();
+  chat.use("/conversations/*", requireUser());
+  chat.use("/messages/*", requireUser());
+  chat.use("/attachments/*", requireUser());
+  chat.route("/conversations", conversationRoutes);
+  chat.route("/messages", messageRoutes);
+  chat.route("/attachments", attachmentRoutes);
+  chat.route("/videos", videoRoutes);
+
+  const admin = newRouter();
+  admin.use("*", requireUser(), requireAdmin());
+  admin.route("/", adminRoutes);
+
+  app.route("/api/chat", chat);
+  app.route("/api/admin", admin);
+  app.route("/", healthRoutes);
+  app.route("/", docsRoutes);
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
+    type: "http",
+    scheme: "bearer",
+    bearerFormat: "JWT",
+  });
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "OffChat Media API",
+      version: "0.1.0",
+      description: "Video attachments for chat conversations. Errors are " +
+        "application/problem+json (RFC 9457) with a stable `code`.",
+    },
+    servers: [{ url: deps.config.publicUrl }],
+  });
+
+  app.notFound(() => problemResponse(new ApiError("not_found", "No such route")));
+  app.onError((error) => {
+    if (error instanceof ApiError) return problemResponse(error);
+    if (error instanceof HTTPException) {
+      const code = error.status === 401 ? "unauthorized" : error.status === 404
+        ? "not_found"
+        : error.status === 413
+        ? "file_too_large"
+        : "invalid_request";
+      return problemResponse(new ApiError(code, error.message || "Bad request"));
+    }
+    options.onUnexpectedError?.(error);
+    return problemResponse(new ApiError("internal_error", "An unexpected error occurred"));
+  });
+  return app;
+}

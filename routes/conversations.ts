@@ -1,0 +1,196 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import {
+  AddParticipantBody,
+  ConversationSchema,
+  CreateConversationBody,
+  CreateMessageBody,
+  IdParam,
+  MessageSchema,
+  PageQuery,
+  ParticipantParam,
+} from "../lib/api_schemas.ts";
+import { requireParticipant } from "../lib/access.ts";
+import {
+  addParticipant,
+  attachmentsOfMessages,
+  createConversation,
+  createMessage,
+  getConversation,
+  listConversations,
+  listMessages,
+  participantsOf,
+  removeParticipant,
+} from "../lib/conversations.ts";
+import type { Database } from "../db/client.ts";
+import { serializeAttachment, serializeConversation, serializeMessage } from "../lib/serialize.ts";
+import { activityContext, urlContext } from "./_context.ts";
+import { bearer, json, newRouter, problems } from "./_router.ts";
+
+const tags = ["conversations"];
+
+async function conversationJson(db: Database, id: string) {
+  const conversation = await getConversation(db, id);
+  const participants = await participantsOf(db, [id]);
+  return serializeConversation(conversation, participants.get(id) ?? []);
+}
+
+/** `/api/chat/conversations`: conversations, participants and messages. */
+export const conversationRoutes = newRouter()
+  .openapi(
+    createRoute({
+      method: "post",
+      path: "/",
+      tags,
+      summary: "Create a conversation; the creator is its owner",
+      security: bearer,
+      request: { body: { content: { "application/json": { schema: CreateConversationBody } } } },
+      responses: { 201: json(ConversationSchema, "The new conversation"), ...problems },
+    }),
+    async (c) => {
+      const { db, clock } = c.get("deps");
+      const body = c.req.valid("json");
+      const conversation = await createConversation(db, activityContext(c), {
+        title: body.title,
+        participantIds: body.participant_ids,
+      }, clock());
+      return c.json(await conversationJson(db, conversation.id), 201);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/",
+      tags,
+      summary: "The caller's conversations, newest first",
+      security: bearer,
+      responses: {
+        200: json(z.object({ conversations: z.array(ConversationSchema) }), "Conversations"),
+        401: problems[401],
+      },
+    }),
+    async (c) => {
+      const { db } = c.get("deps");
+      const list = await listConversations(db, c.get("user").id);
+      const participants = await participantsOf(db, list.map((x) => x.id));
+      return c.json({
+        conversations: list.map((x) => serializeConversation(x, participants.get(x.id) ?? [])),
+      }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/{id}",
+      tags,
+      summary: "One conversation with its participants",
+      security: bearer,
+      request: { params: IdParam },
+      responses: { 200: json(ConversationSchema, "The conversation"), ...problems },
+    }),
+    async (c) => {
+      const { db } = c.get("deps");
+      const { id } = c.req.valid("param");
+      await requireParticipant(db, id, c.get("user").id);
+      return c.json(await conversationJson(db, id), 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "post",
+      path: "/{id}/participants",
+      tags,
+      summary: "Add a participant (any participant may)",
+      security: bearer,
+      request: {
+        params: IdParam,
+        body: { content: { "application/json": { schema: AddParticipantBody } } },
+      },
+      responses: { 201: json(ConversationSchema, "The conversation"), ...problems },
+    }),
+    async (c) => {
+      const { db, clock } = c.get("deps");
+      const { id } = c.req.valid("param");
+      const body = c.req.valid("json");
+      await requireParticipant(db, id, c.get("user").id);
+      await addParticipant(db, activityContext(c), id, {
+        userId: body.user_id,
+        role: body.role,
+      }, clock());
+      return c.json(await conversationJson(db, id), 201);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "delete",
+      path: "/{id}/participants/{user_id}",
+      tags,
+      summary: "Remove a participant (yourself, or anyone if you are an owner)",
+      security: bearer,
+      request: { params: ParticipantParam },
+      responses: {
+        204: { description: "Removed" },
+        403: { ...problems[404], description: "Only an owner may remove others" },
+        ...problems,
+      },
+    }),
+    async (c) => {
+      const { db, clock } = c.get("deps");
+      const { id, user_id } = c.req.valid("param");
+      await removeParticipant(db, activityContext(c), id, user_id, clock());
+      return c.body(null, 204);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "post",
+      path: "/{id}/messages",
+      tags: ["messages"],
+      summary: "Post a message",
+      security: bearer,
+      request: {
+        params: IdParam,
+        body: { content: { "application/json": { schema: CreateMessageBody } } },
+      },
+      responses: { 201: json(MessageSchema, "The new message"), ...problems },
+    }),
+    async (c) => {
+      const { db, clock } = c.get("deps");
+      const { id } = c.req.valid("param");
+      const user = c.get("user");
+      await requireParticipant(db, id, user.id);
+      const message = await createMessage(db, id, user.id, c.req.valid("json").body, clock());
+      return c.json(serializeMessage(message, []), 201);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/{id}/messages",
+      tags: ["messages"],
+      summary: "Messages with their attachments, oldest first; page back with `before`",
+      security: bearer,
+      request: { params: IdParam, query: PageQuery },
+      responses: {
+        200: json(
+          z.object({ messages: z.array(MessageSchema), next_cursor: z.string().nullable() }),
+          "A page of messages",
+        ),
+        ...problems,
+      },
+    }),
+    async (c) => {
+      const { db } = c.get("deps");
+      const { id } = c.req.valid("param");
+      await requireParticipant(db, id, c.get("user").id);
+      const page = await listMessages(db, id, c.req.valid("query"));
+      const byMessage = await attachmentsOfMessages(db, page.messages.map((m) => m.id));
+      const urls = urlContext(c);
+      const list = await Promise.all(page.messages.map(async (m) =>
+        serializeMessage(
+          m,
+          await Promise.all((byMessage.get(m.id) ?? []).map((a) => serializeAttachment(a, urls))),
+        )
+      ));
+      return c.json({ messages: list, next_cursor: page.nextCursor }, 200);
+    },
+  );

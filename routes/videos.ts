@@ -1,0 +1,208 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import type { Message } from "../db/schema.ts";
+import { AttachmentSchema, IdParam, idSchema, MediaQuery } from "../lib/api_schemas.ts";
+import { loadMessageForUpload, loadVisibleAttachment } from "../lib/access.ts";
+import { recordActivity } from "../lib/activity.ts";
+import { contentDisposition } from "../lib/content_disposition.ts";
+import type { AppEnv } from "../lib/deps.ts";
+import { ApiError } from "../lib/errors.ts";
+import { fileResponse } from "../lib/file_response.ts";
+import { ingestVideo } from "../lib/ingest.ts";
+import { MEDIA_SECURITY_HEADERS } from "../lib/media_headers.ts";
+import { receiveMultipartFile } from "../lib/multipart_upload.ts";
+import { serializeAttachment } from "../lib/serialize.ts";
+import { activityContext, urlContext } from "./_context.ts";
+import { requireMediaAccess, requireUser } from "./_auth.ts";
+import { bearer, json, newRouter, problems } from "./_router.ts";
+
+const tags = ["videos"];
+
+function parseMessageId(value: string): string {
+  const parsed = idSchema.safeParse(value);
+  if (!parsed.success) throw new ApiError("invalid_request", 'Field "message_id": must be a UUID');
+  return parsed.data;
+}
+
+const binary = (type: string, description: string) => ({
+  description,
+  content: { [type]: { schema: z.string().openapi({ format: "binary" }) } },
+});
+
+const mediaResponses = {
+  200: binary("video/*", "The bytes"),
+  206: binary("video/*", "The requested byte range"),
+  304: { description: "Not modified (If-None-Match)" },
+  416: { ...problems[400], description: "Malformed or unsatisfiable Range" },
+  401: problems[401],
+  404: problems[404],
+};
+
+async function loadMediaAttachment(c: Context<AppEnv>) {
+  const { db } = c.get("deps");
+  return await loadVisibleAttachment(db, c.req.param("id") ?? "", c.get("user"));
+}
+
+/** `/api/chat/videos`: upload, download, stream and thumbnail. */
+export const videoRoutes = newRouter();
+
+videoRoutes.openAPIRegistry.registerPath({
+  method: "post",
+  path: "/api/chat/videos/upload/",
+  tags,
+  summary: "Upload a video to a message (multipart, streamed)",
+  description: "Send `message_id` before `file` (or as `?message_id=`) so a refused upload is " +
+    "refused before its bytes are read. The body is streamed to disk; past MAX_UPLOAD_BYTES " +
+    "the server answers 413 at once.",
+  security: bearer,
+  request: {
+    query: z.object({ message_id: idSchema.optional() }),
+    body: {
+      content: {
+        "multipart/form-data": {
+          schema: z.object({
+            message_id: idSchema,
+            file: z.string().openapi({ format: "binary" }),
+          }),
+        },
+      },
+    },
+  },
+  responses: {
+    201: json(AttachmentSchema, "The attachment, status `processing`"),
+    ...problems,
+    409: { ...problems[400], description: "The message was sent by someone else" },
+    413: { ...problems[400], description: "The file is over the limit" },
+    415: { ...problems[400], description: "Not an accepted container" },
+    422: { ...problems[400], description: "Unreadable, no video stream, or absurd values" },
+  },
+});
+
+videoRoutes.post("/upload", requireUser(), async (c) => {
+  const deps = c.get("deps");
+  const user = c.get("user");
+  let message: Message | null = null;
+  const queryMessageId = c.req.query("message_id");
+  if (queryMessageId) {
+    message = await loadMessageForUpload(deps.db, parseMessageId(queryMessageId), user);
+  }
+  const received = await receiveMultipartFile(c.req.raw, {
+    tempDir: deps.storage.tempDir(),
+    maxBytes: deps.config.maxUploadBytes,
+    beforeFile: async (fields) => {
+      if (!message && fields.message_id !== undefined) {
+        message = await loadMessageForUpload(deps.db, parseMessageId(fields.message_id), user);
+      }
+    },
+  });
+  try {
+    if (!message) {
+      const fieldId = received.fields.message_id;
+      if (fieldId === undefined) {
+        throw new ApiError("invalid_request", 'Field "message_id" is required');
+      }
+      message = await loadMessageForUpload(deps.db, parseMessageId(fieldId), user);
+    }
+  } catch (error) {
+    await Deno.remove(received.tempPath).catch(() => {});
+    throw error;
+  }
+  const attachment = await ingestVideo(deps, received, message, activityContext(c));
+  return c.json(await serializeAttachment(attachment, urlContext(c)), 201);
+});
+
+videoRoutes
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/{id}/download",
+      tags,
+      summary: "The original file as an attachment (Range supported; logged)",
+      security: bearer,
+      middleware: [requireMediaAccess("download")] as const,
+      request: { params: IdParam, query: MediaQuery },
+      responses: mediaResponses,
+    }),
+    async (c) => {
+      const deps = c.get("deps");
+      const attachment = await loadMediaAttachment(c);
+      const stat = await deps.storage.stat(attachment.storageKey);
+      if (!stat) throw new ApiError("not_found", "Attachment not found");
+      const response = await fileResponse(c.req.raw, {
+        path: deps.storage.localPath(attachment.storageKey),
+        contentType: attachment.mimeType,
+        etag: attachment.sha256,
+        lastModified: new Date(attachment.uploadedAt),
+        disposition: contentDisposition("attachment", attachment.fileName),
+        cacheControl: "private, no-cache",
+        headers: MEDIA_SECURITY_HEADERS,
+      });
+      // A player's follow-up range requests are one download, not many.
+      const range = c.req.header("range");
+      const startsAtZero = !range || /^\s*bytes\s*=\s*0\s*-/i.test(range);
+      if (c.req.method === "GET" && response.status < 300 && startsAtZero) {
+        await recordActivity(deps.db, activityContext(c), {
+          action: "video.download",
+          conversationId: attachment.conversationId,
+          attachmentId: attachment.id,
+          detail: { status: response.status, range: range?.slice(0, 100) ?? null },
+        }, deps.clock());
+      }
+      return response;
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/{id}/stream",
+      tags,
+      summary: "The playable video, inline (Range supported)",
+      security: bearer,
+      middleware: [requireMediaAccess("stream")] as const,
+      request: { params: IdParam, query: MediaQuery },
+      responses: mediaResponses,
+    }),
+    async (c) => {
+      const deps = c.get("deps");
+      const attachment = await loadMediaAttachment(c);
+      const key = attachment.playbackKey ?? attachment.storageKey;
+      const stat = await deps.storage.stat(key);
+      if (!stat) throw new ApiError("not_found", "Attachment not found");
+      return await fileResponse(c.req.raw, {
+        path: deps.storage.localPath(key),
+        contentType: attachment.playbackKey ? "video/mp4" : attachment.mimeType,
+        etag: attachment.playbackKey ? `p-${attachment.id}-${stat.size}` : attachment.sha256,
+        lastModified: stat.mtime,
+        cacheControl: "private, max-age=3600",
+        headers: MEDIA_SECURITY_HEADERS,
+      });
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/{id}/thumbnail",
+      tags,
+      summary: "JPEG thumbnail (404 until it has been made)",
+      security: bearer,
+      middleware: [requireMediaAccess("thumbnail")] as const,
+      request: { params: IdParam, query: MediaQuery },
+      responses: { ...mediaResponses, 200: binary("image/jpeg", "The thumbnail") },
+    }),
+    async (c) => {
+      const deps = c.get("deps");
+      const attachment = await loadMediaAttachment(c);
+      const stat = attachment.thumbnailKey ? await deps.storage.stat(attachment.thumbnailKey) : null;
+      if (!attachment.thumbnailKey || !stat) {
+        throw new ApiError("not_found", "Thumbnail not found");
+      }
+      return await fileResponse(c.req.raw, {
+        path: deps.storage.localPath(attachment.thumbnailKey),
+        contentType: "image/jpeg",
+        etag: `t-${attachment.id}-${stat.size}-${stat.mtime?.getTime() ?? 0}`,
+        lastModified: stat.mtime,
+        cacheControl: "private, max-age=31536000, immutable",
+        headers: MEDIA_SECURITY_HEADERS,
+      });
+    },
+  );
