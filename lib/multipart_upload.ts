@@ -84,6 +84,8 @@ export async function receiveMultipartFile(
     fields[name] = value;
   });
   parser.on("file", (name, stream, info) => {
+    // Destroying the parser on failure errors the part streams; that is expected.
+    stream.on("error", () => {});
     if (name !== fileField || fileResult) {
       stream.resume();
       return;

@@ -1,0 +1,97 @@
+/**
+ * Test videos made with ffmpeg's lavfi sources at test time (nothing binary is
+ * committed). Each fixture is generated once per test process.
+ */
+
+/** Names of the fixtures this module can make. */
+export type FixtureName =
+  | "h264.mp4"
+  | "vp9.webm"
+  | "theora.ogv"
+  | "mpeg4.avi"
+  | "h264.mkv"
+  | "h264.mov"
+  | "portrait.mp4"
+  | "short.mp4"
+  | "cover_art.mp4"
+  | "text.mp4";
+
+const SRC = "testsrc2=size=320x240:rate=25";
+const TONE = "sine=frequency=440:sample_rate=48000";
+
+const RECIPES: Record<Exclude<FixtureName, "text.mp4" | "portrait.mp4">, string[]> = {
+  "h264.mp4": ["-f", "lavfi", "-i", `${SRC}:duration=2`, "-f", "lavfi", "-i", `${TONE}:duration=2`,
+    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
+    "-movflags", "+faststart", "-f", "mp4"],
+  "vp9.webm": ["-f", "lavfi", "-i", `${SRC}:duration=1`, "-f", "lavfi", "-i", `${TONE}:duration=1`,
+    "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "200k", "-c:a",
+    "libopus", "-shortest", "-f", "webm"],
+  "theora.ogv": ["-f", "lavfi", "-i", `${SRC}:duration=1`, "-f", "lavfi", "-i",
+    `${TONE}:duration=1`, "-c:v", "libtheora", "-q:v", "5", "-c:a", "libvorbis", "-shortest",
+    "-f", "ogg"],
+  "mpeg4.avi": ["-f", "lavfi", "-i", `${SRC}:duration=1`, "-f", "lavfi", "-i",
+    `${TONE}:duration=1`, "-c:v", "mpeg4", "-q:v", "5", "-c:a", "libmp3lame", "-shortest", "-f",
+    "avi"],
+  "h264.mkv": ["-f", "lavfi", "-i", `${SRC}:duration=1`, "-c:v", "libx264", "-preset",
+    "ultrafast", "-pix_fmt", "yuv420p", "-f", "matroska"],
+  "h264.mov": ["-f", "lavfi", "-i", `${SRC}:duration=1`, "-f", "lavfi", "-i",
+    `${TONE}:duration=1`, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a",
+    "aac", "-shortest", "-f", "mov"],
+  "short.mp4": ["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=0.4", "-c:v",
+    "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mp4"],
+  "cover_art.mp4": ["-f", "lavfi", "-i", `${TONE}:duration=1`, "-f", "lavfi", "-i",
+    "color=c=red:size=64x64:duration=1", "-map", "0:a", "-map", "1:v", "-frames:v", "1", "-c:a",
+    "aac", "-c:v", "mjpeg", "-disposition:v:0", "attached_pic", "-f", "mp4"],
+};
+
+let dirPromise: Promise<string> | null = null;
+const made = new Map<FixtureName, Promise<string>>();
+
+async function ffmpeg(args: string[]): Promise<void> {
+  const out = await new Deno.Command("ffmpeg", {
+    args: ["-nostdin", "-hide_banner", "-v", "error", ...args],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`ffmpeg failed for a fixture: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+async function generate(dir: string, name: FixtureName): Promise<string> {
+  const path = `${dir}/${name}`;
+  if (name === "text.mp4") {
+    await Deno.writeTextFile(path, "This is not a video, whatever its name says.\n".repeat(20));
+  } else if (name === "portrait.mp4") {
+    // Landscape pixels with a 90° display matrix: a phone held upright.
+    const landscape = await fixture("h264.mp4");
+    await ffmpeg(["-i", landscape, "-c", "copy", "-metadata:s:v:0", "rotate=90", "-f", "mp4", "-y",
+      path]);
+  } else {
+    await ffmpeg([...RECIPES[name], "-y", path]);
+  }
+  return path;
+}
+
+/** The path of a generated fixture (made on first use). */
+export function fixture(name: FixtureName): Promise<string> {
+  dirPromise ??= Deno.makeTempDir({ prefix: "offchat-fixtures-" });
+  let promise = made.get(name);
+  if (!promise) {
+    promise = dirPromise.then((dir) => generate(dir, name));
+    made.set(name, promise);
+  }
+  return promise;
+}
+
+/** Runs ffprobe on bytes or a file and returns its JSON (for checking served files). */
+export async function ffprobeJson(path: string): Promise<Record<string, unknown>> {
+  const out = await new Deno.Command("ffprobe", {
+    args: ["-v", "error", "-show_format", "-show_streams", "-of", "json", path],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}

@@ -1,0 +1,153 @@
+import { sql } from "drizzle-orm";
+import { parseConfig } from "../lib/config.ts";
+import type { AppDeps } from "../lib/deps.ts";
+import { openDeps } from "../lib/service.ts";
+import { startWorker, type Worker } from "../lib/worker.ts";
+import { createApp } from "../routes/app.ts";
+
+/** A 32+ byte secret for tests. */
+export const TEST_SECRET = "test-secret-test-secret-test-secret-0123456789";
+
+/** An app on a temp data dir and a temp libSQL file, with a fast worker. */
+export interface TestContext {
+  app: ReturnType<typeof createApp>;
+  deps: AppDeps;
+  dataDir: string;
+  worker: Worker | null;
+  token(user: string, options?: { admin?: boolean }): Promise<string>;
+  /** `app.request` with a Bearer token for `user` (or none when user is null). */
+  request(user: string | null, path: string, init?: RequestInit): Promise<Response>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Builds a test context; dispose it with `await using`. */
+export async function createTestContext(
+  options: { env?: Record<string, string>; worker?: boolean } = {},
+): Promise<TestContext> {
+  const dataDir = await Deno.makeTempDir({ prefix: "offchat-test-" });
+  const config = parseConfig({
+    DATA_DIR: dataDir,
+    JWT_SECRET: TEST_SECRET,
+    PUBLIC_URL: "http://offchat.test",
+    ...options.env,
+  });
+  const opened = await openDeps(config);
+  const worker = options.worker === false
+    ? null
+    : startWorker(opened.deps, { concurrency: 1, pollMs: 50 });
+  if (worker) opened.attachWorker(worker);
+  const app = createApp(opened.deps, {
+    onUnexpectedError: (error) => {
+      throw error;
+    },
+  });
+  const token = (user: string, o: { admin?: boolean } = {}) =>
+    opened.deps.auth.signUserToken(user, { admin: o.admin });
+  return {
+    app,
+    deps: opened.deps,
+    dataDir,
+    worker,
+    token,
+    async request(user, path, init = {}) {
+      const headers = new Headers(init.headers);
+      if (user !== null) headers.set("authorization", `Bearer ${await token(user)}`);
+      return await app.request(path, { ...init, headers });
+    },
+    async [Symbol.asyncDispose]() {
+      await worker?.stop();
+      opened.close();
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** JSON body of a response, asserting nothing about its status. */
+export async function body<T = Record<string, unknown>>(response: Response): Promise<T> {
+  return await response.json() as T;
+}
+
+/** POSTs JSON as `user`. */
+export async function postJson(
+  ctx: TestContext,
+  user: string,
+  path: string,
+  payload: unknown,
+): Promise<Response> {
+  return await ctx.request(user, path, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(payload),
+  });
+}
+
+/** A conversation of `owner` with `others`, and one message from `owner` in it. */
+export async function conversationWithMessage(
+  ctx: TestContext,
+  owner: string,
+  others: string[] = [],
+): Promise<{ conversationId: string; messageId: string }> {
+  const conversation = await body<{ id: string }>(
+    await postJson(ctx, owner, "/api/chat/conversations", { participant_ids: others }),
+  );
+  const message = await body<{ id: string }>(
+    await postJson(ctx, owner, `/api/chat/conversations/${conversation.id}/messages`, {
+      body: "a video",
+    }),
+  );
+  return { conversationId: conversation.id, messageId: message.id };
+}
+
+/** Uploads a file as multipart, `message_id` first as clients are told to. */
+export async function uploadFile(
+  ctx: TestContext,
+  user: string,
+  messageId: string,
+  path: string,
+  fileName = path.split("/").pop()!,
+): Promise<Response> {
+  const form = new FormData();
+  form.append("message_id", messageId);
+  form.append("file", new Blob([await Deno.readFile(path)]), fileName);
+  return await ctx.request(user, "/api/chat/videos/upload/", { method: "POST", body: form });
+}
+
+/** Polls the attachment until its status leaves `processing` (or the deadline passes). */
+export async function waitForProcessed(
+  ctx: TestContext,
+  user: string,
+  attachmentId: string,
+  timeoutMs = 30_000,
+): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const json = await body(await ctx.request(user, `/api/chat/attachments/${attachmentId}`));
+    if (json.status !== "processing" || Date.now() > deadline) return json;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Every file below a directory, relative paths. */
+export async function listFiles(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  async function walk(path: string, prefix: string): Promise<void> {
+    for await (const entry of Deno.readDir(path)) {
+      const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
+      if (entry.isDirectory) await walk(`${path}/${entry.name}`, rel);
+      else found.push(rel);
+    }
+  }
+  await walk(dir, "");
+  return found.sort();
+}
+
+/** Path of a request relative to the public URL the tests configure. */
+export function localPath(url: string): string {
+  return url.replace("http://offchat.test", "");
+}
+
+/** Rows in a table (tables are named by the test, never by input). */
+export async function countRows(ctx: TestContext, table: string): Promise<number> {
+  const rows = await ctx.deps.db.all<{ n: number }>(sql.raw(`SELECT COUNT(*) AS n FROM ${table}`));
+  return Number(rows[0]!.n);
+}
