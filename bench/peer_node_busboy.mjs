@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-console explicit-function-return-type -- plain JavaScript CLI run by node
 /**
  * The comparison peer for bench/upload.ts: a minimal Node `http` + busboy
  * server doing the same streaming work as the upload route minus ffprobe and

@@ -1,0 +1,201 @@
+import assert from "node:assert/strict";
+import { fixture } from "../_fixtures.ts";
+import {
+  body,
+  conversationWithMessage,
+  countRows,
+  createTestContext,
+  listFiles,
+  localPath,
+  type TestContext,
+  uploadFile,
+  waitForProcessed,
+} from "../_helpers.ts";
+
+async function readyVideo(
+  ctx: TestContext,
+  fileName = "clip.mp4",
+): Promise<{ attachment: Record<string, unknown>; conversationId: string; messageId: string }> {
+  const { conversationId, messageId } = await conversationWithMessage(ctx, "alice", ["bob"]);
+  const created = await body(
+    await uploadFile(ctx, "alice", messageId, await fixture("h264.mp4"), fileName),
+  );
+  const attachment = await waitForProcessed(ctx, "alice", String(created.id));
+  assert.equal(attachment.status, "ready");
+  return { attachment, conversationId, messageId };
+}
+
+Deno.test("media: a non-participant gets the same 404 on metadata, thumbnail and download", async () => {
+  await using ctx = await createTestContext();
+  const { attachment, messageId } = await readyVideo(ctx);
+  const id = String(attachment.id);
+  const missing = "01936b2e-6f3a-7cc4-9d5e-2f0c1a9b8e77";
+  for (
+    const path of [
+      `/api/chat/attachments/${id}`,
+      `/api/chat/videos/${id}/thumbnail`,
+      `/api/chat/videos/${id}/download/`,
+      `/api/chat/videos/${id}/stream`,
+      `/api/chat/messages/${messageId}/attachments`,
+    ]
+  ) {
+    const theirs = await ctx.request("mallory", path);
+    const none = await ctx.request("mallory", path.replace(id, missing).replace(messageId, missing));
+    assert.equal(theirs.status, 404, path);
+    assert.equal(none.status, 404, path);
+    const [a, b] = [await body(theirs), await body(none)];
+    assert.equal(a.code, "not_found");
+    assert.deepEqual(a, b, path);
+  }
+  // The participant who did not upload can read everything.
+  for (const path of [`/api/chat/attachments/${id}`, `/api/chat/videos/${id}/download/`]) {
+    const response = await ctx.request("bob", path);
+    assert.equal(response.status, 200, path);
+    await response.body?.cancel();
+  }
+});
+
+Deno.test("media: download sends the original with safe headers and logs one activity row", async () => {
+  await using ctx = await createTestContext();
+  const { attachment } = await readyVideo(ctx, "été vidéo.mp4");
+  const original = await Deno.readFile(await fixture("h264.mp4"));
+  const response = await ctx.app.request(localPath(String(attachment.url)));
+  assert.equal(response.status, 200);
+  const headers = response.headers;
+  assert.equal(headers.get("content-type"), "video/mp4");
+  assert.equal(headers.get("x-content-type-options"), "nosniff");
+  assert.match(headers.get("content-security-policy") ?? "", /sandbox/);
+  assert.match(headers.get("cache-control") ?? "", /^private/);
+  assert.equal(headers.get("accept-ranges"), "bytes");
+  assert.equal(headers.get("content-length"), String(original.length));
+  assert.equal(
+    headers.get("content-disposition"),
+    `attachment; filename="_t_ vid_o.mp4"; filename*=UTF-8''%C3%A9t%C3%A9%20vid%C3%A9o.mp4`,
+  );
+  assert.deepEqual(new Uint8Array(await response.arrayBuffer()), original);
+  assert.equal(headers.get("etag"), `"${attachment.sha256}"`);
+
+  const activity = await body<{ items: Record<string, unknown>[] }>(
+    await ctx.app.request(`/api/admin/activity?action=video.download`, {
+      headers: { authorization: `Bearer ${await ctx.token("root", { admin: true })}` },
+    }),
+  );
+  assert.equal(activity.items.length, 1);
+  assert.equal(activity.items[0]!.actor_id, "alice");
+  assert.equal(activity.items[0]!.attachment_id, attachment.id);
+
+  // A player's later range requests are not more downloads.
+  const ranged = await ctx.request("alice", `/api/chat/videos/${attachment.id}/download`, {
+    headers: { range: "bytes=100-199" },
+  });
+  assert.equal(ranged.status, 206);
+  assert.equal(ranged.headers.get("content-range"), `bytes 100-199/${original.length}`);
+  assert.deepEqual(new Uint8Array(await ranged.arrayBuffer()), original.subarray(100, 200));
+  assert.equal(await countRows(ctx, "activity_log WHERE action = 'video.download'"), 1);
+});
+
+Deno.test("media: single ranges, 416, 304 and If-Range", async () => {
+  await using ctx = await createTestContext();
+  const { attachment } = await readyVideo(ctx);
+  const size = Number(attachment.file_size);
+  const url = `/api/chat/videos/${attachment.id}/stream`;
+  const cases: [string, number, string | null, number | null][] = [
+    ["bytes=0-0", 206, `bytes 0-0/${size}`, 1],
+    ["bytes=0-1", 206, `bytes 0-1/${size}`, 2],
+    ["bytes=-500", 206, `bytes ${size - 500}-${size - 1}/${size}`, 500],
+    ["bytes=100-", 206, `bytes 100-${size - 1}/${size}`, size - 100],
+    [`bytes=${size}-`, 416, `bytes */${size}`, null],
+    ["bytes=5-1", 416, `bytes */${size}`, null],
+    ["bytes=abc", 416, `bytes */${size}`, null],
+    ["bytes=0-1,4-5", 200, null, size],
+  ];
+  for (const [range, status, contentRange, length] of cases) {
+    const response = await ctx.request("alice", url, { headers: { range } });
+    assert.equal(response.status, status, range);
+    assert.equal(response.headers.get("content-range"), contentRange, range);
+    const bytes = await response.arrayBuffer();
+    if (length !== null) assert.equal(bytes.byteLength, length, range);
+  }
+  const etag = String((await ctx.request("alice", url, { method: "HEAD" })).headers.get("etag"));
+  const notModified = await ctx.request("alice", url, { headers: { "if-none-match": etag } });
+  assert.equal(notModified.status, 304);
+  const staleIfRange = await ctx.request("alice", url, {
+    headers: { range: "bytes=0-9", "if-range": '"stale"' },
+  });
+  assert.equal(staleIfRange.status, 200);
+  await staleIfRange.body?.cancel();
+});
+
+Deno.test("media: a signed URL opens one attachment for one purpose", async () => {
+  await using ctx = await createTestContext();
+  const a = await readyVideo(ctx);
+  const b = await readyVideo(ctx);
+  const downloadA = new URL(String(a.attachment.url));
+  const tokenA = downloadA.searchParams.get("token");
+  const other = await ctx.app.request(`/api/chat/videos/${b.attachment.id}/download?token=${tokenA}`);
+  assert.equal(other.status, 401);
+  await other.body?.cancel();
+  const wrongPurpose = await ctx.app.request(
+    `/api/chat/videos/${a.attachment.id}/thumbnail?token=${tokenA}`,
+  );
+  assert.equal(wrongPurpose.status, 401);
+  await wrongPurpose.body?.cancel();
+  const noToken = await ctx.app.request(`/api/chat/videos/${a.attachment.id}/download`);
+  assert.equal(noToken.status, 401);
+  await noToken.body?.cancel();
+});
+
+Deno.test("media: removed participants lose access", async () => {
+  await using ctx = await createTestContext();
+  const { attachment, conversationId } = await readyVideo(ctx);
+  const url = localPath(String(
+    (await body(await ctx.request("bob", `/api/chat/attachments/${attachment.id}`))).url,
+  ));
+  const left = await ctx.request("bob", `/api/chat/conversations/${conversationId}/participants/bob`, {
+    method: "DELETE",
+  });
+  assert.equal(left.status, 204);
+  const meta = await ctx.request("bob", `/api/chat/attachments/${attachment.id}`);
+  assert.equal(meta.status, 404);
+  await meta.body?.cancel();
+  const signed = await ctx.app.request(url);
+  assert.equal(signed.status, 404);
+  await signed.body?.cancel();
+});
+
+Deno.test("media: delete is for the uploader or an admin and removes the files", async () => {
+  await using ctx = await createTestContext();
+  const { attachment } = await readyVideo(ctx);
+  const id = String(attachment.id);
+  const filesBefore = (await listFiles(ctx.dataDir)).filter((f) => /^(media|thumbnails)\//.test(f));
+  assert.equal(filesBefore.length, 2);
+
+  const byBob = await ctx.request("bob", `/api/chat/attachments/${id}`, { method: "DELETE" });
+  assert.equal(byBob.status, 403);
+  await byBob.body?.cancel();
+  const byMallory = await ctx.request("mallory", `/api/chat/attachments/${id}`, { method: "DELETE" });
+  assert.equal(byMallory.status, 404);
+  await byMallory.body?.cancel();
+
+  const deleted = await ctx.request("alice", `/api/chat/attachments/${id}`, { method: "DELETE" });
+  assert.equal(deleted.status, 204);
+  const filesAfter = (await listFiles(ctx.dataDir)).filter((f) => /^(media|thumbnails)\//.test(f));
+  assert.deepEqual(filesAfter, []);
+  const gone = await ctx.request("alice", `/api/chat/attachments/${id}`);
+  assert.equal(gone.status, 404);
+  await gone.body?.cancel();
+  assert.equal(await countRows(ctx, "activity_log WHERE action = 'attachment.delete'"), 1);
+  const again = await ctx.request("alice", `/api/chat/attachments/${id}`, { method: "DELETE" });
+  assert.equal(again.status, 404);
+  await again.body?.cancel();
+});
+
+Deno.test("media: an admin may delete someone else's attachment", async () => {
+  await using ctx = await createTestContext();
+  const { attachment } = await readyVideo(ctx);
+  const response = await ctx.app.request(`/api/chat/attachments/${attachment.id}`, {
+    method: "DELETE",
+    headers: { authorization: `Bearer ${await ctx.token("root", { admin: true })}` },
+  });
+  assert.equal(response.status, 204);
+});
