@@ -306,24 +306,82 @@ async function waitReady(url: string, child: Child): Promise<void> {
   throw new Error(`${child.name} not ready after ${READY_TIMEOUT_MS} ms:\n${await logTail(child)}`);
 }
 
-async function readStatus(pid: number): Promise<{ rss: number; hwm: number }> {
-  const text = await Deno.readTextFile(`/proc/${pid}/status`);
-  const kib = (field: string): number => {
-    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text);
-    if (!match) throw new Error(`No ${field} in /proc/${pid}/status`);
-    return Number(match[1]) * 1024;
-  };
-  return { rss: kib("VmRSS"), hwm: kib("VmHWM") };
+/** One JSON line from bench/rss_sampler.mjs. */
+interface SamplerAnswer {
+  rss?: number;
+  hwmReset?: boolean;
+  peak?: number;
+  samples?: number;
+  hwm?: number;
+  error?: string;
 }
 
-/** Resets VmHWM to the current RSS (Linux >= 4.0); false where that is refused. */
-async function resetPeak(pid: number): Promise<boolean> {
-  try {
-    await Deno.writeTextFile(`/proc/${pid}/clear_refs`, "5");
-    return true;
-  } catch {
-    return false;
+/**
+ * Drives bench/rss_sampler.mjs, a node process that reads /proc/<pid>/status
+ * every ~10 ms (Deno 2 only reads /proc under --allow-all).
+ */
+class RssSampler {
+  readonly child: Child;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #lines: AsyncIterator<string>;
+
+  constructor(child: Child, lines: AsyncIterator<string>) {
+    this.child = child;
+    this.#writer = child.process.stdin.getWriter();
+    this.#lines = lines;
   }
+
+  async #ask(command: string): Promise<SamplerAnswer> {
+    await this.#writer.write(new TextEncoder().encode(`${command}\n`));
+    const next = await this.#lines.next();
+    if (next.done) throw new Error(`The RSS sampler exited:\n${await logTail(this.child)}`);
+    const answer = JSON.parse(next.value) as SamplerAnswer;
+    if (answer.error) throw new Error(`RSS sampler: ${answer.error}`);
+    return answer;
+  }
+
+  /** Resets the kernel's peak for `pid`, starts sampling, returns the RSS now. */
+  async start(pid: number): Promise<{ rss: number; hwmReset: boolean }> {
+    const answer = await this.#ask(`start ${pid}`);
+    return { rss: answer.rss ?? 0, hwmReset: answer.hwmReset === true };
+  }
+
+  async stop(): Promise<{ peak: number; samples: number; hwm: number }> {
+    const answer = await this.#ask("stop");
+    return { peak: answer.peak ?? 0, samples: answer.samples ?? 0, hwm: answer.hwm ?? 0 };
+  }
+
+  async close(): Promise<void> {
+    await this.#writer.close().catch(() => {});
+  }
+}
+
+async function* splitLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let buffer = "";
+  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+    buffer += text;
+    let newline: number;
+    while ((newline = buffer.indexOf("\n")) !== -1) {
+      yield buffer.slice(0, newline);
+      buffer = buffer.slice(newline + 1);
+    }
+  }
+}
+
+function startSampler(logPath: string): RssSampler {
+  const process = new Deno.Command("node", {
+    args: [`${REPO}/bench/rss_sampler.mjs`],
+    env: { SAMPLE_INTERVAL_MS: String(SAMPLE_INTERVAL_MS) },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const errors = (async (): Promise<void> => {
+    const text = await new Response(process.stderr).text();
+    await Deno.writeTextFile(logPath, text);
+  })();
+  const child: Child = { name: "rss sampler", process, logPath, pumps: [errors] };
+  return new RssSampler(child, splitLines(process.stdout));
 }
 
 async function apiJson(
@@ -344,6 +402,7 @@ async function apiJson(
 }
 
 async function upload(
+  sampler: RssSampler,
   target: Target,
   videoPath: string,
   expectedSha256: string,
@@ -358,24 +417,7 @@ async function upload(
 
   // Let the previous upload's garbage and ffprobe settle before the baseline.
   await delay(300);
-  const hwmReset = await resetPeak(target.pid);
-  const before = await readStatus(target.pid);
-  let peak = before.rss;
-  let samples = 1;
-  let sampling = true;
-  const sampler = (async (): Promise<void> => {
-    while (sampling) {
-      try {
-        const { rss } = await readStatus(target.pid);
-        if (rss > peak) peak = rss;
-        samples++;
-      } catch {
-        return;
-      }
-      await delay(SAMPLE_INTERVAL_MS);
-    }
-  })();
-
+  const before = await sampler.start(target.pid);
   const started = performance.now();
   const out = await new Deno.Command("curl", {
     args,
@@ -384,10 +426,7 @@ async function upload(
     stderr: "piped",
   }).output();
   const wallMs = performance.now() - started;
-  sampling = false;
-  await sampler;
-  const after = await readStatus(target.pid);
-  peak = Math.max(peak, after.rss);
+  const after = await sampler.stop();
 
   const decoder = new TextDecoder();
   const [code, total] = decoder.decode(out.stdout).trim().split(" ");
@@ -410,9 +449,9 @@ async function upload(
     wallMs,
     curlMs: Number(total) * 1000,
     rssBefore: before.rss,
-    rssPeak: peak,
-    hwmPeak: hwmReset ? after.hwm : null,
-    samples,
+    rssPeak: after.peak,
+    hwmPeak: before.hwmReset ? after.hwm : null,
+    samples: after.samples,
   };
 }
 
@@ -496,9 +535,10 @@ function report(a: Sample[], b: Sample[], fileBytes: number): Report {
 }
 
 async function machine(): Promise<Machine> {
-  const meminfo = await Deno.readTextFile("/proc/meminfo").catch(() => "");
+  // Deno only reads /proc under --allow-all, so through cat.
+  const meminfo = await run("cat", ["/proc/meminfo"]).catch(() => "");
   const total = /^MemTotal:\s+(\d+) kB/m.exec(meminfo);
-  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const cpuinfo = await run("cat", ["/proc/cpuinfo"]).catch(() => "");
   const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim();
   const nproc = await firstLine("nproc", []);
   return {
@@ -650,6 +690,8 @@ async function main(): Promise<void> {
       BUSBOY_PATH: `${REPO}/node_modules/busboy`,
     }, `${tmp}/peer.log`);
     children.push(peer);
+    const sampler = startSampler(`${tmp}/sampler.log`);
+    children.push(sampler.child);
 
     const serverUrl = `http://127.0.0.1:${serverPort}`;
     const peerUrl = `http://127.0.0.1:${peerPort}`;
@@ -702,7 +744,7 @@ async function main(): Promise<void> {
 
     const responsePath = `${tmp}/response.json`;
     const once = (target: Target): Promise<Sample> =>
-      upload(target, videoPath, expectedSha256, fileBytes, responsePath);
+      upload(sampler, target, videoPath, expectedSha256, fileBytes, responsePath);
     for (let i = 0; i < options.warmup; i++) {
       await once(targetA);
       await once(targetB);

@@ -48,7 +48,7 @@ export const videoRoutes = newRouter();
 
 videoRoutes.openAPIRegistry.registerPath({
   method: "post",
-  path: "/api/chat/videos/upload/",
+  path: "/upload/",
   tags,
   summary: "Upload a video to a message (multipart, streamed)",
   description: "Send `message_id` before `file` (or as `?message_id=`) so a refused upload is " +

@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import { eq } from "drizzle-orm";
+import { attachments, jobs } from "../../db/schema.ts";
+import { claimJob, failJob, retryDelayMs } from "../../lib/jobs.ts";
+import { startWorker } from "../../lib/worker.ts";
+import { fixture } from "../_fixtures.ts";
+import {
+  body,
+  conversationWithMessage,
+  createTestContext,
+  type TestContext,
+  uploadFile,
+  waitForProcessed,
+} from "../_helpers.ts";
+
+async function uploadWithoutWorker(ctx: TestContext): Promise<string> {
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const created = await body(await uploadFile(ctx, "alice", messageId, await fixture("short.mp4")));
+  assert.equal(created.status, "processing");
+  return String(created.id);
+}
+
+Deno.test("jobs: a killed worker's job is re-claimed once its lease expires", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const attachmentId = await uploadWithoutWorker(ctx);
+  const t0 = new Date();
+  const first = await claimJob(ctx.deps.db, "worker-a", 1000, t0);
+  assert.ok(first);
+  assert.equal(first.attachmentId, attachmentId);
+  assert.equal(first.attempts, 1);
+  // worker-a dies here without finishing. Nobody may take the job while the lease holds.
+  assert.equal(await claimJob(ctx.deps.db, "worker-b", 1000, new Date(t0.getTime() + 500)), null);
+  const reclaimed = await claimJob(ctx.deps.db, "worker-b", 1000, new Date(t0.getTime() + 1500));
+  assert.ok(reclaimed);
+  assert.equal(reclaimed.id, first.id);
+  assert.equal(reclaimed.attempts, 2);
+  assert.equal(reclaimed.lockedBy, "worker-b");
+
+  // A real worker (whose clock is well past the lease) finishes the job.
+  const worker = startWorker({ ...ctx.deps, clock: () => new Date(Date.now() + 10_000) }, {
+    concurrency: 1,
+    pollMs: 20,
+    leaseMs: 1000,
+  });
+  try {
+    const done = await waitForProcessed(ctx, "alice", attachmentId);
+    assert.equal(done.status, "ready");
+    assert.ok(done.thumbnail_url);
+  } finally {
+    await worker.stop();
+  }
+});
+
+Deno.test("jobs: two workers never hold the same job", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  await uploadWithoutWorker(ctx);
+  await uploadWithoutWorker(ctx);
+  const now = new Date();
+  const claims = await Promise.all(
+    ["a", "b", "c", "d"].map((w) => claimJob(ctx.deps.db, w, 60_000, now)),
+  );
+  const held = claims.filter((c) => c !== null).map((c) => c!.id);
+  assert.equal(held.length, 2);
+  assert.equal(new Set(held).size, 2);
+});
+
+Deno.test("jobs: failures retry with backoff, then the attachment fails with the reason", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const attachmentId = await uploadWithoutWorker(ctx);
+  let now = new Date();
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const job = await claimJob(ctx.deps.db, "w", 60_000, now);
+    assert.ok(job, `attempt ${attempt}`);
+    assert.equal(job.attempts, attempt);
+    const outcome = await failJob(ctx.deps.db, job, "w", `boom ${attempt}`, now);
+    assert.equal(outcome, attempt < 3 ? "retry" : "failed");
+    if (attempt < 3) {
+      // Not runnable again before the backoff has passed.
+      assert.equal(await claimJob(ctx.deps.db, "w", 60_000, now), null);
+      now = new Date(now.getTime() + retryDelayMs(attempt));
+    }
+  }
+  const [row] = await ctx.deps.db.select().from(attachments).where(eq(attachments.id, attachmentId));
+  assert.equal(row!.status, "failed");
+  assert.equal(row!.error, "boom 3");
+  const [job] = await ctx.deps.db.select().from(jobs).where(eq(jobs.attachmentId, attachmentId));
+  assert.equal(job!.status, "failed");
+  const json = await body(await ctx.request("alice", `/api/chat/attachments/${attachmentId}`));
+  assert.equal(json.status, "failed");
+  assert.equal(json.error, "boom 3");
+  assert.equal(json.stream_url, null);
+});
+
+Deno.test("jobs: a missing source file fails the job, not the worker", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const attachmentId = await uploadWithoutWorker(ctx);
+  const [row] = await ctx.deps.db.select().from(attachments).where(eq(attachments.id, attachmentId));
+  await ctx.deps.storage.delete(row!.storageKey);
+  await ctx.deps.db.update(jobs).set({ maxAttempts: 1 }).where(eq(jobs.attachmentId, attachmentId));
+  const worker = startWorker(ctx.deps, { concurrency: 1, pollMs: 20 });
+  try {
+    const done = await waitForProcessed(ctx, "alice", attachmentId);
+    assert.equal(done.status, "failed");
+    assert.match(String(done.error), /missing/);
+  } finally {
+    await worker.stop();
+  }
+});
