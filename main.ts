@@ -7,6 +7,7 @@
  *   deno task token USER [--admin] [--ttl SECONDS]
  *   deno task setup            find ffmpeg/ffprobe >= 4, install Debian's ffmpeg as root when missing
  */
+// deno-lint-ignore-file no-console -- this is the command line; printing is its job
 import type { Config } from "./lib/config.ts";
 
 function fail(message: string): never {
@@ -39,7 +40,9 @@ async function setup(): Promise<void> {
   const canApt = Deno.build.os === "linux" && Deno.uid() === 0 &&
     (await Deno.stat("/usr/bin/apt-get").catch(() => null)) !== null;
   if (!canApt) fail(installInstructions(Deno.build.os));
-  console.log("setup: ffmpeg/ffprobe missing or older than 4; installing Debian's ffmpeg with apt-get");
+  console.log(
+    "setup: ffmpeg/ffprobe missing or older than 4; installing Debian's ffmpeg with apt-get",
+  );
   const apt = (args: string[]) =>
     new Deno.Command("apt-get", {
       args,
@@ -84,7 +87,9 @@ async function tokenCommand(args: string[]): Promise<void> {
   const { createAuth } = await import("./lib/auth.ts");
   const secret = config.jwtSecret ?? (await loadOrCreateSecret(config.dataDir)).secret;
   const auth = await createAuth(config, secret);
-  console.log(await auth.signUserToken(userId, { admin: args.includes("--admin"), ttlSeconds: ttl }));
+  console.log(
+    await auth.signUserToken(userId, { admin: args.includes("--admin"), ttlSeconds: ttl }),
+  );
 }
 
 async function runService(mode: "serve" | "worker"): Promise<void> {

@@ -8,8 +8,9 @@
  *   deno task bench:upload -- --write      also update docs/BENCHMARKS.md
  *
  * Options: --runs N (uploads per server, default 5), --warmup N (unmeasured
- * uploads per server first, default 1), --size-mib N (default 100), --keep
- * (leave the temporary directory behind).
+ * uploads per server first, default 0: a warm-up would hide the first upload's
+ * growth, since freed memory stays in the process), --size-mib N (default
+ * 100), --keep (leave the temporary directory behind).
  *
  * The video is a few seconds of H.264 from ffmpeg's lavfi `testsrc2` with
  * `+faststart`, padded with an ISO-BMFF `free` box to the target size, so it
@@ -91,7 +92,7 @@ interface Child {
 }
 
 function parseOptions(args: string[]): Options {
-  const options: Options = { runs: 5, warmup: 1, sizeMiB: 100, write: false, keep: false };
+  const options: Options = { runs: 5, warmup: 0, sizeMiB: 100, write: false, keep: false };
   const number = (flag: string, value: string | undefined, min: number): number => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < min) throw new Error(`${flag} takes a whole number >= ${min}`);
@@ -494,6 +495,10 @@ function report(a: Sample[], b: Sample[], fileBytes: number): Report {
   const ratio = stats(ratios);
   const growthA = Math.max(...a.map(growth));
   const growthB = Math.max(...b.map(growth));
+  const total = (samples: Sample[]): number =>
+    Math.max(0, Math.max(...samples.map((s) => s.rssPeak)) - samples[0]!.rssBefore);
+  const totalA = total(a);
+  const totalB = total(b);
   const hwm = (samples: Sample[]): string => {
     const values = samples.map(hwmGrowth);
     return values.some((v) => v === null) ? "n/a" : mib(Math.max(...values as number[]));
@@ -507,6 +512,7 @@ function report(a: Sample[], b: Sample[], fileBytes: number): Report {
     ["RSS before the first measured upload", mib(a[0]!.rssBefore), mib(b[0]!.rssBefore)],
     ["Peak RSS growth during an upload (max over runs)", mib(growthA), mib(growthB)],
     ["Same, from VmHWM (kernel peak)", hwm(a), hwm(b)],
+    ["RSS growth over all runs (highest peak − RSS before the first)", mib(totalA), mib(totalB)],
   ];
   const table = [
     "| | This server (Deno + Hono) | Peer (Node `http` + busboy) |",

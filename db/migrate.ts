@@ -97,7 +97,8 @@ export async function migrate(
       }
       await tx.executeMultiple(migration.sql);
       await tx.execute({
-        sql: "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
+        sql:
+          "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
         args: [migration.version, migration.name, migration.checksum, now()],
       });
       await tx.commit();

@@ -6,8 +6,13 @@
 import { z } from "@hono/zod-openapi";
 
 const isoTime = z.string().openapi({ example: "2025-01-15T10:30:00.000Z" });
-const userId = z.string().regex(/^[\w.@:+-]{1,128}$/, "must be a user id of 1-128 letters, digits or ._@:+-");
-export const idSchema = z.string().uuid().openapi({ example: "01936b2e-6f3a-7cc4-9d5e-2f0c1a9b8e77" });
+const userId = z.string().regex(
+  /^[\w.@:+-]{1,128}$/,
+  "must be a user id of 1-128 letters, digits or ._@:+-",
+);
+export const idSchema = z.string().uuid().openapi({
+  example: "01936b2e-6f3a-7cc4-9d5e-2f0c1a9b8e77",
+});
 
 export const ProblemSchema = z.object({
   type: z.string(),

@@ -1,10 +1,4 @@
-import {
-  createRemoteJWKSet,
-  importSPKI,
-  type JWTPayload,
-  jwtVerify,
-  SignJWT,
-} from "jose";
+import { createRemoteJWKSet, importSPKI, type JWTPayload, jwtVerify, SignJWT } from "jose";
 import type { Config } from "./config.ts";
 import { ApiError } from "./errors.ts";
 
@@ -23,7 +17,10 @@ export interface Auth {
   signMediaToken(user: User, attachmentId: string, purpose: MediaPurpose): Promise<string>;
   verifyMediaToken(token: string, attachmentId: string, purpose: MediaPurpose): Promise<User>;
   /** Mints a user token with the local HS256 secret; fails when an identity provider is configured. */
-  signUserToken(userId: string, options?: { admin?: boolean; ttlSeconds?: number }): Promise<string>;
+  signUserToken(
+    userId: string,
+    options?: { admin?: boolean; ttlSeconds?: number },
+  ): Promise<string>;
 }
 
 const USER_ID_PATTERN = /^[\w.@:+-]{1,128}$/;

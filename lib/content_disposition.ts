@@ -20,7 +20,10 @@ function encodeRfc5987(value: string): string {
 export function contentDisposition(type: "attachment" | "inline", fileName: string): string {
   const plain = SAFE_ASCII.test(fileName) && !/["\\%]/.test(fileName);
   if (plain) return `${type}; filename="${fileName}"`;
-  const fallback = Array.from(fileName, (ch) => /^[\x20-\x7e]$/.test(ch) && !/["\\%]/.test(ch) ? ch : "_")
+  const fallback = Array.from(
+    fileName,
+    (ch) => /^[\x20-\x7e]$/.test(ch) && !/["\\%]/.test(ch) ? ch : "_",
+  )
     .join("");
   return `${type}; filename="${fallback}"; filename*=UTF-8''${encodeRfc5987(fileName)}`;
 }

@@ -51,7 +51,12 @@ export async function createConversation(
   await db.transaction(async (tx) => {
     await tx.insert(conversations).values(conversation);
     await tx.insert(conversationParticipants).values([
-      { conversationId: conversation.id, userId: actor.actorId, role: "owner", joinedAt: now.getTime() },
+      {
+        conversationId: conversation.id,
+        userId: actor.actorId,
+        role: "owner",
+        joinedAt: now.getTime(),
+      },
       ...others.map((userId) => ({
         conversationId: conversation.id,
         userId,

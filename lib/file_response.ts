@@ -72,7 +72,10 @@ function etagMatches(header: string | null, etag: string): boolean {
  * satisfiable range (unless `If-Range` no longer matches), 416 for a
  * malformed or unsatisfiable one, 200 otherwise. The bytes are streamed.
  */
-export async function fileResponse(request: Request, options: FileResponseOptions): Promise<Response> {
+export async function fileResponse(
+  request: Request,
+  options: FileResponseOptions,
+): Promise<Response> {
   const file = await Deno.open(options.path, { read: true });
   let handedOff = false;
   try {

@@ -102,8 +102,11 @@ export async function receiveMultipartFile(
   }
   const parsed = new Promise<void>((resolve, reject) => {
     parser.on("close", resolve);
-    parser.on("error", (error: Error) =>
-      reject(new ApiError("invalid_request", `Malformed multipart body: ${error.message}`)));
+    parser.on(
+      "error",
+      (error: Error) =>
+        reject(new ApiError("invalid_request", `Malformed multipart body: ${error.message}`)),
+    );
   });
   parsed.catch(() => {});
 
@@ -142,11 +145,14 @@ export async function receiveMultipartFile(
     parser.end();
     await Promise.race([parsed, failed]);
     if (!fileResult) throw new ApiError("invalid_request", `Field "${fileField}" is required`);
-    const file = await Promise.race([fileResult as Promise<{
-      name: string;
-      size: number;
-      sha256: string;
-    }>, failed]);
+    const file = await Promise.race([
+      fileResult as Promise<{
+        name: string;
+        size: number;
+        sha256: string;
+      }>,
+      failed,
+    ]);
     return { tempPath, size: file.size, sha256: file.sha256, fileName: file.name, fields };
   } catch (error) {
     await reader.cancel().catch(() => {});

@@ -1,9 +1,4 @@
-import type {
-  Activity,
-  Attachment,
-  Conversation,
-  Message,
-} from "../db/schema.ts";
+import type { Activity, Attachment, Conversation, Message } from "../db/schema.ts";
 import type { ActivityJson, AttachmentJson, ConversationJson, MessageJson } from "./api_schemas.ts";
 import type { Auth, User } from "./auth.ts";
 
@@ -73,9 +68,7 @@ export async function serializeAttachment(
     url: await signed("/download/", "download"),
     stream_url: ready ? await signed("/stream", "stream") : null,
     thumbnail_url: attachment.thumbnailKey ? await signed("/thumbnail", "thumbnail") : null,
-    storyboard_url: attachment.storyboardKey
-      ? await signed("/storyboard.vtt", "storyboard")
-      : null,
+    storyboard_url: attachment.storyboardKey ? await signed("/storyboard.vtt", "storyboard") : null,
     uploaded_at: iso(attachment.uploadedAt),
     processed_at: iso(attachment.processedAt),
   };

@@ -22,7 +22,10 @@ export interface OpenedDeps {
  * Opens the database (migrating it), the secret, storage and media tools for
  * a configuration.
  */
-export async function openDeps(config: Config, clock: Clock = () => new Date()): Promise<OpenedDeps> {
+export async function openDeps(
+  config: Config,
+  clock: Clock = () => new Date(),
+): Promise<OpenedDeps> {
   await Deno.mkdir(config.dataDir, { recursive: true });
   const handle = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
   try {
@@ -114,7 +117,9 @@ export async function startService(
     port: config.port,
     hostname: config.host,
     onListen: ({ hostname, port }) => {
-      options.log(`OffChat Media listening on http://${hostname}:${port} (public URL ${config.publicUrl})`);
+      options.log(
+        `OffChat Media listening on http://${hostname}:${port} (public URL ${config.publicUrl})`,
+      );
       options.log(`API docs: ${config.publicUrl}/docs`);
     },
   }, app.fetch);

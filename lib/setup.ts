@@ -42,7 +42,9 @@ export function installInstructions(os: string): string {
   return [
     `ffmpeg and ffprobe ${MIN_FFMPEG_MAJOR} or newer are required. Install them, then run the command again:`,
     os === "darwin" ? "  macOS:          brew install ffmpeg" : null,
-    os === "windows" ? "  Windows:        winget install Gyan.FFmpeg   (or: choco install ffmpeg)" : null,
+    os === "windows"
+      ? "  Windows:        winget install Gyan.FFmpeg   (or: choco install ffmpeg)"
+      : null,
     os === "linux"
       ? [
         "  Debian/Ubuntu:  sudo apt-get update && sudo apt-get install -y ffmpeg",

@@ -6,9 +6,11 @@ import { ApiError } from "../lib/errors.ts";
 function bearerToken(header: string | undefined): string | null {
   if (!header) return null;
   const match = /^Bearer[ ]+([A-Za-z0-9\-_=.]+)\s*$/i.exec(header);
-  if (!match) throw new ApiError("unauthorized", "Malformed Authorization header", {
-    "www-authenticate": 'Bearer realm="offchat"',
-  });
+  if (!match) {
+    throw new ApiError("unauthorized", "Malformed Authorization header", {
+      "www-authenticate": 'Bearer realm="offchat"',
+    });
+  }
   return match[1]!;
 }
 

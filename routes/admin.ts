@@ -47,7 +47,10 @@ export const adminRoutes = newRouter()
         before: q.before,
         limit: q.limit,
       });
-      return c.json({ items: page.items.map(serializeActivity), next_cursor: page.nextCursor }, 200);
+      return c.json(
+        { items: page.items.map(serializeActivity), next_cursor: page.nextCursor },
+        200,
+      );
     },
   )
   .openapi(

@@ -67,7 +67,9 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
   app.onError((error) => {
     if (error instanceof ApiError) return problemResponse(error);
     if (error instanceof HTTPException) {
-      const code = error.status === 401 ? "unauthorized" : error.status === 404
+      const code = error.status === 401
+        ? "unauthorized"
+        : error.status === 404
         ? "not_found"
         : error.status === 413
         ? "file_too_large"

@@ -1,6 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import {
   AddParticipantBody,
+  type ConversationJson,
   ConversationSchema,
   CreateConversationBody,
   CreateMessageBody,
@@ -28,7 +29,7 @@ import { bearer, json, newRouter, problems } from "./_router.ts";
 
 const tags = ["conversations"];
 
-async function conversationJson(db: Database, id: string) {
+async function conversationJson(db: Database, id: string): Promise<ConversationJson> {
   const conversation = await getConversation(db, id);
   const participants = await participantsOf(db, [id]);
   return serializeConversation(conversation, participants.get(id) ?? []);

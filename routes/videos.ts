@@ -1,6 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import type { Message } from "../db/schema.ts";
+import type { Attachment, Message } from "../db/schema.ts";
 import { AttachmentSchema, IdParam, idSchema, MediaQuery } from "../lib/api_schemas.ts";
 import { loadMessageForUpload, loadVisibleAttachment } from "../lib/access.ts";
 import { recordActivity } from "../lib/activity.ts";
@@ -38,7 +38,7 @@ const mediaResponses = {
   404: problems[404],
 };
 
-async function loadMediaAttachment(c: Context<AppEnv>) {
+async function loadMediaAttachment(c: Context<AppEnv>): Promise<Attachment> {
   const { db } = c.get("deps");
   return await loadVisibleAttachment(db, c.req.param("id") ?? "", c.get("user"));
 }
@@ -192,7 +192,9 @@ videoRoutes
     async (c) => {
       const deps = c.get("deps");
       const attachment = await loadMediaAttachment(c);
-      const stat = attachment.thumbnailKey ? await deps.storage.stat(attachment.thumbnailKey) : null;
+      const stat = attachment.thumbnailKey
+        ? await deps.storage.stat(attachment.thumbnailKey)
+        : null;
       if (!attachment.thumbnailKey || !stat) {
         throw new ApiError("not_found", "Thumbnail not found");
       }

@@ -42,8 +42,10 @@ export function sniffContainer(head: Uint8Array): Container | null {
   if (head.length >= 8 && QUICKTIME_ATOMS.has(ascii(head, 4, 4))) {
     return { name: "mov", demuxer: "mov", mimeType: "video/quicktime", extension: "mov" };
   }
-  if (head.length >= 4 && head[0] === 0x1a && head[1] === 0x45 && head[2] === 0xdf &&
-    head[3] === 0xa3) {
+  if (
+    head.length >= 4 && head[0] === 0x1a && head[1] === 0x45 && head[2] === 0xdf &&
+    head[3] === 0xa3
+  ) {
     const isWebm = ascii(head, 0, Math.min(head.length, SNIFF_BYTES)).includes("webm");
     return isWebm
       ? { name: "webm", demuxer: "matroska", mimeType: "video/webm", extension: "webm" }

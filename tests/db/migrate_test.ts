@@ -14,7 +14,10 @@ async function withDatabase(fn: (dir: string, url: string) => Promise<void>): Pr
 async function copyMigrations(to: string): Promise<void> {
   await Deno.mkdir(to);
   for await (const entry of Deno.readDir(new URL("../../migrations/", import.meta.url))) {
-    await Deno.copyFile(new URL(`../../migrations/${entry.name}`, import.meta.url), `${to}/${entry.name}`);
+    await Deno.copyFile(
+      new URL(`../../migrations/${entry.name}`, import.meta.url),
+      `${to}/${entry.name}`,
+    );
   }
 }
 
@@ -32,14 +35,27 @@ Deno.test("migrate: applies every migration once; a re-run is a no-op", async ()
       );
       const names = tables.rows.map((r) => String(r.name));
       for (
-        const t of ["activity_log", "attachments", "conversation_participants", "conversations",
-          "jobs", "messages", "schema_migrations"]
+        const t of [
+          "activity_log",
+          "attachments",
+          "conversation_participants",
+          "conversations",
+          "jobs",
+          "messages",
+          "schema_migrations",
+        ]
       ) assert.ok(names.includes(t), t);
       const indexes = await handle.client.execute(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'attachments'",
       );
       const indexNames = indexes.rows.map((r) => String(r.name));
-      for (const i of ["attachments_message_idx", "attachments_file_type_idx", "attachments_uploaded_at_idx"]) {
+      for (
+        const i of [
+          "attachments_message_idx",
+          "attachments_file_type_idx",
+          "attachments_uploaded_at_idx",
+        ]
+      ) {
         assert.ok(indexNames.includes(i), i);
       }
     } finally {
@@ -81,10 +97,15 @@ Deno.test("migrate: a failing migration leaves no trace (atomic with its row)", 
         "SELECT name FROM sqlite_master WHERE name = 'half_done'",
       );
       assert.equal(table.rows.length, 0);
-      const row = await handle.client.execute("SELECT * FROM schema_migrations WHERE version = 9999");
+      const row = await handle.client.execute(
+        "SELECT * FROM schema_migrations WHERE version = 9999",
+      );
       assert.equal(row.rows.length, 0);
       // The earlier migrations did land, and fixing the file lets the run finish.
-      await Deno.writeTextFile(`${migrations}/9999_broken.sql`, "CREATE TABLE half_done (id INTEGER);\n");
+      await Deno.writeTextFile(
+        `${migrations}/9999_broken.sql`,
+        "CREATE TABLE half_done (id INTEGER);\n",
+      );
       const result = await migrate(handle.client, { dir: migrations });
       assert.deepEqual(result.applied, ["9999_broken.sql"]);
     } finally {

@@ -80,7 +80,9 @@ Deno.test("jobs: failures retry with backoff, then the attachment fails with the
       now = new Date(now.getTime() + retryDelayMs(attempt));
     }
   }
-  const [row] = await ctx.deps.db.select().from(attachments).where(eq(attachments.id, attachmentId));
+  const [row] = await ctx.deps.db.select().from(attachments).where(
+    eq(attachments.id, attachmentId),
+  );
   assert.equal(row!.status, "failed");
   assert.equal(row!.error, "boom 3");
   const [job] = await ctx.deps.db.select().from(jobs).where(eq(jobs.attachmentId, attachmentId));
@@ -94,7 +96,9 @@ Deno.test("jobs: failures retry with backoff, then the attachment fails with the
 Deno.test("jobs: a missing source file fails the job, not the worker", async () => {
   await using ctx = await createTestContext({ worker: false });
   const attachmentId = await uploadWithoutWorker(ctx);
-  const [row] = await ctx.deps.db.select().from(attachments).where(eq(attachments.id, attachmentId));
+  const [row] = await ctx.deps.db.select().from(attachments).where(
+    eq(attachments.id, attachmentId),
+  );
   await ctx.deps.storage.delete(row!.storageKey);
   await ctx.deps.db.update(jobs).set({ maxAttempts: 1 }).where(eq(jobs.attachmentId, attachmentId));
   const worker = startWorker(ctx.deps, { concurrency: 1, pollMs: 20 });

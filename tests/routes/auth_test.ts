@@ -19,7 +19,8 @@ async function expectUnauthorized(
 }
 
 function unsignedToken(payload: Record<string, unknown>): string {
-  const enc = (o: unknown) => btoa(JSON.stringify(o)).replace(/=+$/, "").replaceAll("+", "-").replaceAll("/", "_");
+  const enc = (o: unknown) =>
+    btoa(JSON.stringify(o)).replace(/=+$/, "").replaceAll("+", "-").replaceAll("/", "_");
   return `${enc({ alg: "none", typ: "JWT" })}.${enc(payload)}.`;
 }
 

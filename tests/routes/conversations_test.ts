@@ -8,7 +8,9 @@ Deno.test("conversations: create, list, get; the creator is the owner", async ()
     participant_ids: ["bob", "carol", "bob", "alice"],
   });
   assert.equal(created.status, 201);
-  const conversation = await body<{ id: string; participants: { user_id: string; role: string }[] }>(
+  const conversation = await body<
+    { id: string; participants: { user_id: string; role: string }[] }
+  >(
     created,
   );
   assert.deepEqual(
@@ -89,9 +91,14 @@ Deno.test("messages: posted, listed oldest first, paged with before/next_cursor"
     await postJson(ctx, "alice", "/api/chat/conversations", { participant_ids: ["bob"] }),
   );
   for (let i = 0; i < 5; i++) {
-    const sent = await postJson(ctx, i % 2 ? "bob" : "alice", `/api/chat/conversations/${id}/messages`, {
-      body: `m${i}`,
-    });
+    const sent = await postJson(
+      ctx,
+      i % 2 ? "bob" : "alice",
+      `/api/chat/conversations/${id}/messages`,
+      {
+        body: `m${i}`,
+      },
+    );
     assert.equal(sent.status, 201);
     await sent.body?.cancel();
   }
@@ -103,7 +110,10 @@ Deno.test("messages: posted, listed oldest first, paged with before/next_cursor"
   assert.deepEqual(first.messages[0]!.attachments, []);
   assert.ok(first.next_cursor);
   const second = await body<Page>(
-    await ctx.request("bob", `/api/chat/conversations/${id}/messages?limit=3&before=${first.next_cursor}`),
+    await ctx.request(
+      "bob",
+      `/api/chat/conversations/${id}/messages?limit=3&before=${first.next_cursor}`,
+    ),
   );
   assert.deepEqual(second.messages.map((m) => m.body), ["m0", "m1"]);
   assert.equal(second.next_cursor, null);

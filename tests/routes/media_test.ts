@@ -40,7 +40,10 @@ Deno.test("media: a non-participant gets the same 404 on metadata, thumbnail and
     ]
   ) {
     const theirs = await ctx.request("mallory", path);
-    const none = await ctx.request("mallory", path.replace(id, missing).replace(messageId, missing));
+    const none = await ctx.request(
+      "mallory",
+      path.replace(id, missing).replace(messageId, missing),
+    );
     assert.equal(theirs.status, 404, path);
     assert.equal(none.status, 404, path);
     const [a, b] = [await body(theirs), await body(none)];
@@ -132,7 +135,9 @@ Deno.test("media: a signed URL opens one attachment for one purpose", async () =
   const b = await readyVideo(ctx);
   const downloadA = new URL(String(a.attachment.url));
   const tokenA = downloadA.searchParams.get("token");
-  const other = await ctx.app.request(`/api/chat/videos/${b.attachment.id}/download?token=${tokenA}`);
+  const other = await ctx.app.request(
+    `/api/chat/videos/${b.attachment.id}/download?token=${tokenA}`,
+  );
   assert.equal(other.status, 401);
   await other.body?.cancel();
   const wrongPurpose = await ctx.app.request(
@@ -151,9 +156,13 @@ Deno.test("media: removed participants lose access", async () => {
   const url = localPath(String(
     (await body(await ctx.request("bob", `/api/chat/attachments/${attachment.id}`))).url,
   ));
-  const left = await ctx.request("bob", `/api/chat/conversations/${conversationId}/participants/bob`, {
-    method: "DELETE",
-  });
+  const left = await ctx.request(
+    "bob",
+    `/api/chat/conversations/${conversationId}/participants/bob`,
+    {
+      method: "DELETE",
+    },
+  );
   assert.equal(left.status, 204);
   const meta = await ctx.request("bob", `/api/chat/attachments/${attachment.id}`);
   assert.equal(meta.status, 404);
@@ -173,7 +182,9 @@ Deno.test("media: delete is for the uploader or an admin and removes the files",
   const byBob = await ctx.request("bob", `/api/chat/attachments/${id}`, { method: "DELETE" });
   assert.equal(byBob.status, 403);
   await byBob.body?.cancel();
-  const byMallory = await ctx.request("mallory", `/api/chat/attachments/${id}`, { method: "DELETE" });
+  const byMallory = await ctx.request("mallory", `/api/chat/attachments/${id}`, {
+    method: "DELETE",
+  });
   assert.equal(byMallory.status, 404);
   await byMallory.body?.cancel();
 

@@ -138,7 +138,10 @@ for (const [label, expected] of Object.entries(FORMATS)) {
     assert.deepEqual([...jpeg.subarray(0, 2)], [0xff, 0xd8]);
     // Stored under media/YYYY/MM/DD/<uuid>.<ext>, thumbnails/YYYY/MM/DD/<uuid>.jpg.
     const files = await listFiles(ctx.dataDir);
-    assert.ok(files.some((f) => /^media\/\d{4}\/\d\d\/\d\d\/[0-9a-f-]{36}\.\w+$/.test(f)), `${files}`);
+    assert.ok(
+      files.some((f) => /^media\/\d{4}\/\d\d\/\d\d\/[0-9a-f-]{36}\.\w+$/.test(f)),
+      `${files}`,
+    );
     assert.ok(files.some((f) => /^thumbnails\/\d{4}\/\d\d\/\d\d\/[0-9a-f-]{36}\.jpg$/.test(f)));
   });
 }
@@ -146,7 +149,9 @@ for (const [label, expected] of Object.entries(FORMATS)) {
 Deno.test("upload: a portrait video's thumbnail is upright", async () => {
   await using ctx = await createTestContext();
   const { messageId } = await conversationWithMessage(ctx, "alice");
-  const created = await body(await uploadFile(ctx, "alice", messageId, await fixture("portrait.mp4")));
+  const created = await body(
+    await uploadFile(ctx, "alice", messageId, await fixture("portrait.mp4")),
+  );
   const done = await waitForProcessed(ctx, "alice", String(created.id));
   const path = `${ctx.dataDir}/${
     (await listFiles(ctx.dataDir)).find((f) => f.startsWith("thumbnails/"))
@@ -310,7 +315,7 @@ Deno.test("upload: message_id after the file part and as a query parameter both 
   });
   assert.equal(third.status, 400);
   assert.match(String((await body(third)).detail), /message_id/);
-  assert.equal((await listFiles(ctx.dataDir)).filter((f) => f.startsWith("tmp/")).length, 0);
+  assert.equal((await listFiles(ctx.dataDir)).filter((f) => f.startsWith("tmp/upload-")).length, 0);
 });
 
 Deno.test("upload: a hostile file name is stored as a plain label", async () => {
@@ -321,7 +326,7 @@ Deno.test("upload: a hostile file name is stored as a plain label", async () => 
     "alice",
     messageId,
     await fixture("h264.mp4"),
-    "../../etc/pass\"wd\r\n.mp4",
+    '../../etc/pass"wd\r\n.mp4',
   );
   const created = await body(response);
   assert.equal(response.status, 201);
