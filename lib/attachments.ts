@@ -5,6 +5,7 @@ import { type ActivityContext, recordActivity } from "./activity.ts";
 import type { User } from "./auth.ts";
 import type { AppDeps } from "./deps.ts";
 import { ApiError } from "./errors.ts";
+import { enqueueJob } from "./jobs.ts";
 
 /** Every stored file of an attachment. */
 export function storedKeys(attachment: Attachment): string[] {
@@ -65,4 +66,34 @@ export async function listAttachmentsByStatus(
     ))
     .orderBy(desc(attachments.id))
     .limit(options.limit);
+}
+
+/**
+ * Queues an attachment's processing again (an admin's answer to a failed or
+ * stuck one): open jobs are dropped, fresh ones queued, status back to
+ * `processing`, and `attachment.reprocess` logged, in one transaction.
+ */
+export async function reprocessAttachment(
+  deps: Pick<AppDeps, "db" | "clock" | "jobs">,
+  attachment: Attachment,
+  actor: ActivityContext,
+): Promise<Attachment> {
+  const now = deps.clock();
+  const updated = await deps.db.transaction(async (tx) => {
+    await tx.delete(jobs).where(eq(jobs.attachmentId, attachment.id));
+    await enqueueJob(tx, { kind: "thumbnail", attachmentId: attachment.id }, now);
+    const [row] = await tx.update(attachments)
+      .set({ status: "processing", error: null, processedAt: null })
+      .where(eq(attachments.id, attachment.id))
+      .returning();
+    await recordActivity(tx, actor, {
+      action: "attachment.reprocess",
+      conversationId: attachment.conversationId,
+      attachmentId: attachment.id,
+      detail: { previous_status: attachment.status },
+    }, now);
+    return row!;
+  });
+  deps.jobs.notify();
+  return updated;
 }

@@ -4,11 +4,13 @@ import {
   ActivitySchema,
   AdminAttachmentsQuery,
   AttachmentSchema,
+  IdParam,
 } from "../lib/api_schemas.ts";
+import { loadVisibleAttachment } from "../lib/access.ts";
 import { listActivity } from "../lib/activity_query.ts";
-import { listAttachmentsByStatus } from "../lib/attachments.ts";
+import { listAttachmentsByStatus, reprocessAttachment } from "../lib/attachments.ts";
 import { serializeActivity, serializeAttachment } from "../lib/serialize.ts";
-import { urlContext } from "./_context.ts";
+import { activityContext, urlContext } from "./_context.ts";
 import { bearer, json, newRouter, problems } from "./_router.ts";
 
 const tags = ["admin"];
@@ -82,5 +84,29 @@ export const adminRoutes = newRouter()
         items: await Promise.all(items.map((a) => serializeAttachment(a, urls))),
         next_cursor: rows.length > q.limit ? items[items.length - 1]!.id : null,
       }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "post",
+      path: "/attachments/{id}/reprocess",
+      tags,
+      summary: "Queue an attachment's processing again (failed or stuck ones)",
+      security: bearer,
+      request: { params: IdParam },
+      responses: {
+        202: json(AttachmentSchema, "The attachment, back to processing"),
+        ...adminProblems,
+      },
+    }),
+    async (c) => {
+      const deps = c.get("deps");
+      const attachment = await loadVisibleAttachment(
+        deps.db,
+        c.req.valid("param").id,
+        c.get("user"),
+      );
+      const updated = await reprocessAttachment(deps, attachment, activityContext(c));
+      return c.json(await serializeAttachment(updated, urlContext(c)), 202);
     },
   );

@@ -22,9 +22,9 @@ export interface TestContext {
 
 /** Builds a test context; dispose it with `await using`. */
 export async function createTestContext(
-  options: { env?: Record<string, string>; worker?: boolean } = {},
+  options: { env?: Record<string, string>; worker?: boolean; dataDir?: string } = {},
 ): Promise<TestContext> {
-  const dataDir = await Deno.makeTempDir({ prefix: "offchat-test-" });
+  const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "offchat-test-" });
   const config = parseConfig({
     DATA_DIR: dataDir,
     JWT_SECRET: TEST_SECRET,

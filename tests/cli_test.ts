@@ -1,4 +1,12 @@
 import assert from "node:assert/strict";
+import { fixture } from "./_fixtures.ts";
+import {
+  body,
+  conversationWithMessage,
+  createTestContext,
+  uploadFile,
+  waitForProcessed,
+} from "./_helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
@@ -77,5 +85,30 @@ Deno.test("cli: `deno task start` migrates and serves on PORT; `deno task token`
     await Deno.remove(`${root}/${dataDir}`, { recursive: true }).catch(() => {});
     assert.match(stdout, /Generated a token secret/);
     assert.match(stdout, new RegExp(`listening on http://0\\.0\\.0\\.0:${port}`));
+  }
+});
+
+Deno.test("cli: `deno task worker` in another process runs the jobs the API queued", async () => {
+  const dataDir = `./data/test-worker-${crypto.randomUUID()}`;
+  await Deno.mkdir(`${root}/${dataDir}`, { recursive: true });
+  await using ctx = await createTestContext({ worker: false, dataDir: `${root}/${dataDir}` });
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const created = await body(await uploadFile(ctx, "alice", messageId, await fixture("short.mp4")));
+  assert.equal(created.status, "processing");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["task", "worker"],
+    cwd: root,
+    env: { DATA_DIR: dataDir, JWT_SECRET: ctx.deps.config.jwtSecret!, WORKER_CONCURRENCY: "1" },
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    const done = await waitForProcessed(ctx, "alice", String(created.id), 60_000);
+    assert.equal(done.status, "ready");
+    assert.ok(done.thumbnail_url);
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
   }
 });

@@ -110,3 +110,36 @@ Deno.test("jobs: a missing source file fails the job, not the worker", async () 
     await worker.stop();
   }
 });
+
+Deno.test("jobs: an admin reprocesses a failed attachment back to ready", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const attachmentId = await uploadWithoutWorker(ctx);
+  const now = new Date();
+  await ctx.deps.db.update(jobs).set({ maxAttempts: 1 }).where(eq(jobs.attachmentId, attachmentId));
+  const job = await claimJob(ctx.deps.db, "w", 60_000, now);
+  await failJob(ctx.deps.db, job!, "w", "ffmpeg crashed", now);
+  const admin = `Bearer ${await ctx.token("root", { admin: true })}`;
+  const failed = await body<{ items: { id: string }[] }>(
+    await ctx.app.request("/api/admin/attachments?status=failed", {
+      headers: { authorization: admin },
+    }),
+  );
+  assert.deepEqual(failed.items.map((a) => a.id), [attachmentId]);
+  const byMember = await ctx.request("alice", `/api/admin/attachments/${attachmentId}/reprocess`, {
+    method: "POST",
+  });
+  assert.equal(byMember.status, 403);
+  await byMember.body?.cancel();
+  const response = await ctx.app.request(`/api/admin/attachments/${attachmentId}/reprocess`, {
+    method: "POST",
+    headers: { authorization: admin },
+  });
+  assert.equal(response.status, 202);
+  assert.equal((await body(response)).status, "processing");
+  const worker = startWorker(ctx.deps, { concurrency: 1, pollMs: 20 });
+  try {
+    assert.equal((await waitForProcessed(ctx, "alice", attachmentId)).status, "ready");
+  } finally {
+    await worker.stop();
+  }
+});
