@@ -6,6 +6,7 @@ import type { Config } from "./config.ts";
 import type { AppDeps, Clock } from "./deps.ts";
 import { loadOrCreateSecret, secretPath } from "./secrets.ts";
 import { DiskStorage } from "./storage.ts";
+import { sweepTempFiles } from "./temp_sweep.ts";
 import { startWorker, type Worker } from "./worker.ts";
 
 /** Dependencies built from a configuration, and how to release them. */
@@ -59,6 +60,9 @@ export async function openDeps(
   }
 }
 
+/** Temp files older than this are leftovers of a crash (uploads are far shorter). */
+const TEMP_MAX_AGE_MS = 6 * 3600 * 1000;
+
 /** A running server and/or worker. */
 export interface Service {
   /** Where the HTTP server listens (null in worker mode). */
@@ -94,6 +98,16 @@ export async function startService(
     })
     : null;
   if (worker) opened.attachWorker(worker);
+  const sweep = async (): Promise<void> => {
+    const removed = await sweepTempFiles(deps.storage.tempDir(), TEMP_MAX_AGE_MS, deps.clock())
+      .catch((error) => {
+        options.logError("temp sweep failed:", error);
+        return 0;
+      });
+    if (removed > 0) options.log(`removed ${removed} stale temporary file(s)`);
+  };
+  await sweep();
+  const sweepTimer = setInterval(sweep, TEMP_MAX_AGE_MS);
 
   if (options.mode === "worker") {
     options.log(`worker ${worker!.id} running ${concurrency} job slot(s)`);
@@ -103,6 +117,7 @@ export async function startService(
       url: null,
       finished,
       async stop() {
+        clearInterval(sweepTimer);
         await worker?.stop();
         opened.close();
         release();
@@ -128,6 +143,7 @@ export async function startService(
     url: `http://${addr.hostname}:${addr.port}`,
     finished: server.finished,
     async stop() {
+      clearInterval(sweepTimer);
       await server.shutdown();
       await worker?.stop();
       opened.close();
