@@ -23,7 +23,11 @@ const REPO = decodeURIComponent(new URL("..", import.meta.url).pathname).replace
 const DOC_PATH = `${REPO}/docs/BENCHMARKS.md`;
 const SECTION_TITLE = "Upload (multipart, 100 MB)";
 const COMMAND = "deno task bench:upload -- --write";
+/** The V8 flags of `deno task start`, so the server is measured as it is deployed. */
+const START_V8_FLAGS = (JSON.parse(await Deno.readTextFile(`${REPO}/deno.json`)).tasks.start
+  .command as string).split(" ").filter((arg) => arg.startsWith("--v8-flags="));
 const SERVER_PERMISSIONS = [
+  ...START_V8_FLAGS,
   "--allow-net",
   "--allow-read",
   "--allow-write",
@@ -37,6 +41,22 @@ const TARGET_RSS_GROWTH_BYTES = 64 * MIB;
 const TARGET_RATIO = 1.2;
 const SAMPLE_INTERVAL_MS = 10;
 const READY_TIMEOUT_MS = 90_000;
+/** Server settings the bench does not set, passed empty so the defaults apply. */
+const SERVER_ENV_BLANK = [
+  "PUBLIC_URL",
+  "DATABASE_URL",
+  "DATABASE_AUTH_TOKEN",
+  "STORAGE",
+  "JWT_PUBLIC_KEY",
+  "JWT_JWKS_URL",
+  "JWT_ISSUER",
+  "JWT_AUDIENCE",
+  "JWT_ALGORITHMS",
+  "PROBE_TIMEOUT_MS",
+  "FFMPEG_PATH",
+  "FFPROBE_PATH",
+  "MEDIA_URL_TTL",
+];
 
 interface Options {
   runs: number;
@@ -60,7 +80,6 @@ interface Sample {
 
 interface Target {
   name: string;
-  label: string;
   uploadUrl: string;
   pid: number;
   headers: string[];
@@ -107,6 +126,9 @@ function parseOptions(args: string[]): Options {
     else if (arg === "--size-mib") options.sizeMiB = number(arg, args[++i], 2);
     else if (arg === "--") continue;
     else throw new Error(`Unknown argument "${arg}"`);
+  }
+  if (options.write && options.sizeMiB !== 100) {
+    throw new Error("--write records the 100 MiB figures only; drop --size-mib");
   }
   return options;
 }
@@ -210,9 +232,8 @@ async function verifyVideo(path: string): Promise<string> {
   };
   const video = probe.streams?.find((s) => s.codec_name === "h264");
   if (!video) throw new Error(`ffprobe found no H.264 stream in the padded file: ${json}`);
-  return `${video.codec_name} ${video.width}x${video.height}, ${
-    Number(probe.format?.duration).toFixed(1)
-  } s, ${probe.format?.format_name}`;
+  const seconds = Number(probe.format?.duration).toFixed(1);
+  return `${seconds} s of H.264 at ${video.width}×${video.height}`;
 }
 
 function freePort(): number {
@@ -530,10 +551,11 @@ function report(a: Sample[], b: Sample[], fileBytes: number): Report {
       } | ${ratios[i]!.toFixed(2)}× |`
     ),
   ].join("\n");
-  const rssOk = growthA < TARGET_RSS_GROWTH_BYTES;
+  const rssOk = Math.max(growthA, totalA) < TARGET_RSS_GROWTH_BYTES;
   const timeOk = ratio.median <= TARGET_RATIO;
   const verdict = [
-    `- Server RSS growth under 64 MiB: **${rssOk ? "met" : "not met"}** (${mib(growthA)}).`,
+    `- Server RSS growth under 64 MB: **${rssOk ? "met" : "not met"}** ` +
+    `(max ${mib(growthA)} during one upload, ${mib(totalA)} over all runs).`,
     `- Upload time within ${TARGET_RATIO}× of the peer: **${timeOk ? "met" : "not met"}** ` +
     `(median ratio ${ratio.median.toFixed(2)}×).`,
   ].join("\n");
@@ -580,8 +602,12 @@ Reproduce with:
 ${COMMAND}
 \`\`\`
 
-Measured ${date}, ${options.runs} uploads per server alternating this server, peer, this server,
-peer… after ${options.warmup} unmeasured warm-up upload(s) each.
+Measured ${date}: ${options.runs} uploads per server, alternating this server, peer, this server,
+peer…, ${
+    options.warmup === 0
+      ? "starting with fresh processes (the first upload is measured)"
+      : `after ${options.warmup} unmeasured warm-up upload(s) each`
+  }.
 
 ${result.table}
 
@@ -593,8 +619,12 @@ Targets:
 
 ${result.verdict}
 
-Machine: ${host.cpus}; ${host.memory} RAM; ${host.kernel}; Deno ${host.deno}; Node ${host.node};
-${host.ffmpeg}; ${host.curl}.
+Machine:
+
+- CPU: ${host.cpus} (\`nproc\`)
+- Memory: ${host.memory} (MemTotal in \`/proc/meminfo\`)
+- Kernel: ${host.kernel}
+- Deno ${host.deno}, Node ${host.node}, ${host.ffmpeg}, ${host.curl}
 
 How it is measured:
 
@@ -608,10 +638,14 @@ How it is measured:
 - Each upload is one \`curl -F message_id=… -F file=@video.mp4\` (with \`Expect:\` cleared on both),
   timed as the wall time of the curl process. This server's time includes the ffprobe run, the
   database transaction and the move into storage; the message is created before the clock starts.
-- RSS is the receiving process's \`VmRSS\` from \`/proc/<pid>/status\`, sampled every ~10 ms;
+- RSS is the receiving process's \`VmRSS\` from \`/proc/<pid>/status\`, sampled every ~10 ms
+  (by \`bench/rss_sampler.mjs\` under node, as Deno reads \`/proc\` only with \`--allow-all\`);
   growth is the peak during the upload minus the value just before it. The VmHWM row resets the
   kernel's peak (\`/proc/<pid>/clear_refs\`) before each upload and reads it afterwards, which
   catches peaks shorter than the sampling interval. ffprobe is a child process and is not counted.
+- Memory freed after an upload mostly stays in the process, so later uploads reuse it and show
+  less growth than the first: the first upload into a fresh process and the growth over all runs
+  are the figures to compare with the target. The target is read as 64 MiB.
 - Shared or virtual machines are noisy: quote the medians and the per-pair ratio, not single runs
   or the minimum/maximum.
 `;
@@ -635,6 +669,8 @@ async function writeSection(text: string): Promise<void> {
     doc = `${doc.slice(0, start)}${text}${next === -1 ? "" : `\n${doc.slice(next + 1)}`}`;
   }
   await Deno.writeTextFile(DOC_PATH, doc);
+  // Leave the file as `deno fmt --check` wants it (table padding).
+  await run(Deno.execPath(), ["fmt", "--quiet", DOC_PATH]);
 }
 
 async function main(): Promise<void> {
@@ -642,14 +678,14 @@ async function main(): Promise<void> {
   const fileBytes = options.sizeMiB * MIB;
   const tmp = await Deno.makeTempDir({ prefix: "offchat-bench-upload-" });
   const children: Child[] = [];
-  let cleaned = false;
-  const cleanup = async (): Promise<void> => {
-    if (cleaned) return;
-    cleaned = true;
-    await Promise.allSettled(children.map(stopChild));
-    if (options.keep) console.error(`kept ${tmp}`);
-    else await Deno.remove(tmp, { recursive: true }).catch(() => {});
-  };
+  let cleaning: Promise<void> | null = null;
+  // Memoized: a signal and the failing main path may both ask, and both wait for the end.
+  const cleanup = (): Promise<void> =>
+    cleaning ??= (async (): Promise<void> => {
+      await Promise.allSettled(children.map(stopChild));
+      if (options.keep) console.error(`kept ${tmp}`);
+      else await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    })();
   const onSignal = (): void => {
     console.error("interrupted; stopping the servers");
     cleanup().finally(() => Deno.exit(130));
@@ -668,13 +704,16 @@ async function main(): Promise<void> {
     const secret = randomSecret();
     const dataDir = `${tmp}/server-data`;
     const serverPort = freePort();
-    const serverEnv = {
+    const limit = String(Math.max(200 * MIB, 2 * fileBytes));
+    const serverEnv: Record<string, string> = {
+      // Blank (= unset) whatever the caller's shell may have set, e.g. DATABASE_URL.
+      ...Object.fromEntries(SERVER_ENV_BLANK.map((name) => [name, ""])),
       DATA_DIR: dataDir,
       PORT: String(serverPort),
       HOST: "127.0.0.1",
       JWT_SECRET: secret,
       WORKER_CONCURRENCY: "0",
-      MAX_UPLOAD_BYTES: String(200 * MIB),
+      MAX_UPLOAD_BYTES: limit,
       NO_COLOR: "1",
     };
     const deno = Deno.execPath();
@@ -692,7 +731,7 @@ async function main(): Promise<void> {
       PEER_PORT: String(peerPort),
       PEER_HOST: "127.0.0.1",
       PEER_DIR: `${tmp}/peer-data`,
-      MAX_UPLOAD_BYTES: String(200 * MIB),
+      MAX_UPLOAD_BYTES: limit,
       BUSBOY_PATH: `${REPO}/node_modules/busboy`,
     }, `${tmp}/peer.log`);
     children.push(peer);
@@ -725,7 +764,6 @@ async function main(): Promise<void> {
 
     const targetA: Target = {
       name: "server",
-      label: "This server",
       uploadUrl: `${serverUrl}/api/chat/videos/upload/`,
       pid: server.process.pid,
       headers: [`Authorization: Bearer ${token}`],
@@ -740,7 +778,6 @@ async function main(): Promise<void> {
     };
     const targetB: Target = {
       name: "peer",
-      label: "Peer",
       uploadUrl: `${peerUrl}/upload`,
       pid: peer.process.pid,
       headers: [],

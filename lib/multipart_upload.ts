@@ -59,15 +59,20 @@ export async function receiveMultipartFile(
   await Deno.mkdir(options.tempDir, { recursive: true });
   const tempPath = `${options.tempDir}/upload-${crypto.randomUUID()}.part`;
   const fields: Record<string, string> = {};
+  const reader = request.body.getReader();
   let failure: unknown = null;
-  let rejectFailed: (error: unknown) => void = () => {};
-  const failed = new Promise<never>((_, reject) => (rejectFailed = reject));
-  failed.catch(() => {});
+  let wakeDrainWaiter: (() => void) | null = null;
+  let rejectAborted: (error: unknown) => void = () => {};
+  // Raced only at the end, never per chunk: a pending promise raced against
+  // every read would keep every chunk reachable until the request ends.
+  const aborted = new Promise<never>((_, reject) => (rejectAborted = reject));
+  aborted.catch(() => {});
   const fail = (error: unknown): void => {
-    if (failure === null) {
-      failure = error;
-      rejectFailed(error);
-    }
+    if (failure !== null) return;
+    failure = error;
+    rejectAborted(error);
+    reader.cancel().catch(() => {});
+    wakeDrainWaiter?.();
   };
 
   const parser = busboy({
@@ -75,7 +80,7 @@ export async function receiveMultipartFile(
     defParamCharset: "utf8",
     limits: { files: 1, fields: 16, parts: 20, fieldSize: 4096, fieldNameSize: 100 },
   });
-  let fileResult: Promise<{ name: string; size: number; sha256: string }> | null = null;
+  let fileResult: Promise<FilePart> | null = null;
 
   parser.on("field", (name, value, info) => {
     if (info.valueTruncated || info.nameTruncated) {
@@ -102,11 +107,9 @@ export async function receiveMultipartFile(
   }
   const parsed = new Promise<void>((resolve, reject) => {
     parser.on("close", resolve);
-    parser.on(
-      "error",
-      (error: Error) =>
-        reject(new ApiError("invalid_request", `Malformed multipart body: ${error.message}`)),
-    );
+    parser.on("error", (error: Error) => {
+      reject(new ApiError("invalid_request", `Malformed multipart body: ${error.message}`));
+    });
   });
   parsed.catch(() => {});
 
@@ -114,45 +117,50 @@ export async function receiveMultipartFile(
     stream: Readable,
     fileName: string,
     fieldsBefore: Record<string, string>,
-  ): Promise<{ name: string; size: number; sha256: string }> {
+  ): Promise<FilePart> {
     await options.beforeFile?.(fieldsBefore);
     const hash = createHash("sha256");
     let size = 0;
     using file = await Deno.open(tempPath, { write: true, createNew: true, mode: 0o600 });
-    for await (const chunk of stream as AsyncIterable<Uint8Array>) {
-      size += chunk.length;
-      if (size > options.maxBytes) throw tooLarge(options.maxBytes);
-      hash.update(chunk);
-      let written = 0;
-      while (written < chunk.length) written += await file.write(chunk.subarray(written));
+    const writer = new BufferedWriter(file);
+    try {
+      for await (const chunk of stream as AsyncIterable<Uint8Array>) {
+        size += chunk.length;
+        if (size > options.maxBytes) throw tooLarge(options.maxBytes);
+        hash.update(chunk);
+        await writer.write(chunk);
+      }
+      await writer.flush();
+    } finally {
+      await writer.settle();
     }
     return { name: fileName, size, sha256: encodeHex(hash.digest()) };
   }
 
-  const reader = request.body.getReader();
   let received = 0;
   try {
     while (failure === null) {
-      const { done, value } = await Promise.race([reader.read(), failed]);
-      if (done) break;
+      const { done, value } = await reader.read();
+      if (done || failure !== null) break;
       received += value.length;
       if (received > options.maxBytes + ENVELOPE_BYTES) throw tooLarge(options.maxBytes);
       if (!parser.write(value)) {
-        await Promise.race([new Promise((resolve) => parser.once("drain", resolve)), failed]);
+        await new Promise<void>((resolve) => {
+          const wake = (): void => {
+            parser.off("drain", wake);
+            wakeDrainWaiter = null;
+            resolve();
+          };
+          wakeDrainWaiter = wake;
+          parser.once("drain", wake);
+        });
       }
     }
     if (failure !== null) throw failure;
     parser.end();
-    await Promise.race([parsed, failed]);
+    await Promise.race([parsed, aborted]);
     if (!fileResult) throw new ApiError("invalid_request", `Field "${fileField}" is required`);
-    const file = await Promise.race([
-      fileResult as Promise<{
-        name: string;
-        size: number;
-        sha256: string;
-      }>,
-      failed,
-    ]);
+    const file = await Promise.race([fileResult as Promise<FilePart>, aborted]);
     return { tempPath, size: file.size, sha256: file.sha256, fileName: file.name, fields };
   } catch (error) {
     await reader.cancel().catch(() => {});
@@ -165,4 +173,63 @@ export async function receiveMultipartFile(
   } finally {
     reader.releaseLock();
   }
+}
+
+interface FilePart {
+  name: string;
+  size: number;
+  sha256: string;
+}
+
+const WRITE_BUFFER_BYTES = 1024 * 1024;
+
+/**
+ * Coalesces small chunks into 1 MiB writes and keeps one write in flight
+ * while the next buffer fills (two fixed buffers, so memory stays flat).
+ */
+class BufferedWriter {
+  #file: Deno.FsFile;
+  #buffers = [new Uint8Array(WRITE_BUFFER_BYTES), new Uint8Array(WRITE_BUFFER_BYTES)];
+  #current = 0;
+  #filled = 0;
+  #pending: Promise<void> = Promise.resolve();
+
+  constructor(file: Deno.FsFile) {
+    this.#file = file;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    let offset = 0;
+    while (offset < chunk.length) {
+      const buffer = this.#buffers[this.#current]!;
+      const n = Math.min(buffer.length - this.#filled, chunk.length - offset);
+      buffer.set(chunk.subarray(offset, offset + n), this.#filled);
+      this.#filled += n;
+      offset += n;
+      if (this.#filled === buffer.length) await this.#swap();
+    }
+  }
+
+  async flush(): Promise<void> {
+    if (this.#filled > 0) await this.#swap();
+    await this.#pending;
+  }
+
+  /** Waits for the write in flight, whatever its outcome (before the file closes). */
+  async settle(): Promise<void> {
+    await this.#pending.catch(() => {});
+  }
+
+  async #swap(): Promise<void> {
+    await this.#pending;
+    const full = this.#buffers[this.#current]!.subarray(0, this.#filled);
+    this.#pending = writeAll(this.#file, full);
+    this.#current = 1 - this.#current;
+    this.#filled = 0;
+  }
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) written += await file.write(bytes.subarray(written));
 }
