@@ -87,9 +87,13 @@ async function tokenCommand(args: string[]): Promise<void> {
   const { createAuth } = await import("./lib/auth.ts");
   const secret = config.jwtSecret ?? (await loadOrCreateSecret(config.dataDir)).secret;
   const auth = await createAuth(config, secret);
-  console.log(
-    await auth.signUserToken(userId, { admin: args.includes("--admin"), ttlSeconds: ttl }),
-  );
+  try {
+    console.log(
+      await auth.signUserToken(userId, { admin: args.includes("--admin"), ttlSeconds: ttl }),
+    );
+  } catch (error) {
+    fail(`token: ${(error as Error).message}`);
+  }
 }
 
 async function runService(mode: "serve" | "worker"): Promise<void> {

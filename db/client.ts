@@ -1,6 +1,7 @@
 import { type Client, createClient } from "@libsql/client";
 import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import * as schema from "./schema.ts";
+import { serializeClient } from "./_serialized_client.ts";
 
 /** The drizzle database the app talks to. */
 export type Database = LibSQLDatabase<typeof schema>;
@@ -27,15 +28,16 @@ export async function openDatabase(
   url: string,
   options: OpenDatabaseOptions = {},
 ): Promise<DatabaseHandle> {
-  const client = createClient({
+  const raw = createClient({
     url,
     authToken: options.authToken,
     timeout: options.busyTimeoutMs ?? 10_000,
   });
+  const client = url.startsWith("file:") ? serializeClient(raw) : raw;
   if (url.startsWith("file:")) {
     await client.execute("PRAGMA journal_mode = WAL");
   }
   await client.execute("PRAGMA foreign_keys = ON");
   const db = drizzle(client, { schema });
-  return { db, client, close: () => client.close() };
+  return { db, client, close: () => raw.close() };
 }

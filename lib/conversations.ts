@@ -92,7 +92,7 @@ export async function getConversation(db: Database, id: string): Promise<Convers
   return conversation;
 }
 
-/** Adds a participant; adding one who is already in changes nothing. */
+/** Adds a participant (only an owner may add an owner); adding one who is already in changes nothing. */
 export async function addParticipant(
   db: Database,
   actor: ActivityContext,
@@ -100,6 +100,15 @@ export async function addParticipant(
   participant: { userId: string; role: string },
   now: Date,
 ): Promise<void> {
+  if (participant.role === "owner") {
+    const [me] = await db.select({ role: conversationParticipants.role })
+      .from(conversationParticipants)
+      .where(and(
+        eq(conversationParticipants.conversationId, conversationId),
+        eq(conversationParticipants.userId, actor.actorId),
+      ));
+    if (me?.role !== "owner") throw new ApiError("forbidden", "Only an owner can add an owner");
+  }
   await db.transaction(async (tx) => {
     const inserted = await tx.insert(conversationParticipants).values({
       conversationId,

@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import { type Attachment, attachments, type Message } from "../db/schema.ts";
+import { activityLog, type Attachment, attachments, type Message } from "../db/schema.ts";
 import type { ActivityContext } from "./activity.ts";
 import { recordActivity } from "./activity.ts";
 import type { AppDeps } from "./deps.ts";
@@ -88,8 +88,11 @@ export async function ingestVideo(
     try {
       await deps.storage.putFile(upload.tempPath, key);
     } catch (error) {
-      // The row must not point at a file that never arrived.
-      await deps.db.delete(attachments).where(eq(attachments.id, id));
+      // The row must not point at a file that never arrived, nor the log at such a row.
+      await deps.db.transaction(async (tx) => {
+        await tx.delete(activityLog).where(eq(activityLog.attachmentId, id));
+        await tx.delete(attachments).where(eq(attachments.id, id));
+      });
       throw error;
     }
     deps.jobs.notify();

@@ -40,6 +40,7 @@ export async function claimJob(
   now: Date,
 ): Promise<Job | null> {
   const t = now.getTime();
+  await failAbandonedJobs(db, now);
   const rows = await db.all<Record<string, unknown>>(sql`
     UPDATE jobs
        SET status = 'running', locked_by = ${workerId}, locked_until = ${t + leaseMs},
@@ -47,7 +48,7 @@ export async function claimJob(
      WHERE id = (
        SELECT id FROM jobs
         WHERE (status = 'queued' AND run_after <= ${t})
-           OR (status = 'running' AND locked_until < ${t})
+           OR (status = 'running' AND locked_until < ${t} AND attempts < max_attempts)
         ORDER BY run_after, id
         LIMIT 1)
     RETURNING *`);
@@ -67,6 +68,32 @@ export async function claimJob(
     createdAt: Number(row.created_at),
     updatedAt: t,
   };
+}
+
+/**
+ * Fails jobs whose lease expired on their last attempt: a file that kills its
+ * worker every time must not be retried forever. Their attachments fail too.
+ */
+export async function failAbandonedJobs(db: Database, now: Date): Promise<number> {
+  const t = now.getTime();
+  return await db.transaction(async (tx) => {
+    const failed = await tx.all<{ attachment_id: string; attempts: number }>(sql`
+      UPDATE jobs
+         SET status = 'failed', locked_by = NULL, locked_until = NULL, updated_at = ${t},
+             last_error = 'The worker stopped responding on every attempt'
+       WHERE status = 'running' AND locked_until < ${t} AND attempts >= max_attempts
+      RETURNING attachment_id, attempts`);
+    for (const job of failed) {
+      await tx.update(attachments)
+        .set({
+          status: "failed",
+          error: `Processing stopped responding ${job.attempts} times`,
+          processedAt: t,
+        })
+        .where(and(eq(attachments.id, job.attachment_id), eq(attachments.status, "processing")));
+    }
+    return failed.length;
+  });
 }
 
 /** Pushes a running job's lease forward; false when this worker no longer holds it. */

@@ -143,3 +143,18 @@ Deno.test("jobs: an admin reprocesses a failed attachment back to ready", async 
     await worker.stop();
   }
 });
+
+Deno.test("jobs: a job whose worker dies on every attempt fails instead of looping", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const attachmentId = await uploadWithoutWorker(ctx);
+  let t = Date.now();
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const job = await claimJob(ctx.deps.db, `w${attempt}`, 1000, new Date(t));
+    assert.ok(job, `attempt ${attempt}`);
+    t += 2000; // the worker died; its lease runs out
+  }
+  assert.equal(await claimJob(ctx.deps.db, "w4", 1000, new Date(t)), null);
+  const json = await body(await ctx.request("alice", `/api/chat/attachments/${attachmentId}`));
+  assert.equal(json.status, "failed");
+  assert.match(String(json.error), /stopped responding 3 times/);
+});
