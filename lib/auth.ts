@@ -71,12 +71,13 @@ async function userKey(
 
 /**
  * Builds the token verifier. `localSecret` is `JWT_SECRET` or the generated
- * secret; media URL tokens use a key derived from it, so a media token can
- * never pass as a user token.
+ * secret; media URL tokens use a key derived from `MEDIA_URL_SECRET` or, by
+ * default, from it, and their own audience, so a media token can never pass
+ * as a user token.
  */
 export async function createAuth(config: Config, localSecret: string): Promise<Auth> {
   const { key, algorithms } = await userKey(config, localSecret);
-  const mediaKey = await deriveKey(localSecret, "offchat media url v1");
+  const mediaKey = await deriveKey(config.mediaUrlSecret ?? localSecret, "offchat media url v1");
   const localUserKey = new TextEncoder().encode(localSecret);
   const usesLocalSecret = !config.jwtPublicKey && !config.jwtJwksUrl;
 

@@ -21,6 +21,7 @@ export const CONFIG_ENV_NAMES = [
   "FFMPEG_PATH",
   "FFPROBE_PATH",
   "MEDIA_URL_TTL",
+  "MEDIA_URL_SECRET",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -53,6 +54,9 @@ const envSchema = z.object({
   FFMPEG_PATH: z.string().min(1).default("ffmpeg"),
   FFPROBE_PATH: z.string().min(1).default("ffprobe"),
   MEDIA_URL_TTL: integer(10, 7 * 24 * 3600).default(3600),
+  MEDIA_URL_SECRET: z.string().refine((s) => new TextEncoder().encode(s).length >= 32, {
+    message: "must be at least 32 bytes",
+  }).optional(),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -78,6 +82,12 @@ export interface Config {
   ffprobePath: string;
   /** Lifetime of signed media URLs, in seconds. */
   mediaUrlTtl: number;
+  /**
+   * Key material for signed media URLs; defaults to the HS256 secret. Set it on
+   * every process when tokens come from an identity provider and processes
+   * do not share a data directory.
+   */
+  mediaUrlSecret: string | undefined;
 }
 
 /** Raised when the environment does not describe a valid configuration; lists every bad variable. */
@@ -136,5 +146,6 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     ffmpegPath: e.FFMPEG_PATH,
     ffprobePath: e.FFPROBE_PATH,
     mediaUrlTtl: e.MEDIA_URL_TTL,
+    mediaUrlSecret: e.MEDIA_URL_SECRET,
   };
 }

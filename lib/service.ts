@@ -6,6 +6,7 @@ import type { Config } from "./config.ts";
 import type { AppDeps, Clock } from "./deps.ts";
 import { loadOrCreateSecret, secretPath } from "./secrets.ts";
 import { DiskStorage } from "./storage.ts";
+import { Semaphore } from "./semaphore.ts";
 import { sweepTempFiles } from "./temp_sweep.ts";
 import { startWorker, type Worker } from "./worker.ts";
 
@@ -18,6 +19,9 @@ export interface OpenedDeps {
   /** True when this start generated the token secret. */
   secretCreated: boolean;
 }
+
+/** ffprobe runs at once per process for uploads; more uploads wait their turn. */
+const PROBE_SLOTS = 4;
 
 /**
  * Opens the database (migrating it), the secret, storage and media tools for
@@ -44,6 +48,7 @@ export async function openDeps(
         ffmpegPath: config.ffmpegPath,
         ffprobePath: config.ffprobePath,
         probeTimeoutMs: config.probeTimeoutMs,
+        probeSlots: new Semaphore(PROBE_SLOTS),
       },
       clock,
       jobs: { notify: () => worker?.notify() },

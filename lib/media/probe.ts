@@ -137,16 +137,18 @@ export async function probeVideo(
   container: Container,
   limits: ProbeLimits = DEFAULT_PROBE_LIMITS,
 ): Promise<VideoMetadata> {
-  const result = await runTool(tools.ffprobePath, [
-    "-hide_banner",
-    "-v",
-    "error",
-    ...hardenedInputArgs(container.demuxer, path),
-    "-show_format",
-    "-show_streams",
-    "-of",
-    "json",
-  ], { timeoutMs: tools.probeTimeoutMs, maxStdoutBytes: 2 * 1024 * 1024 });
+  const run = () =>
+    runTool(tools.ffprobePath, [
+      "-hide_banner",
+      "-v",
+      "error",
+      ...hardenedInputArgs(container.demuxer, path),
+      "-show_format",
+      "-show_streams",
+      "-of",
+      "json",
+    ], { timeoutMs: tools.probeTimeoutMs, maxStdoutBytes: 2 * 1024 * 1024 });
+  const result = tools.probeSlots ? await tools.probeSlots.run(run) : await run();
   if (result.timedOut) {
     throw new ApiError("invalid_video", "Reading the video took too long");
   }

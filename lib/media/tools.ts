@@ -1,10 +1,13 @@
+import type { Semaphore } from "../semaphore.ts";
 import { DEMUXER_ALLOWLIST } from "./sniff.ts";
 
-/** Where the media binaries are and how long they may run. */
+/** Where the media binaries are, how long they may run and how many probes run at once. */
 export interface MediaTools {
   ffmpegPath: string;
   ffprobePath: string;
   probeTimeoutMs: number;
+  /** Bounds concurrent upload probes in this process (unbounded when absent). */
+  probeSlots?: Semaphore;
 }
 
 /**

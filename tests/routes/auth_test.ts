@@ -147,3 +147,13 @@ Deno.test("auth: tokens verified against a JWKS URL", async () => {
     .setSubject("dave").setExpirationTime("1h").sign(other.privateKey);
   await expectUnauthorized(ctx, `Bearer ${forged}`);
 });
+
+Deno.test("auth: MEDIA_URL_SECRET signs media URLs that other processes with it accept", async () => {
+  const env = { MEDIA_URL_SECRET: "m".repeat(40) };
+  await using a = await createTestContext({ worker: false, env });
+  await using b = await createTestContext({ worker: false, env: { ...env, JWT_SECRET: "" } });
+  await using c = await createTestContext({ worker: false });
+  const token = await a.deps.auth.signMediaToken({ id: "alice", admin: false }, "x", "stream");
+  assert.equal((await b.deps.auth.verifyMediaToken(token, "x", "stream")).id, "alice");
+  await assert.rejects(() => c.deps.auth.verifyMediaToken(token, "x", "stream"));
+});

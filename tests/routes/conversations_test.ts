@@ -67,6 +67,12 @@ Deno.test("conversations: participants are added by members, removed by owners o
   });
   assert.equal(added.status, 201);
   await added.body?.cancel();
+  const ownerByMember = await postJson(ctx, "bob", `/api/chat/conversations/${id}/participants`, {
+    user_id: "dave",
+    role: "owner",
+  });
+  assert.equal(ownerByMember.status, 403);
+  await ownerByMember.body?.cancel();
   const kick = await ctx.request("bob", `/api/chat/conversations/${id}/participants/carol`, {
     method: "DELETE",
   });
