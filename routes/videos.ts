@@ -5,9 +5,10 @@ import { AttachmentSchema, IdParam, idSchema, MediaQuery } from "../lib/api_sche
 import { loadMessageForUpload, loadVisibleAttachment } from "../lib/access.ts";
 import { recordActivity } from "../lib/activity.ts";
 import { contentDisposition } from "../lib/content_disposition.ts";
+import type { MediaPurpose } from "../lib/auth.ts";
 import type { AppEnv } from "../lib/deps.ts";
 import { ApiError } from "../lib/errors.ts";
-import { fileResponse } from "../lib/file_response.ts";
+import { fileResponse, type FileResponseOptions } from "../lib/file_response.ts";
 import { ingestVideo } from "../lib/ingest.ts";
 import { MEDIA_SECURITY_HEADERS } from "../lib/media_headers.ts";
 import { receiveMultipartFile } from "../lib/multipart_upload.ts";
@@ -111,31 +112,59 @@ videoRoutes.post("/upload", requireUser(), async (c) => {
   return c.json(await serializeAttachment(attachment, urlContext(c)), 201);
 });
 
+function mediaRoute(
+  path: string,
+  purpose: MediaPurpose,
+  summary: string,
+  responses: typeof mediaResponses = mediaResponses,
+) {
+  return createRoute({
+    method: "get",
+    path,
+    tags,
+    summary,
+    security: bearer,
+    middleware: [requireMediaAccess(purpose)] as const,
+    request: { params: IdParam, query: MediaQuery },
+    responses,
+  });
+}
+
+/** Serves a stored file with validators, Range and the media security headers. */
+async function serveStored(
+  c: Context<AppEnv>,
+  key: string | null,
+  options: Omit<FileResponseOptions, "path" | "etag" | "lastModified" | "headers"> & {
+    etag: (stat: { size: number; mtime: Date | null }) => string;
+  },
+): Promise<Response> {
+  const { storage } = c.get("deps");
+  const stat = key ? await storage.stat(key) : null;
+  if (!key || !stat) throw new ApiError("not_found", "File not found");
+  return await fileResponse(c.req.raw, {
+    ...options,
+    path: storage.localPath(key),
+    etag: options.etag(stat),
+    lastModified: stat.mtime,
+    headers: MEDIA_SECURITY_HEADERS,
+  });
+}
+
 videoRoutes
   .openapi(
-    createRoute({
-      method: "get",
-      path: "/{id}/download",
-      tags,
-      summary: "The original file as an attachment (Range supported; logged)",
-      security: bearer,
-      middleware: [requireMediaAccess("download")] as const,
-      request: { params: IdParam, query: MediaQuery },
-      responses: mediaResponses,
-    }),
+    mediaRoute(
+      "/{id}/download",
+      "download",
+      "The original file as an attachment (Range supported; logged)",
+    ),
     async (c) => {
       const deps = c.get("deps");
       const attachment = await loadMediaAttachment(c);
-      const stat = await deps.storage.stat(attachment.storageKey);
-      if (!stat) throw new ApiError("not_found", "Attachment not found");
-      const response = await fileResponse(c.req.raw, {
-        path: deps.storage.localPath(attachment.storageKey),
+      const response = await serveStored(c, attachment.storageKey, {
         contentType: attachment.mimeType,
-        etag: attachment.sha256,
-        lastModified: new Date(attachment.uploadedAt),
+        etag: () => attachment.sha256,
         disposition: contentDisposition("attachment", attachment.fileName),
         cacheControl: "private, no-cache",
-        headers: MEDIA_SECURITY_HEADERS,
       });
       // A player's follow-up range requests are one download, not many.
       const range = c.req.header("range");
@@ -152,59 +181,28 @@ videoRoutes
     },
   )
   .openapi(
-    createRoute({
-      method: "get",
-      path: "/{id}/stream",
-      tags,
-      summary: "The playable video, inline (Range supported)",
-      security: bearer,
-      middleware: [requireMediaAccess("stream")] as const,
-      request: { params: IdParam, query: MediaQuery },
-      responses: mediaResponses,
-    }),
+    mediaRoute("/{id}/stream", "stream", "The playable video, inline (Range supported)"),
     async (c) => {
-      const deps = c.get("deps");
       const attachment = await loadMediaAttachment(c);
-      const key = attachment.playbackKey ?? attachment.storageKey;
-      const stat = await deps.storage.stat(key);
-      if (!stat) throw new ApiError("not_found", "Attachment not found");
-      return await fileResponse(c.req.raw, {
-        path: deps.storage.localPath(key),
-        contentType: attachment.playbackKey ? "video/mp4" : attachment.mimeType,
-        etag: attachment.playbackKey ? `p-${attachment.id}-${stat.size}` : attachment.sha256,
-        lastModified: stat.mtime,
+      const rendition = attachment.playbackKey;
+      return await serveStored(c, rendition ?? attachment.storageKey, {
+        contentType: rendition ? "video/mp4" : attachment.mimeType,
+        etag: (stat) => rendition ? `p-${attachment.id}-${stat.size}` : attachment.sha256,
         cacheControl: "private, max-age=3600",
-        headers: MEDIA_SECURITY_HEADERS,
       });
     },
   )
   .openapi(
-    createRoute({
-      method: "get",
-      path: "/{id}/thumbnail",
-      tags,
-      summary: "JPEG thumbnail (404 until it has been made)",
-      security: bearer,
-      middleware: [requireMediaAccess("thumbnail")] as const,
-      request: { params: IdParam, query: MediaQuery },
-      responses: { ...mediaResponses, 200: binary("image/jpeg", "The thumbnail") },
+    mediaRoute("/{id}/thumbnail", "thumbnail", "JPEG thumbnail (404 until it has been made)", {
+      ...mediaResponses,
+      200: binary("image/jpeg", "The thumbnail"),
     }),
     async (c) => {
-      const deps = c.get("deps");
       const attachment = await loadMediaAttachment(c);
-      const stat = attachment.thumbnailKey
-        ? await deps.storage.stat(attachment.thumbnailKey)
-        : null;
-      if (!attachment.thumbnailKey || !stat) {
-        throw new ApiError("not_found", "Thumbnail not found");
-      }
-      return await fileResponse(c.req.raw, {
-        path: deps.storage.localPath(attachment.thumbnailKey),
+      return await serveStored(c, attachment.thumbnailKey, {
         contentType: "image/jpeg",
-        etag: `t-${attachment.id}-${stat.size}-${stat.mtime?.getTime() ?? 0}`,
-        lastModified: stat.mtime,
+        etag: (stat) => `t-${attachment.id}-${stat.size}-${stat.mtime?.getTime() ?? 0}`,
         cacheControl: "private, max-age=31536000, immutable",
-        headers: MEDIA_SECURITY_HEADERS,
       });
     },
   );
