@@ -121,7 +121,14 @@ async function generate(dir: string, name: FixtureName): Promise<string> {
 
 /** The path of a generated fixture (made on first use). */
 export function fixture(name: FixtureName): Promise<string> {
-  dirPromise ??= Deno.makeTempDir({ prefix: "offchat-fixtures-" });
+  if (!dirPromise) {
+    dirPromise = Deno.makeTempDir({ prefix: "offchat-fixtures-" });
+    const dir = dirPromise;
+    // The fixtures live as long as the test process; remove them when it ends.
+    globalThis.addEventListener("unload", () => {
+      dir.then((path) => Deno.removeSync(path, { recursive: true })).catch(() => {});
+    });
+  }
   let promise = made.get(name);
   if (!promise) {
     promise = dirPromise.then((dir) => generate(dir, name));

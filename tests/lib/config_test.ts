@@ -36,13 +36,17 @@ Deno.test("config: only one token key source at a time", () => {
 });
 
 Deno.test("config: main.ts stops before serving when a variable is bad", async () => {
+  const dataDir = `${
+    Deno.env.get("TMPDIR") ?? "/tmp"
+  }/offchat-never-created-${crypto.randomUUID()}`;
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", new URL("../../main.ts", import.meta.url).pathname, "serve"],
-    env: { PORT: "not-a-port", DATA_DIR: await Deno.makeTempDir() },
+    env: { PORT: "not-a-port", DATA_DIR: dataDir },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).output();
   assert.equal(out.code, 1);
   assert.match(new TextDecoder().decode(out.stderr), /PORT: /);
+  assert.equal(await Deno.stat(dataDir).catch(() => null), null, "nothing created");
 });
