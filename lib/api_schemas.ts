@@ -61,11 +61,20 @@ export const AttachmentSchema = z.object({
   fps: z.number().nullable(),
   pix_fmt: z.string().nullable(),
   color_space: z.string().nullable(),
+  hdr: z.boolean(),
+  has_audio: z.boolean(),
+  audio_channels: z.number().int().nullable(),
+  audio_sample_rate: z.number().int().nullable(),
   container: z.string(),
+  playback: z.enum(["original", "remux", "transcode"]).nullable().openapi({
+    description: "What /stream serves: the original, a remuxed faststart MP4, or an H.264/AAC " +
+      "rendition; null until decided",
+  }),
   url: z.string().openapi({ description: "Signed download URL of the original" }),
   stream_url: z.string().nullable(),
   thumbnail_url: z.string().nullable(),
-  storyboard_url: z.string().nullable(),
+  storyboard_url: z.string().nullable().openapi({ description: "Signed WebVTT storyboard URL" }),
+  events_url: z.string().openapi({ description: "Signed Server-Sent Events URL" }),
   uploaded_at: isoTime.nullable(),
   processed_at: isoTime.nullable(),
 }).openapi("Attachment");

@@ -5,7 +5,7 @@ import { type ActivityContext, recordActivity } from "./activity.ts";
 import type { User } from "./auth.ts";
 import type { AppDeps } from "./deps.ts";
 import { ApiError } from "./errors.ts";
-import { enqueueJob } from "./jobs.ts";
+import { enqueueJob, PROCESSING_JOBS } from "./jobs.ts";
 
 /** Every stored file of an attachment. */
 export function storedKeys(attachment: Attachment): string[] {
@@ -81,7 +81,9 @@ export async function reprocessAttachment(
   const now = deps.clock();
   const updated = await deps.db.transaction(async (tx) => {
     await tx.delete(jobs).where(eq(jobs.attachmentId, attachment.id));
-    await enqueueJob(tx, { kind: "thumbnail", attachmentId: attachment.id }, now);
+    for (const kind of PROCESSING_JOBS) {
+      await enqueueJob(tx, { kind, attachmentId: attachment.id }, now);
+    }
     const [row] = await tx.update(attachments)
       .set({ status: "processing", error: null, processedAt: null })
       .where(eq(attachments.id, attachment.id))

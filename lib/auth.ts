@@ -9,7 +9,7 @@ export interface User {
 }
 
 /** What a signed media URL may be used for. */
-export type MediaPurpose = "download" | "stream" | "thumbnail" | "storyboard";
+export type MediaPurpose = "download" | "stream" | "thumbnail" | "storyboard" | "events";
 
 /** Verifies user tokens and signs/verifies the short-lived media URL tokens. */
 export interface Auth {

@@ -6,7 +6,7 @@ import type { AppDeps } from "./deps.ts";
 import { ApiError } from "./errors.ts";
 import { sanitizeFileName } from "./file_name.ts";
 import { newId } from "./ids.ts";
-import { enqueueJob } from "./jobs.ts";
+import { enqueueJob, PROCESSING_JOBS } from "./jobs.ts";
 import { probeVideo } from "./media/probe.ts";
 import { readHead, sniffContainer } from "./media/sniff.ts";
 import { storageKey } from "./storage.ts";
@@ -67,7 +67,13 @@ export async function ingestVideo(
       fps: metadata.fps,
       pixFmt: metadata.pixFmt,
       colorSpace: metadata.colorSpace,
+      hdr: metadata.hdr,
+      hasAudio: metadata.hasAudio,
+      audioChannels: metadata.audioChannels,
+      audioSampleRate: metadata.audioSampleRate,
       container: container.name,
+      playback: null,
+      storyboardLayout: null,
       thumbnailKey: null,
       playbackKey: null,
       storyboardKey: null,
@@ -77,7 +83,7 @@ export async function ingestVideo(
     };
     await deps.db.transaction(async (tx) => {
       await tx.insert(attachments).values(row);
-      await enqueueJob(tx, { kind: "thumbnail", attachmentId: id }, now);
+      for (const kind of PROCESSING_JOBS) await enqueueJob(tx, { kind, attachmentId: id }, now);
       await recordActivity(tx, actor, {
         action: "video.upload",
         conversationId: message.conversationId,

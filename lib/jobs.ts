@@ -4,7 +4,10 @@ import { attachments, type Job, jobs } from "../db/schema.ts";
 import { newId } from "./ids.ts";
 
 /** Kinds of processing work. */
-export type JobKind = "thumbnail";
+export type JobKind = "thumbnail" | "rendition" | "storyboard";
+
+/** The jobs every upload gets, in the order they are claimed: the poster, then playback. */
+export const PROCESSING_JOBS: readonly JobKind[] = ["thumbnail", "rendition", "storyboard"];
 
 type Writer = Pick<Database, "insert">;
 
@@ -44,7 +47,7 @@ export async function claimJob(
   const rows = await db.all<Record<string, unknown>>(sql`
     UPDATE jobs
        SET status = 'running', locked_by = ${workerId}, locked_until = ${t + leaseMs},
-           attempts = attempts + 1, updated_at = ${t}
+           attempts = attempts + 1, progress = NULL, updated_at = ${t}
      WHERE id = (
        SELECT id FROM jobs
         WHERE (status = 'queued' AND run_after <= ${t})
@@ -65,6 +68,7 @@ export async function claimJob(
     lockedBy: workerId,
     lockedUntil: Number(row.locked_until),
     lastError: row.last_error === null ? null : String(row.last_error),
+    progress: null,
     createdAt: Number(row.created_at),
     updatedAt: t,
   };
@@ -111,6 +115,19 @@ export async function extendLease(
   return rows.length > 0;
 }
 
+/** Records how far a running job is (0 to 1), while this worker holds it. */
+export async function reportProgress(
+  db: Database,
+  job: Job,
+  workerId: string,
+  fraction: number,
+  now: Date,
+): Promise<void> {
+  await db.update(jobs)
+    .set({ progress: Math.max(0, Math.min(1, fraction)), updatedAt: now.getTime() })
+    .where(and(eq(jobs.id, job.id), eq(jobs.lockedBy, workerId), eq(jobs.status, "running")));
+}
+
 /**
  * Marks a job done; when it was the attachment's last open job, the
  * attachment becomes `ready`.
@@ -123,7 +140,13 @@ export async function completeJob(
 ): Promise<void> {
   await db.transaction(async (tx) => {
     const done = await tx.update(jobs)
-      .set({ status: "done", lockedBy: null, lockedUntil: null, updatedAt: now.getTime() })
+      .set({
+        status: "done",
+        lockedBy: null,
+        lockedUntil: null,
+        progress: 1,
+        updatedAt: now.getTime(),
+      })
       .where(and(eq(jobs.id, job.id), eq(jobs.lockedBy, workerId)))
       .returning({ id: jobs.id });
     if (done.length === 0) return;

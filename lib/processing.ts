@@ -1,44 +1,122 @@
 import { eq } from "drizzle-orm";
-import { attachments, type Job } from "../db/schema.ts";
+import { type Attachment, attachments, type Job } from "../db/schema.ts";
 import type { AppDeps } from "./deps.ts";
+import { hasMoovFirst } from "./media/faststart.ts";
+import { planPlayback } from "./media/playback.ts";
+import { probeVideo } from "./media/probe.ts";
+import { progressParser, remuxArgs, renditionTimeoutMs, transcodeArgs } from "./media/rendition.ts";
+import { runTool } from "./media/run_tool.ts";
+import { demuxerFor, sniffContainer } from "./media/sniff.ts";
 import { makeThumbnail } from "./media/thumbnail.ts";
-import { demuxerFor } from "./media/sniff.ts";
 import { storageKey } from "./storage.ts";
 
 type ProcessingDeps = Pick<AppDeps, "db" | "storage" | "media">;
 
-async function thumbnailJob(deps: ProcessingDeps, job: Job): Promise<void> {
-  const [attachment] = await deps.db.select().from(attachments)
-    .where(eq(attachments.id, job.attachmentId));
-  if (!attachment || attachment.deletedAt !== null) return;
+/** What a running job can tell its worker. */
+export interface JobContext {
+  /** How far the job is, 0 to 1 (throttled by the worker). */
+  progress(fraction: number): void;
+}
+
+const MP4 = sniffContainer(new TextEncoder().encode("\0\0\0\x18ftypisom\0\0\0\0"))!;
+
+async function loadLive(deps: ProcessingDeps, id: string): Promise<Attachment | null> {
+  const [attachment] = await deps.db.select().from(attachments).where(eq(attachments.id, id));
+  if (!attachment || attachment.deletedAt !== null) return null;
   if (!(await deps.storage.stat(attachment.storageKey))) {
     throw new Error("The stored video file is missing");
   }
-  const temp = `${deps.storage.tempDir()}/${job.id}.jpg`;
+  return attachment;
+}
+
+/**
+ * Makes an output in a temp file, moves it to `key` and records it with
+ * `update`; an attachment deleted meanwhile gets its new file removed again.
+ */
+async function produce(
+  deps: ProcessingDeps,
+  attachment: Attachment,
+  temp: string,
+  key: string,
+  make: () => Promise<void>,
+  update: Partial<Attachment>,
+): Promise<void> {
   await Deno.mkdir(deps.storage.tempDir(), { recursive: true });
   try {
-    await makeThumbnail(deps.media, {
-      path: deps.storage.localPath(attachment.storageKey),
-      demuxer: demuxerFor(attachment.container),
-      duration: attachment.duration,
-    }, temp);
-    const key = storageKey("thumbnails", new Date(attachment.uploadedAt), attachment.id, "jpg");
+    await make();
     await deps.storage.putFile(temp, key);
-    const [still] = await deps.db.update(attachments).set({ thumbnailKey: key })
+    const [still] = await deps.db.update(attachments).set(update)
       .where(eq(attachments.id, attachment.id))
       .returning({ deletedAt: attachments.deletedAt });
-    // Deleted while the thumbnail was being made: do not leave the file behind.
     if (!still || still.deletedAt !== null) await deps.storage.delete(key);
   } finally {
     await Deno.remove(temp).catch(() => {});
   }
 }
 
+async function thumbnailJob(deps: ProcessingDeps, job: Job): Promise<void> {
+  const attachment = await loadLive(deps, job.attachmentId);
+  if (!attachment) return;
+  const key = storageKey("thumbnails", new Date(attachment.uploadedAt), attachment.id, "jpg");
+  const temp = `${deps.storage.tempDir()}/${job.id}.jpg`;
+  await produce(deps, attachment, temp, key, () =>
+    makeThumbnail(deps.media, {
+      path: deps.storage.localPath(attachment.storageKey),
+      demuxer: demuxerFor(attachment.container),
+      duration: attachment.duration,
+    }, temp), { thumbnailKey: key });
+}
+
+async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext): Promise<void> {
+  const attachment = await loadLive(deps, job.attachmentId);
+  if (!attachment) return;
+  const sourcePath = deps.storage.localPath(attachment.storageKey);
+  const isoFamily = attachment.container === "mp4" || attachment.container === "mov";
+  const plan = planPlayback(
+    attachment.container,
+    { codec: attachment.codec ?? "", pixFmt: attachment.pixFmt, audioCodec: attachment.audioCodec },
+    isoFamily && await hasMoovFirst(sourcePath),
+  );
+  if (plan === "original") {
+    await deps.db.update(attachments).set({ playback: "original", playbackKey: null })
+      .where(eq(attachments.id, attachment.id));
+    return;
+  }
+  const source = {
+    path: sourcePath,
+    demuxer: demuxerFor(attachment.container),
+    width: attachment.width ?? 2,
+    height: attachment.height ?? 2,
+    hasAudio: attachment.hasAudio,
+  };
+  const key = storageKey("renditions", new Date(attachment.uploadedAt), attachment.id, "mp4");
+  const temp = `${deps.storage.tempDir()}/${job.id}.mp4`;
+  await produce(deps, attachment, temp, key, async () => {
+    const args = plan === "remux" ? remuxArgs(source, temp) : transcodeArgs(source, temp);
+    const result = await runTool(deps.media.ffmpegPath, args, {
+      timeoutMs: renditionTimeoutMs(attachment.duration),
+      maxStdoutBytes: 64 * 1024,
+      onStdout: progressParser(attachment.duration, (f) => context.progress(f)),
+    });
+    if (result.timedOut) throw new Error("ffmpeg timed out making the playable rendition");
+    if (result.code !== 0) {
+      throw new Error(`ffmpeg exited with ${result.code}: ${result.stderr.trim().slice(-500)}`);
+    }
+    // Check the output like an upload: it must be an MP4 with an H.264 video stream.
+    const output = await probeVideo(deps.media, temp, MP4);
+    if (output.codec !== "h264") throw new Error(`Rendition has codec "${output.codec}"`);
+  }, { playback: plan, playbackKey: key });
+}
+
 /** Runs one claimed job; throws to have it retried. */
-export async function runJob(deps: ProcessingDeps, job: Job): Promise<void> {
+export async function runJob(deps: ProcessingDeps, job: Job, context: JobContext): Promise<void> {
   switch (job.kind) {
     case "thumbnail":
       return await thumbnailJob(deps, job);
+    case "rendition":
+      return await renditionJob(deps, job, context);
+    case "storyboard":
+      return;
     default:
       throw new Error(`Unknown job kind "${job.kind}"`);
   }

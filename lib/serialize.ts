@@ -1,6 +1,6 @@
 import type { Activity, Attachment, Conversation, Message } from "../db/schema.ts";
 import type { ActivityJson, AttachmentJson, ConversationJson, MessageJson } from "./api_schemas.ts";
-import type { Auth, User } from "./auth.ts";
+import type { Auth, MediaPurpose, User } from "./auth.ts";
 
 const iso = (ms: number | null): string | null => ms === null ? null : new Date(ms).toISOString();
 
@@ -29,7 +29,7 @@ export async function serializeAttachment(
   const base = `${context.publicUrl}/api/chat/videos/${attachment.id}`;
   const signed = async (
     path: string,
-    purpose: "download" | "stream" | "thumbnail" | "storyboard",
+    purpose: MediaPurpose,
   ): Promise<string> =>
     `${base}${path}?token=${await context.auth.signMediaToken(
       context.user,
@@ -64,11 +64,19 @@ export async function serializeAttachment(
     fps: attachment.fps,
     pix_fmt: attachment.pixFmt,
     color_space: attachment.colorSpace,
+    hdr: attachment.hdr,
+    has_audio: attachment.hasAudio,
+    audio_channels: attachment.audioChannels,
+    audio_sample_rate: attachment.audioSampleRate,
     container: attachment.container,
+    playback: attachment.playback,
     url: await signed("/download/", "download"),
     stream_url: ready ? await signed("/stream", "stream") : null,
     thumbnail_url: attachment.thumbnailKey ? await signed("/thumbnail", "thumbnail") : null,
     storyboard_url: attachment.storyboardKey ? await signed("/storyboard.vtt", "storyboard") : null,
+    events_url:
+      `${context.publicUrl}/api/chat/attachments/${attachment.id}/events?token=${await context
+        .auth.signMediaToken(context.user, attachment.id, "events")}`,
     uploaded_at: iso(attachment.uploadedAt),
     processed_at: iso(attachment.processedAt),
   };

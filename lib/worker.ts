@@ -1,5 +1,5 @@
 import type { AppDeps, JobSignal } from "./deps.ts";
-import { claimJob, completeJob, extendLease, failJob } from "./jobs.ts";
+import { claimJob, completeJob, extendLease, failJob, reportProgress } from "./jobs.ts";
 import { runJob } from "./processing.ts";
 
 /** Options for {@linkcode startWorker}. */
@@ -50,8 +50,18 @@ export function startWorker(
     const heartbeat = setInterval(() => {
       extendLease(deps.db, job, id, leaseMs, deps.clock()).catch(options.onError);
     }, Math.max(1000, leaseMs / 3));
+    let reported = -1;
+    let lastReport = 0;
+    const progress = (fraction: number): void => {
+      // At most every 250 ms and only forward: the database is not a log.
+      const now = Date.now();
+      if (fraction <= reported || (now - lastReport < 250 && fraction < 1)) return;
+      reported = fraction;
+      lastReport = now;
+      reportProgress(deps.db, job, id, fraction, deps.clock()).catch(options.onError);
+    };
     try {
-      await runJob(deps, job);
+      await runJob(deps, job, { progress });
       await completeJob(deps.db, job, id, deps.clock());
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);

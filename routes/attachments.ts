@@ -1,10 +1,13 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { AttachmentSchema, IdParam } from "../lib/api_schemas.ts";
+import { streamSSE } from "hono/streaming";
+import { AttachmentSchema, IdParam, MediaQuery } from "../lib/api_schemas.ts";
 import { loadVisibleAttachment, loadVisibleMessage } from "../lib/access.ts";
 import { deleteAttachment } from "../lib/attachments.ts";
 import { attachmentsOfMessages } from "../lib/conversations.ts";
 import { serializeAttachment } from "../lib/serialize.ts";
+import { processingSnapshot } from "../lib/progress.ts";
 import { activityContext, urlContext } from "./_context.ts";
+import { requireMediaAccess, requireUser } from "./_auth.ts";
 import { bearer, json, newRouter, problems } from "./_router.ts";
 
 const tags = ["attachments"];
@@ -18,6 +21,7 @@ export const attachmentRoutes = newRouter()
       tags,
       summary: "Attachment metadata, with signed media URLs",
       security: bearer,
+      middleware: [requireUser()] as const,
       request: { params: IdParam },
       responses: { 200: json(AttachmentSchema, "The attachment"), ...problems },
     }),
@@ -34,6 +38,7 @@ export const attachmentRoutes = newRouter()
       tags,
       summary: "Delete an attachment and its files (uploader or admin)",
       security: bearer,
+      middleware: [requireUser()] as const,
       request: { params: IdParam },
       responses: {
         204: { description: "Deleted" },
@@ -50,6 +55,67 @@ export const attachmentRoutes = newRouter()
     },
   );
 
+/** How often the events stream looks at the database. */
+const EVENTS_POLL_MS = 250;
+
+attachmentRoutes.openapi(
+  createRoute({
+    method: "get",
+    path: "/{id}/events",
+    tags,
+    summary: "Server-Sent Events: `status` and `progress` until ready or failed",
+    description: "Opens with a snapshot (a `status` and a `progress` event), then sends each " +
+      "change, and closes after `ready` or `failed`. A reconnect gets a fresh snapshot, so " +
+      "`Last-Event-ID` is not needed. Authenticate with the signed `events_url` (EventSource " +
+      "cannot send headers) or a Bearer token.",
+    security: bearer,
+    middleware: [requireMediaAccess("events")] as const,
+    request: { params: IdParam, query: MediaQuery },
+    responses: {
+      200: {
+        description: "An event stream",
+        content: { "text/event-stream": { schema: z.string() } },
+      },
+      401: problems[401],
+      404: problems[404],
+    },
+  }),
+  async (c) => {
+    const { db } = c.get("deps");
+    const attachment = await loadVisibleAttachment(db, c.req.valid("param").id, c.get("user"));
+    return streamSSE(c, async (stream) => {
+      let sent: { status: string; percent: number } | null = null;
+      let sequence = 0;
+      while (!stream.aborted) {
+        const snapshot = await processingSnapshot(db, attachment.id);
+        if (!snapshot) {
+          await stream.writeSSE({ event: "status", data: JSON.stringify({ status: "deleted" }) });
+          return;
+        }
+        // Progress only moves forward for a client, even when a job is retried.
+        const percent = Math.max(snapshot.percent, sent?.percent ?? 0);
+        if (sent === null || snapshot.status !== sent.status) {
+          await stream.writeSSE({
+            event: "status",
+            id: String(++sequence),
+            data: JSON.stringify({ status: snapshot.status, error: snapshot.error }),
+          });
+        }
+        if (sent === null || percent !== sent.percent) {
+          await stream.writeSSE({
+            event: "progress",
+            id: String(++sequence),
+            data: JSON.stringify({ percent }),
+          });
+        }
+        sent = { status: snapshot.status, percent };
+        if (snapshot.status !== "processing") return;
+        await stream.sleep(EVENTS_POLL_MS);
+      }
+    });
+  },
+);
+
 /** `/api/chat/messages`: a message's attachments. */
 export const messageRoutes = newRouter()
   .openapi(
@@ -59,6 +125,7 @@ export const messageRoutes = newRouter()
       tags,
       summary: "The attachments of a message",
       security: bearer,
+      middleware: [requireUser()] as const,
       request: { params: IdParam },
       responses: {
         200: json(z.object({ attachments: z.array(AttachmentSchema) }), "Attachments"),

@@ -14,7 +14,11 @@ export type FixtureName =
   | "portrait.mp4"
   | "short.mp4"
   | "cover_art.mp4"
-  | "text.mp4";
+  | "text.mp4"
+  | "hevc.mov"
+  | "portrait_hevc.mov"
+  | "moov_end.mp4"
+  | "long.avi";
 
 const SRC = "testsrc2=size=320x240:rate=25";
 const TONE = "sine=frequency=440:sample_rate=48000";
@@ -28,7 +32,39 @@ function lavfi(seconds: number, audio: string[] | null, video: string[], format:
 
 const X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"];
 
-const RECIPES: Record<Exclude<FixtureName, "text.mp4" | "portrait.mp4">, string[]> = {
+type Derived = "text.mp4" | "portrait.mp4" | "portrait_hevc.mov";
+
+const RECIPES: Record<Exclude<FixtureName, Derived>, string[]> = {
+  "hevc.mov": lavfi(2, ["-c:a", "aac"], [
+    "-c:v",
+    "libx265",
+    "-preset",
+    "ultrafast",
+    "-x265-params",
+    "log-level=error",
+    "-tag:v",
+    "hvc1",
+  ], "mov"),
+  "moov_end.mp4": lavfi(2, ["-c:a", "aac"], X264, "mp4"),
+  "long.avi": [
+    "-f",
+    "lavfi",
+    "-i",
+    "testsrc2=size=640x360:rate=25:duration=8",
+    "-f",
+    "lavfi",
+    "-i",
+    `${TONE}:duration=8`,
+    "-c:v",
+    "mpeg4",
+    "-q:v",
+    "3",
+    "-c:a",
+    "libmp3lame",
+    "-shortest",
+    "-f",
+    "avi",
+  ],
   "h264.mp4": lavfi(2, ["-c:a", "aac"], [...X264, "-movflags", "+faststart"], "mp4"),
   "vp9.webm": lavfi(1, ["-c:a", "libopus"], [
     "-c:v",
@@ -98,9 +134,10 @@ async function generate(dir: string, name: FixtureName): Promise<string> {
   const path = `${dir}/${name}`;
   if (name === "text.mp4") {
     await Deno.writeTextFile(path, "This is not a video, whatever its name says.\n".repeat(20));
-  } else if (name === "portrait.mp4") {
+  } else if (name === "portrait.mp4" || name === "portrait_hevc.mov") {
     // Landscape pixels with a 90° display matrix: a phone held upright.
-    const landscape = await fixture("h264.mp4");
+    const hevc = name === "portrait_hevc.mov";
+    const landscape = await fixture(hevc ? "hevc.mov" : "h264.mp4");
     await ffmpeg([
       "-i",
       landscape,
@@ -109,7 +146,7 @@ async function generate(dir: string, name: FixtureName): Promise<string> {
       "-metadata:s:v:0",
       "rotate=90",
       "-f",
-      "mp4",
+      hevc ? "mov" : "mp4",
       "-y",
       path,
     ]);

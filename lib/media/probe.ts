@@ -17,6 +17,11 @@ export interface VideoMetadata {
   fps: number | null;
   pixFmt: string | null;
   colorSpace: string | null;
+  /** PQ (HDR10) or HLG transfer. */
+  hdr: boolean;
+  hasAudio: boolean;
+  audioChannels: number | null;
+  audioSampleRate: number | null;
 }
 
 /** Bounds beyond which a file is refused as absurd. */
@@ -37,6 +42,9 @@ interface ProbeStream {
   height?: number;
   pix_fmt?: string;
   color_space?: string;
+  color_transfer?: string;
+  channels?: number;
+  sample_rate?: string;
   avg_frame_rate?: string;
   r_frame_rate?: string;
   duration?: string;
@@ -124,6 +132,10 @@ export function parseProbeOutput(
     fps: parseRate(video.avg_frame_rate) ?? parseRate(video.r_frame_rate),
     pixFmt: video.pix_fmt ?? null,
     colorSpace: video.color_space ?? null,
+    hdr: video.color_transfer === "smpte2084" || video.color_transfer === "arib-std-b67",
+    hasAudio: audio !== undefined,
+    audioChannels: audio?.channels ?? null,
+    audioSampleRate: positive(audio?.sample_rate),
   };
 }
 

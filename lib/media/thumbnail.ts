@@ -39,8 +39,10 @@ async function extractFrame(
     "-frames:v",
     "1",
     // Autorotation is on by default, so portrait videos give portrait thumbnails.
+    // `thumbnail` picks the most typical of the next frames, which skips a black
+    // or fading frame at the seek point; 12 frames bound the memory it holds.
     "-vf",
-    `scale=${THUMBNAIL_WIDTH}:-2`,
+    `thumbnail=12,scale=${THUMBNAIL_WIDTH}:-2`,
     "-q:v",
     "4",
     "-f",

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { eq } from "drizzle-orm";
+import { and, eq, ne } from "drizzle-orm";
 import { attachments, jobs } from "../../db/schema.ts";
 import { claimJob, failJob, retryDelayMs } from "../../lib/jobs.ts";
 import { startWorker } from "../../lib/worker.ts";
@@ -13,10 +13,14 @@ import {
   waitForProcessed,
 } from "../_helpers.ts";
 
+/** Uploads a clip with no worker running and keeps only its thumbnail job, so claims are predictable. */
 async function uploadWithoutWorker(ctx: TestContext): Promise<string> {
   const { messageId } = await conversationWithMessage(ctx, "alice");
   const created = await body(await uploadFile(ctx, "alice", messageId, await fixture("short.mp4")));
   assert.equal(created.status, "processing");
+  await ctx.deps.db.delete(jobs).where(
+    and(eq(jobs.attachmentId, String(created.id)), ne(jobs.kind, "thumbnail")),
+  );
   return String(created.id);
 }
 
@@ -62,6 +66,7 @@ Deno.test("jobs: two workers never hold the same job", async () => {
   const held = claims.filter((c) => c !== null).map((c) => c!.id);
   assert.equal(held.length, 2);
   assert.equal(new Set(held).size, 2);
+  assert.equal(await claimJob(ctx.deps.db, "e", 60_000, now), null);
 });
 
 Deno.test("jobs: failures retry with backoff, then the attachment fails with the reason", async () => {

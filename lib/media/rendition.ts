@@ -1,0 +1,145 @@
+import { hardenedInputArgs } from "./tools.ts";
+
+/** The longest and shortest side of a rendition (1080p, either orientation). */
+export const RENDITION_MAX_LONG_SIDE = 1920;
+export const RENDITION_MAX_SHORT_SIDE = 1080;
+
+/** What a rendition is made from. */
+export interface RenditionSource {
+  path: string;
+  demuxer: string;
+  /** Display dimensions (after rotation). */
+  width: number;
+  height: number;
+  hasAudio: boolean;
+}
+
+/**
+ * Output size for a display size: capped at 1080p in either orientation,
+ * never upscaled, even numbers (H.264 4:2:0 needs them), aspect kept.
+ *
+ * @example
+ * ```ts
+ * renditionSize(3840, 2160); // { width: 1920, height: 1080 }
+ * renditionSize(1080, 1920); // { width: 1080, height: 1920 }
+ * ```
+ */
+export function renditionSize(width: number, height: number): { width: number; height: number } {
+  const long = Math.max(width, height);
+  const short = Math.min(width, height);
+  const factor = Math.min(1, RENDITION_MAX_LONG_SIDE / long, RENDITION_MAX_SHORT_SIDE / short);
+  const even = (n: number): number => Math.max(2, Math.round((n * factor) / 2) * 2);
+  return { width: even(width), height: even(height) };
+}
+
+/**
+ * ffmpeg arguments for a browser-playable H.264 High/AAC MP4 with the `moov`
+ * box first. ffmpeg applies the display rotation before the filters, so the
+ * output is upright with no rotation flag. Metadata tags are dropped: they
+ * are the uploader's and may carry location.
+ */
+export function transcodeArgs(source: RenditionSource, outPath: string): string[] {
+  const size = renditionSize(source.width, source.height);
+  return [
+    "-nostdin",
+    "-hide_banner",
+    "-v",
+    "error",
+    "-nostats",
+    "-progress",
+    "pipe:1",
+    ...hardenedInputArgs(source.demuxer, source.path),
+    "-map",
+    "0:v:0",
+    ...(source.hasAudio ? ["-map", "0:a:0"] : []),
+    "-vf",
+    `scale=${size.width}:${size.height},format=yuv420p`,
+    "-fpsmax",
+    "60",
+    "-c:v",
+    "libx264",
+    "-preset",
+    "veryfast",
+    "-crf",
+    "23",
+    "-profile:v",
+    "high",
+    ...(source.hasAudio ? ["-c:a", "aac", "-b:a", "128k", "-ac", "2"] : []),
+    "-sn",
+    "-dn",
+    "-map_metadata",
+    "-1",
+    "-map_chapters",
+    "-1",
+    "-movflags",
+    "+faststart",
+    "-f",
+    "mp4",
+    "-y",
+    `file:${outPath}`,
+  ];
+}
+
+/**
+ * ffmpeg arguments that copy the streams into a faststart MP4 without
+ * re-encoding (the display rotation travels with the video stream).
+ */
+export function remuxArgs(source: RenditionSource, outPath: string): string[] {
+  return [
+    "-nostdin",
+    "-hide_banner",
+    "-v",
+    "error",
+    "-nostats",
+    "-progress",
+    "pipe:1",
+    ...hardenedInputArgs(source.demuxer, source.path),
+    "-map",
+    "0:v:0",
+    ...(source.hasAudio ? ["-map", "0:a:0"] : []),
+    "-c",
+    "copy",
+    "-sn",
+    "-dn",
+    "-map_metadata",
+    "-1",
+    "-map_chapters",
+    "-1",
+    "-movflags",
+    "+faststart",
+    "-f",
+    "mp4",
+    "-y",
+    `file:${outPath}`,
+  ];
+}
+
+/** How long a rendition may take: ten times the duration, at least a minute, at most six hours. */
+export function renditionTimeoutMs(durationSeconds: number | null): number {
+  return Math.min(6 * 3600_000, Math.max(60_000, (durationSeconds ?? 0) * 10_000));
+}
+
+/**
+ * Reads ffmpeg `-progress` output and reports the fraction done (0–1), given
+ * the source duration.
+ */
+export function progressParser(
+  durationSeconds: number | null,
+  onProgress: (fraction: number) => void,
+): (chunk: Uint8Array) => void {
+  const decoder = new TextDecoder();
+  let pending = "";
+  return (chunk) => {
+    pending += decoder.decode(chunk, { stream: true });
+    const lines = pending.split("\n");
+    pending = lines.pop() ?? "";
+    for (const line of lines) {
+      const match = /^out_time_(?:us|ms)=(\d+)$/.exec(line.trim());
+      if (match && durationSeconds && durationSeconds > 0) {
+        onProgress(Math.min(1, Number(match[1]) / 1e6 / durationSeconds));
+      } else if (line.trim() === "progress=end") {
+        onProgress(1);
+      }
+    }
+  };
+}

@@ -1,0 +1,209 @@
+import assert from "node:assert/strict";
+import { fixture, type FixtureName } from "../_fixtures.ts";
+import {
+  body,
+  conversationWithMessage,
+  createTestContext,
+  localPath,
+  type TestContext,
+  uploadFile,
+  waitForProcessed,
+} from "../_helpers.ts";
+
+interface Probed {
+  streams: {
+    codec_type: string;
+    codec_name: string;
+    width?: number;
+    height?: number;
+    pix_fmt?: string;
+    profile?: string;
+    side_data_list?: { rotation?: number }[];
+  }[];
+  format: { format_name: string };
+}
+
+async function ffprobe(target: string, extra: string[] = []): Promise<Probed> {
+  const out = await new Deno.Command("ffprobe", {
+    args: ["-v", "error", ...extra, "-show_streams", "-show_format", "-of", "json", target],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+/** Uploads a fixture, waits for processing, and saves what /stream serves to a temp file. */
+async function streamed(
+  ctx: TestContext,
+  name: FixtureName,
+): Promise<{ attachment: Record<string, unknown>; path: string; bytes: Uint8Array }> {
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const created = await body(await uploadFile(ctx, "alice", messageId, await fixture(name)));
+  const attachment = await waitForProcessed(ctx, "alice", String(created.id), 60_000);
+  assert.equal(attachment.status, "ready", JSON.stringify(attachment));
+  const response = await ctx.app.request(localPath(String(attachment.stream_url)));
+  assert.equal(response.status, 200);
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  const path = `${ctx.dataDir}/served-${name}`;
+  await Deno.writeFile(path, bytes);
+  return { attachment, path, bytes };
+}
+
+function moovFirst(bytes: Uint8Array): boolean {
+  const text = new TextDecoder("latin1").decode(bytes.subarray(0, Math.min(bytes.length, 1 << 16)));
+  const moov = text.indexOf("moov");
+  const mdat = text.indexOf("mdat");
+  return moov >= 0 && (mdat < 0 || moov < mdat);
+}
+
+const EXPECTED: [FixtureName, "original" | "remux" | "transcode"][] = [
+  ["h264.mp4", "original"],
+  ["moov_end.mp4", "remux"],
+  ["h264.mov", "remux"],
+  ["h264.mkv", "remux"],
+  ["vp9.webm", "transcode"],
+  ["theora.ogv", "transcode"],
+  ["mpeg4.avi", "transcode"],
+  ["hevc.mov", "transcode"],
+];
+
+for (const [name, plan] of EXPECTED) {
+  Deno.test(`playback: ${name} streams as ${plan}, H.264 in a faststart MP4`, async () => {
+    await using ctx = await createTestContext();
+    const { attachment, path, bytes } = await streamed(ctx, name);
+    assert.equal(attachment.playback, plan);
+    const probed = await ffprobe(path);
+    assert.match(probed.format.format_name, /mp4/);
+    const video = probed.streams.find((s) => s.codec_type === "video")!;
+    assert.equal(video.codec_name, "h264");
+    assert.equal(video.pix_fmt, "yuv420p");
+    const audio = probed.streams.find((s) => s.codec_type === "audio");
+    if (attachment.has_audio) assert.equal(audio?.codec_name, "aac");
+    assert.ok(moovFirst(bytes), "moov before mdat");
+    if (plan === "original") {
+      assert.deepEqual(bytes, await Deno.readFile(await fixture(name)));
+    }
+    // The download is always the original.
+    const original = await ctx.app.request(localPath(String(attachment.url)));
+    assert.deepEqual(
+      new Uint8Array(await original.arrayBuffer()),
+      await Deno.readFile(await fixture(name)),
+    );
+  });
+}
+
+Deno.test("playback: a moov-at-end MP4 is remuxed, not re-encoded", async () => {
+  await using ctx = await createTestContext();
+  const { path } = await streamed(ctx, "moov_end.mp4");
+  const packets = async (file: string) => {
+    const out = await new Deno.Command("ffprobe", {
+      args: [
+        "-v",
+        "error",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "packet=size",
+        "-of",
+        "csv=p=0",
+        file,
+      ],
+      stdout: "piped",
+    }).output();
+    return new TextDecoder().decode(out.stdout).trim();
+  };
+  assert.equal(await packets(path), await packets(await fixture("moov_end.mp4")));
+});
+
+Deno.test("playback: portrait sources stay upright in the rendition and the thumbnail", async () => {
+  await using ctx = await createTestContext();
+  for (const name of ["portrait_hevc.mov", "portrait.mp4"] as const) {
+    const { attachment, path } = await streamed(ctx, name);
+    assert.equal(attachment.width, 240);
+    assert.equal(attachment.height, 320);
+    const video = (await ffprobe(path)).streams.find((s) => s.codec_type === "video")!;
+    const rotation = video.side_data_list?.find((d) => d.rotation !== undefined)?.rotation ?? 0;
+    const sideways = Math.abs(rotation) % 180 === 90;
+    const [w, h] = sideways ? [video.height!, video.width!] : [video.width!, video.height!];
+    assert.ok(h > w, `${name}: displayed ${w}x${h}`);
+    if (name === "portrait_hevc.mov") assert.equal(rotation, 0, "transcodes are upright pixels");
+    const thumb = await ctx.app.request(localPath(String(attachment.thumbnail_url)));
+    const thumbPath = `${ctx.dataDir}/thumb-${name}.jpg`;
+    await Deno.writeFile(thumbPath, new Uint8Array(await thumb.arrayBuffer()));
+    const t = (await ffprobe(thumbPath)).streams[0]!;
+    assert.ok(t.height! > t.width!, `${name} thumbnail ${t.width}x${t.height}`);
+  }
+});
+
+Deno.test("playback: metadata includes audio and colour details", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const withAudio = await body(
+    await uploadFile(ctx, "alice", messageId, await fixture("h264.mp4")),
+  );
+  assert.equal(withAudio.has_audio, true);
+  assert.equal(withAudio.audio_channels, 1);
+  assert.equal(withAudio.audio_sample_rate, 48000);
+  assert.equal(withAudio.hdr, false);
+  assert.equal(withAudio.pix_fmt, "yuv420p");
+  assert.equal(withAudio.playback, null);
+  const silent = await body(await uploadFile(ctx, "alice", messageId, await fixture("h264.mkv")));
+  assert.equal(silent.has_audio, false);
+  assert.equal(silent.audio_channels, null);
+});
+
+Deno.test("playback: ffprobe reads the signed stream_url over real HTTP with Range", async () => {
+  await using ctx = await createTestContext();
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const created = await body(await uploadFile(ctx, "alice", messageId, await fixture("hevc.mov")));
+  const attachment = await waitForProcessed(ctx, "alice", String(created.id), 60_000);
+  let ranged = 0;
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+    if (req.headers.has("range")) ranged++;
+    return ctx.app.fetch(req);
+  });
+  const url = String(attachment.stream_url).replace(
+    "http://offchat.test",
+    `http://127.0.0.1:${server.addr.port}`,
+  );
+  const probed = await ffprobe(url);
+  const video = probed.streams.find((s) => s.codec_type === "video")!;
+  assert.equal(video.codec_name, "h264");
+  assert.equal(video.width, 320);
+  assert.ok(ranged > 0, "ffprobe asked for byte ranges");
+});
+
+Deno.test("playback: the events stream reports rising progress, then ready, then closes", async () => {
+  await using ctx = await createTestContext();
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const created = await body(await uploadFile(ctx, "alice", messageId, await fixture("long.avi")));
+  const response = await ctx.app.request(localPath(String(created.events_url)));
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get("content-type") ?? "", /^text\/event-stream/);
+  const text = await response.text(); // the server closes the stream after `ready`
+  const events = text.split("\n\n").filter((block) => block.includes("event:")).map((block) => {
+    const event = /^event: ?(.*)$/m.exec(block)![1]!;
+    const data = JSON.parse(/^data: ?(.*)$/m.exec(block)![1]!);
+    return { event, data };
+  });
+  const percents = events.filter((e) => e.event === "progress").map((e) =>
+    e.data.percent as number
+  );
+  const statuses = events.filter((e) => e.event === "status").map((e) => e.data.status as string);
+  assert.equal(statuses[0], "processing");
+  assert.equal(statuses.at(-1), "ready");
+  assert.ok(percents.length >= 3, `progress events: ${percents}`);
+  for (let i = 1; i < percents.length; i++) {
+    assert.ok(percents[i]! > percents[i - 1]!, `${percents}`);
+  }
+  assert.equal(percents.at(-1), 100);
+  // A late subscriber gets the final state at once.
+  const late = await (await ctx.app.request(localPath(String(created.events_url)))).text();
+  assert.match(late, /"status":"ready"/);
+  // The events URL is for this attachment only; without a token it is 401.
+  const anonymous = await ctx.app.request(`/api/chat/attachments/${created.id}/events`);
+  assert.equal(anonymous.status, 401);
+  await anonymous.body?.cancel();
+});
