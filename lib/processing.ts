@@ -7,6 +7,7 @@ import { probeVideo } from "./media/probe.ts";
 import { progressParser, remuxArgs, renditionTimeoutMs, transcodeArgs } from "./media/rendition.ts";
 import { runTool } from "./media/run_tool.ts";
 import { demuxerFor, sniffContainer } from "./media/sniff.ts";
+import { makeStoryboard } from "./media/storyboard.ts";
 import { makeThumbnail } from "./media/thumbnail.ts";
 import { storageKey } from "./storage.ts";
 
@@ -30,20 +31,20 @@ async function loadLive(deps: ProcessingDeps, id: string): Promise<Attachment | 
 }
 
 /**
- * Makes an output in a temp file, moves it to `key` and records it with
- * `update`; an attachment deleted meanwhile gets its new file removed again.
+ * Runs `make` to write an output into a temp file, moves it to `key` and
+ * records the columns `make` returns; an attachment deleted meanwhile gets
+ * its new file removed again.
  */
 async function produce(
   deps: ProcessingDeps,
   attachment: Attachment,
   temp: string,
   key: string,
-  make: () => Promise<void>,
-  update: Partial<Attachment>,
+  make: () => Promise<Partial<Attachment>>,
 ): Promise<void> {
   await Deno.mkdir(deps.storage.tempDir(), { recursive: true });
   try {
-    await make();
+    const update = await make();
     await deps.storage.putFile(temp, key);
     const [still] = await deps.db.update(attachments).set(update)
       .where(eq(attachments.id, attachment.id))
@@ -59,12 +60,14 @@ async function thumbnailJob(deps: ProcessingDeps, job: Job): Promise<void> {
   if (!attachment) return;
   const key = storageKey("thumbnails", new Date(attachment.uploadedAt), attachment.id, "jpg");
   const temp = `${deps.storage.tempDir()}/${job.id}.jpg`;
-  await produce(deps, attachment, temp, key, () =>
-    makeThumbnail(deps.media, {
+  await produce(deps, attachment, temp, key, async () => {
+    await makeThumbnail(deps.media, {
       path: deps.storage.localPath(attachment.storageKey),
       demuxer: demuxerFor(attachment.container),
       duration: attachment.duration,
-    }, temp), { thumbnailKey: key });
+    }, temp);
+    return { thumbnailKey: key };
+  });
 }
 
 async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext): Promise<void> {
@@ -105,7 +108,25 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
     // Check the output like an upload: it must be an MP4 with an H.264 video stream.
     const output = await probeVideo(deps.media, temp, MP4);
     if (output.codec !== "h264") throw new Error(`Rendition has codec "${output.codec}"`);
-  }, { playback: plan, playbackKey: key });
+    return { playback: plan, playbackKey: key };
+  });
+}
+
+async function storyboardJob(deps: ProcessingDeps, job: Job): Promise<void> {
+  const attachment = await loadLive(deps, job.attachmentId);
+  if (!attachment) return;
+  const key = storageKey("storyboards", new Date(attachment.uploadedAt), attachment.id, "jpg");
+  const temp = `${deps.storage.tempDir()}/${job.id}.jpg`;
+  await produce(deps, attachment, temp, key, async () => {
+    const layout = await makeStoryboard(deps.media, {
+      path: deps.storage.localPath(attachment.storageKey),
+      demuxer: demuxerFor(attachment.container),
+      duration: attachment.duration ?? 0,
+      width: attachment.width ?? 2,
+      height: attachment.height ?? 2,
+    }, temp);
+    return { storyboardKey: key, storyboardLayout: JSON.stringify(layout) };
+  });
 }
 
 /** Runs one claimed job; throws to have it retried. */
@@ -116,7 +137,7 @@ export async function runJob(deps: ProcessingDeps, job: Job, context: JobContext
     case "rendition":
       return await renditionJob(deps, job, context);
     case "storyboard":
-      return;
+      return await storyboardJob(deps, job);
     default:
       throw new Error(`Unknown job kind "${job.kind}"`);
   }

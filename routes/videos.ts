@@ -11,6 +11,7 @@ import { ApiError } from "../lib/errors.ts";
 import { fileResponse, type FileResponseOptions } from "../lib/file_response.ts";
 import { ingestVideo } from "../lib/ingest.ts";
 import { MEDIA_SECURITY_HEADERS } from "../lib/media_headers.ts";
+import { type StoryboardLayout, storyboardVtt } from "../lib/media/storyboard.ts";
 import { receiveMultipartFile } from "../lib/multipart_upload.ts";
 import { serializeAttachment } from "../lib/serialize.ts";
 import { activityContext, urlContext } from "./_context.ts";
@@ -203,6 +204,47 @@ videoRoutes
         contentType: "image/jpeg",
         etag: (stat) => `t-${attachment.id}-${stat.size}-${stat.mtime?.getTime() ?? 0}`,
         cacheControl: "private, max-age=31536000, immutable",
+      });
+    },
+  )
+  .openapi(
+    mediaRoute("/{id}/storyboard.jpg", "storyboard", "Storyboard sprite sheet (JPEG)", {
+      ...mediaResponses,
+      200: binary("image/jpeg", "The sprite sheet"),
+    }),
+    async (c) => {
+      const attachment = await loadMediaAttachment(c);
+      return await serveStored(c, attachment.storyboardKey, {
+        contentType: "image/jpeg",
+        etag: (stat) => `s-${attachment.id}-${stat.size}-${stat.mtime?.getTime() ?? 0}`,
+        cacheControl: "private, max-age=31536000, immutable",
+      });
+    },
+  )
+  .openapi(
+    mediaRoute(
+      "/{id}/storyboard.vtt",
+      "storyboard",
+      "WebVTT seek-preview track whose cues point into the sprite by signed URL",
+      {
+        ...mediaResponses,
+        200: { description: "WebVTT", content: { "text/vtt": { schema: z.string() } } },
+      },
+    ),
+    async (c) => {
+      const deps = c.get("deps");
+      const attachment = await loadMediaAttachment(c);
+      if (!attachment.storyboardKey || !attachment.storyboardLayout) {
+        throw new ApiError("not_found", "File not found");
+      }
+      const layout = JSON.parse(attachment.storyboardLayout) as StoryboardLayout;
+      const token = await deps.auth.signMediaToken(c.get("user"), attachment.id, "storyboard");
+      const sprite =
+        `${deps.config.publicUrl}/api/chat/videos/${attachment.id}/storyboard.jpg?token=${token}`;
+      return c.body(storyboardVtt(layout, sprite), 200, {
+        "content-type": "text/vtt; charset=utf-8",
+        "cache-control": "private, no-store",
+        ...MEDIA_SECURITY_HEADERS,
       });
     },
   );

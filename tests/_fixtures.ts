@@ -18,7 +18,8 @@ export type FixtureName =
   | "hevc.mov"
   | "portrait_hevc.mov"
   | "moov_end.mp4"
-  | "long.avi";
+  | "long.avi"
+  | "padded.mp4";
 
 const SRC = "testsrc2=size=320x240:rate=25";
 const TONE = "sine=frequency=440:sample_rate=48000";
@@ -32,7 +33,7 @@ function lavfi(seconds: number, audio: string[] | null, video: string[], format:
 
 const X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"];
 
-type Derived = "text.mp4" | "portrait.mp4" | "portrait_hevc.mov";
+type Derived = "text.mp4" | "portrait.mp4" | "portrait_hevc.mov" | "padded.mp4";
 
 const RECIPES: Record<Exclude<FixtureName, Derived>, string[]> = {
   "hevc.mov": lavfi(2, ["-c:a", "aac"], [
@@ -134,6 +135,17 @@ async function generate(dir: string, name: FixtureName): Promise<string> {
   const path = `${dir}/${name}`;
   if (name === "text.mp4") {
     await Deno.writeTextFile(path, "This is not a video, whatever its name says.\n".repeat(20));
+  } else if (name === "padded.mp4") {
+    // A real MP4 made 16 MiB larger by a trailing `free` box: big enough that
+    // streaming it outlasts the socket buffers.
+    const video = await Deno.readFile(await fixture("h264.mp4"));
+    const padding = 16 * 1024 * 1024;
+    const bytes = new Uint8Array(video.length + padding);
+    bytes.set(video);
+    const view = new DataView(bytes.buffer, video.length, 8);
+    view.setUint32(0, padding);
+    bytes.set(new TextEncoder().encode("free"), video.length + 4);
+    await Deno.writeFile(path, bytes);
   } else if (name === "portrait.mp4" || name === "portrait_hevc.mov") {
     // Landscape pixels with a 90° display matrix: a phone held upright.
     const hevc = name === "portrait_hevc.mov";

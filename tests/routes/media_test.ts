@@ -210,3 +210,41 @@ Deno.test("media: an admin may delete someone else's attachment", async () => {
   });
   assert.equal(response.status, 204);
 });
+
+Deno.test("media: HEAD, abusive range lists, and a client that hangs up frees the file", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const attachment = await body(
+    await uploadFile(ctx, "alice", messageId, await fixture("padded.mp4")),
+  );
+  const url = `/api/chat/videos/${attachment.id}/download`;
+  const head = await ctx.request("alice", url, { method: "HEAD" });
+  assert.equal(head.status, 200);
+  assert.equal(head.headers.get("content-length"), String(attachment.file_size));
+  assert.equal(await head.text(), "");
+  const many = Array.from({ length: 300 }, (_, i) => `${i * 2}-${i * 2}`).join(",");
+  const abusive = await ctx.request("alice", url, { headers: { range: `bytes=${many}` } });
+  assert.equal(abusive.status, 416);
+  assert.equal(abusive.headers.get("content-range"), `bytes */${attachment.file_size}`);
+  await abusive.body?.cancel();
+
+  // A client hanging up mid-stream over real HTTP: the server carries on (that the file
+  // handle is released at once is proven in tests/lib/file_response_test.ts).
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (req) => ctx.app.fetch(req),
+  );
+  const abort = new AbortController();
+  const response = await fetch(
+    String(attachment.url).replace("http://offchat.test", `http://127.0.0.1:${server.addr.port}`),
+    { signal: abort.signal },
+  );
+  const reader = response.body!.getReader();
+  const first = await reader.read();
+  assert.ok(first.value!.length < Number(attachment.file_size), "hung up mid-stream");
+  abort.abort();
+  await reader.cancel().catch(() => {});
+  const again = await fetch(`http://127.0.0.1:${server.addr.port}/healthz`);
+  assert.equal(again.status, 200);
+  await again.body?.cancel();
+});

@@ -207,3 +207,32 @@ Deno.test("playback: the events stream reports rising progress, then ready, then
   assert.equal(anonymous.status, 401);
   await anonymous.body?.cancel();
 });
+
+Deno.test("playback: the storyboard VTT points into a signed sprite sheet", async () => {
+  await using ctx = await createTestContext();
+  const { attachment } = await streamed(ctx, "h264.mp4");
+  assert.ok(attachment.storyboard_url, "storyboard_url is set when ready");
+  const vtt = await ctx.app.request(localPath(String(attachment.storyboard_url)));
+  assert.equal(vtt.status, 200);
+  assert.match(vtt.headers.get("content-type") ?? "", /^text\/vtt/);
+  const text = await vtt.text();
+  assert.match(text, /^WEBVTT/);
+  const cues = [...text.matchAll(/^(\S+) --> (\S+)\n(\S+)#xywh=(\d+),(\d+),(\d+),(\d+)$/gm)];
+  assert.equal(cues.length, 2, text); // 2 s at one tile per second
+  assert.equal(cues[0]![1], "00:00:00.000");
+  assert.equal(cues[1]![5], "0");
+  assert.equal(cues[1]![4], "160");
+  const sprite = await ctx.app.request(localPath(cues[0]![3]!));
+  assert.equal(sprite.status, 200);
+  assert.equal(sprite.headers.get("content-type"), "image/jpeg");
+  const path = `${ctx.dataDir}/sprite.jpg`;
+  await Deno.writeFile(path, new Uint8Array(await sprite.arrayBuffer()));
+  const image = (await ffprobe(path)).streams[0]!;
+  assert.equal(image.width, 320);
+  assert.equal(image.height, 120);
+  // The sprite's token is for the storyboard only.
+  const token = new URL(cues[0]![3]!).searchParams.get("token");
+  const misuse = await ctx.app.request(`/api/chat/videos/${attachment.id}/stream?token=${token}`);
+  assert.equal(misuse.status, 401);
+  await misuse.body?.cancel();
+});
