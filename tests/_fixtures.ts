@@ -19,7 +19,8 @@ export type FixtureName =
   | "portrait_hevc.mov"
   | "moov_end.mp4"
   | "long.avi"
-  | "padded.mp4";
+  | "padded.mp4"
+  | "black_start.mp4";
 
 const SRC = "testsrc2=size=320x240:rate=25";
 const TONE = "sine=frequency=440:sample_rate=48000";
@@ -47,6 +48,17 @@ const RECIPES: Record<Exclude<FixtureName, Derived>, string[]> = {
     "hvc1",
   ], "mov"),
   "moov_end.mp4": lavfi(2, ["-c:a", "aac"], X264, "mp4"),
+  // 1.5 s of black, then the pattern: a fade-in that a naive thumbnail at 1 s would catch.
+  "black_start.mp4": [
+    "-f",
+    "lavfi",
+    "-i",
+    "color=c=black:size=320x240:rate=25:duration=1.5,format=yuv420p[b];" +
+    "testsrc2=size=320x240:rate=25:duration=2.5[t];[b][t]concat",
+    ...X264,
+    "-f",
+    "mp4",
+  ],
   "long.avi": [
     "-f",
     "lavfi",

@@ -4,10 +4,24 @@ import { hardenedInputArgs, type MediaTools } from "./tools.ts";
 /** Width of generated thumbnails, in pixels (height keeps the aspect ratio). */
 export const THUMBNAIL_WIDTH = 320;
 
-/** Where to take the thumbnail: min(1 s, half the duration). */
+/**
+ * Average luma (limited range, 16 = black) under which a frame counts as too
+ * dark to stand for the video, such as a fade-in or a lens cap.
+ */
+export const DARK_FRAME_LUMA = 24;
+
+/** Where to take the thumbnail first: min(1 s, half the duration). */
 export function thumbnailTime(duration: number | null): number {
   if (!duration || duration <= 0) return 0;
   return Math.min(1, duration / 2);
+}
+
+/** The seek points tried in turn while frames come out dark: first, a quarter, the middle, the start. */
+export function thumbnailCandidates(duration: number | null): number[] {
+  const points = [thumbnailTime(duration)];
+  if (duration && duration > 0) points.push(duration * 0.25, duration * 0.5);
+  points.push(0);
+  return [...new Set(points.map((t) => Math.round(t * 1000) / 1000))];
 }
 
 async function nonEmpty(path: string): Promise<boolean> {
@@ -18,13 +32,13 @@ async function nonEmpty(path: string): Promise<boolean> {
   }
 }
 
+/** Extracts one frame near `at`; returns its average luma, or an error text. */
 async function extractFrame(
   tools: MediaTools,
   source: { path: string; demuxer: string },
   at: number,
   outPath: string,
-  timeoutMs: number,
-): Promise<string> {
+): Promise<{ luma: number } | { problem: string }> {
   await Deno.remove(outPath).catch(() => {});
   const result = await runTool(tools.ffmpegPath, [
     "-nostdin",
@@ -35,14 +49,15 @@ async function extractFrame(
     at.toFixed(3),
     ...hardenedInputArgs(source.demuxer, source.path),
     "-map",
-    "0:v:0",
+    "0:V:0",
     "-frames:v",
     "1",
     // Autorotation is on by default, so portrait videos give portrait thumbnails.
-    // `thumbnail` picks the most typical of the next frames, which skips a black
-    // or fading frame at the seek point; 12 frames bound the memory it holds.
+    // `thumbnail` picks the most typical of the next 12 frames (a bound on the
+    // memory it holds); signalstats reports the pick's brightness on stdout.
     "-vf",
-    `thumbnail=12,scale=${THUMBNAIL_WIDTH}:-2`,
+    `thumbnail=12,scale=${THUMBNAIL_WIDTH}:-2,signalstats,` +
+    "metadata=mode=print:key=lavfi.signalstats.YAVG:file=-",
     "-q:v",
     "4",
     "-f",
@@ -51,28 +66,45 @@ async function extractFrame(
     "1",
     "-y",
     `file:${outPath}`,
-  ], { timeoutMs });
-  if (result.timedOut) return "ffmpeg timed out";
-  if (result.code !== 0) return `ffmpeg exited with ${result.code}: ${result.stderr.trim()}`;
-  return (await nonEmpty(outPath)) ? "" : "ffmpeg wrote no frame";
+  ], { timeoutMs: 60_000, maxStdoutBytes: 4096 });
+  if (result.timedOut) return { problem: "ffmpeg timed out" };
+  if (result.code !== 0) {
+    return { problem: `ffmpeg exited with ${result.code}: ${result.stderr.trim()}` };
+  }
+  if (!(await nonEmpty(outPath))) return { problem: "ffmpeg wrote no frame" };
+  const luma = Number(/YAVG=([\d.]+)/.exec(result.stdout)?.[1] ?? NaN);
+  return { luma: Number.isFinite(luma) ? luma : 255 };
 }
 
 /**
- * Writes a JPEG thumbnail of the first video stream to `outPath`. ffmpeg exits 0
- * and writes nothing when the seek point is past the last frame, so an empty
- * result is retried from the start before it counts as a failure.
+ * Writes a JPEG thumbnail of the first video stream to `outPath`. ffmpeg exits
+ * 0 and writes nothing when the seek point is past the last frame, so an
+ * empty result moves on to the next seek point; so does a dark frame, and
+ * when every point is dark the brightest one is kept.
  */
 export async function makeThumbnail(
   tools: MediaTools,
   source: { path: string; demuxer: string; duration: number | null },
   outPath: string,
 ): Promise<void> {
-  const timeoutMs = 60_000;
-  const at = thumbnailTime(source.duration);
-  let problem = await extractFrame(tools, source, at, outPath, timeoutMs);
-  if (problem && at > 0) problem = await extractFrame(tools, source, 0, outPath, timeoutMs);
-  if (problem) {
-    await Deno.remove(outPath).catch(() => {});
-    throw new Error(`Thumbnail failed: ${problem.slice(-500)}`);
+  let best: { path: string; luma: number } | null = null;
+  let problem = "no seek point";
+  const tried: string[] = [];
+  try {
+    for (const [i, at] of thumbnailCandidates(source.duration).entries()) {
+      const candidate = `${outPath}.${i}.jpg`;
+      tried.push(candidate);
+      const result = await extractFrame(tools, source, at, candidate);
+      if ("problem" in result) {
+        problem = result.problem;
+        continue;
+      }
+      if (!best || result.luma > best.luma) best = { path: candidate, luma: result.luma };
+      if (result.luma >= DARK_FRAME_LUMA) break;
+    }
+    if (!best) throw new Error(`Thumbnail failed: ${problem.slice(-500)}`);
+    await Deno.rename(best.path, outPath);
+  } finally {
+    await Promise.all(tried.map((path) => Deno.remove(path).catch(() => {})));
   }
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { ApiError } from "../../lib/errors.ts";
 import { parseProbeOutput, probeVideo } from "../../lib/media/probe.ts";
 import { sniffContainer } from "../../lib/media/sniff.ts";
-import { thumbnailTime } from "../../lib/media/thumbnail.ts";
+import { makeThumbnail, thumbnailCandidates, thumbnailTime } from "../../lib/media/thumbnail.ts";
 import { parseToolVersion } from "../../lib/setup.ts";
 import { fixture } from "../_fixtures.ts";
 
@@ -102,4 +102,42 @@ Deno.test("parseToolVersion: Debian, release and git builds", () => {
   });
   assert.equal(parseToolVersion("ffmpeg version N-112233-gabc Copyright").major, null);
   assert.equal(parseToolVersion("ffmpeg version 3.4.8").major, 3);
+});
+
+Deno.test("makeThumbnail: a dark frame at the seek point gives way to a brighter one", async () => {
+  const tools = { ffmpegPath: "ffmpeg", ffprobePath: "ffprobe", probeTimeoutMs: 10_000 };
+  const dir = await Deno.makeTempDir();
+  try {
+    const out = `${dir}/thumb.jpg`;
+    await makeThumbnail(tools, {
+      path: await fixture("black_start.mp4"),
+      demuxer: "mov",
+      duration: 4,
+    }, out);
+    const stats = await new Deno.Command("ffmpeg", {
+      args: [
+        "-v",
+        "error",
+        "-i",
+        out,
+        "-vf",
+        "signalstats,metadata=mode=print:file=-",
+        "-f",
+        "null",
+        "-",
+      ],
+      stdout: "piped",
+    }).output();
+    const luma = Number(/YAVG=([\d.]+)/.exec(new TextDecoder().decode(stats.stdout))![1]);
+    assert.ok(luma > 40, `thumbnail luma ${luma}`);
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(dir), (e) => e.name), ["thumb.jpg"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("thumbnailCandidates: first point, then a quarter, the middle, the start", () => {
+  assert.deepEqual(thumbnailCandidates(10), [1, 2.5, 5, 0]);
+  assert.deepEqual(thumbnailCandidates(0.4), [0.2, 0.1, 0]);
+  assert.deepEqual(thumbnailCandidates(null), [0]);
 });
