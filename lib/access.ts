@@ -1,4 +1,4 @@
-import { and, eq, isNull } from "drizzle-orm";
+import { and, eq, isNull, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
 import {
   type Attachment,
@@ -73,13 +73,14 @@ export async function loadVisibleAttachment(
   attachmentId: string,
   user: User,
 ): Promise<Attachment> {
-  const [attachment] = await db.select().from(attachments)
+  // One query: media range requests come often, and each statement blocks the event loop.
+  const [row] = await db.select({
+    attachment: attachments,
+    member: sql<number>`EXISTS (SELECT 1 FROM ${conversationParticipants}
+      WHERE ${conversationParticipants.conversationId} = ${attachments.conversationId}
+        AND ${conversationParticipants.userId} = ${user.id})`,
+  }).from(attachments)
     .where(and(eq(attachments.id, attachmentId), isNull(attachments.deletedAt)));
-  if (
-    !attachment ||
-    !(user.admin || await isParticipant(db, attachment.conversationId, user.id))
-  ) {
-    throw notFound("Attachment");
-  }
-  return attachment;
+  if (!row || !(user.admin || Number(row.member) === 1)) throw notFound("Attachment");
+  return row.attachment;
 }

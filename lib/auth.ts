@@ -25,12 +25,13 @@ export interface Auth {
 
 const USER_ID_PATTERN = /^[\w.@:+-]{1,128}$/;
 const MEDIA_AUDIENCE = "offchat-media";
+const MEDIA_TOKEN_CACHE_SIZE = 10_000;
 
 function unauthorized(detail = "Invalid or expired token"): ApiError {
   return new ApiError("unauthorized", detail, { "www-authenticate": 'Bearer realm="offchat"' });
 }
 
-async function deriveKey(secret: string, label: string): Promise<Uint8Array> {
+async function deriveKey(secret: string, label: string): Promise<Uint8Array<ArrayBuffer>> {
   const key = await crypto.subtle.importKey(
     "raw",
     new TextEncoder().encode(secret),
@@ -77,7 +78,16 @@ async function userKey(
  */
 export async function createAuth(config: Config, localSecret: string): Promise<Auth> {
   const { key, algorithms } = await userKey(config, localSecret);
-  const mediaKey = await deriveKey(config.mediaUrlSecret ?? localSecret, "offchat media url v1");
+  const mediaKey = await crypto.subtle.importKey(
+    "raw",
+    await deriveKey(config.mediaUrlSecret ?? localSecret, "offchat media url v1"),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign", "verify"],
+  );
+  // A player sends the same media token with every range request: remember
+  // verified ones until they expire (bounded, oldest dropped first).
+  const verifiedMedia = new Map<string, { user: User; att: unknown; use: unknown; exp: number }>();
   const localUserKey = new TextEncoder().encode(localSecret);
   const usesLocalSecret = !config.jwtPublicKey && !config.jwtJwksUrl;
 
@@ -116,18 +126,32 @@ export async function createAuth(config: Config, localSecret: string): Promise<A
         .sign(mediaKey);
     },
     async verifyMediaToken(token, attachmentId, purpose) {
-      try {
-        const { payload } = await jwtVerify(token, mediaKey, {
-          algorithms: ["HS256"],
-          audience: MEDIA_AUDIENCE,
-          requiredClaims: ["exp", "sub"],
-        });
-        if (payload.att !== attachmentId || payload.use !== purpose) throw unauthorized();
-        return { ...toUser(payload), admin: payload.adm === true };
-      } catch (error) {
-        if (error instanceof ApiError) throw error;
-        throw unauthorized();
+      let entry = verifiedMedia.get(token);
+      if (!entry || entry.exp * 1000 <= Date.now()) {
+        verifiedMedia.delete(token);
+        try {
+          const { payload } = await jwtVerify(token, mediaKey, {
+            algorithms: ["HS256"],
+            audience: MEDIA_AUDIENCE,
+            requiredClaims: ["exp", "sub"],
+          });
+          entry = {
+            user: { ...toUser(payload), admin: payload.adm === true },
+            att: payload.att,
+            use: payload.use,
+            exp: payload.exp!,
+          };
+        } catch (error) {
+          if (error instanceof ApiError) throw error;
+          throw unauthorized();
+        }
+        verifiedMedia.set(token, entry);
+        if (verifiedMedia.size > MEDIA_TOKEN_CACHE_SIZE) {
+          verifiedMedia.delete(verifiedMedia.keys().next().value!);
+        }
       }
+      if (entry.att !== attachmentId || entry.use !== purpose) throw unauthorized();
+      return entry.user;
     },
     async signUserToken(userId, options = {}) {
       if (!usesLocalSecret) {

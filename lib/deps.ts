@@ -2,6 +2,7 @@ import type { Auth, User } from "./auth.ts";
 import type { Config } from "./config.ts";
 import type { Database } from "../db/client.ts";
 import type { MediaTools } from "./media/tools.ts";
+import type { RecentAccess } from "./recent_access.ts";
 import type { Storage } from "./storage.ts";
 
 /** A source of the current time; tests may pass a fixed one. */
@@ -21,6 +22,8 @@ export interface AppDeps {
   media: MediaTools;
   clock: Clock;
   jobs: JobSignal;
+  /** Short-lived memory of media access checks, for range requests. */
+  recentAccess: RecentAccess;
 }
 
 /** Hono environment shared by every sub-app. */

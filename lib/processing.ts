@@ -32,35 +32,39 @@ async function loadLive(deps: ProcessingDeps, id: string): Promise<Attachment | 
 
 /**
  * Runs `make` to write an output into a temp file, moves it to `key` and
- * records the columns `make` returns; an attachment deleted meanwhile gets
- * its new file removed again.
+ * records the columns `make` returns. Keys are named after the job, so each
+ * generation has its own key (and ETag); the file of the generation it
+ * replaces is removed, and so is the new one if the attachment was deleted
+ * meanwhile.
  */
 async function produce(
   deps: ProcessingDeps,
   attachment: Attachment,
-  temp: string,
-  key: string,
+  files: { temp: string; key: string; previousKey: string | null },
   make: () => Promise<Partial<Attachment>>,
 ): Promise<void> {
   await Deno.mkdir(deps.storage.tempDir(), { recursive: true });
   try {
     const update = await make();
-    await deps.storage.putFile(temp, key);
+    await deps.storage.putFile(files.temp, files.key);
     const [still] = await deps.db.update(attachments).set(update)
       .where(eq(attachments.id, attachment.id))
       .returning({ deletedAt: attachments.deletedAt });
-    if (!still || still.deletedAt !== null) await deps.storage.delete(key);
+    if (!still || still.deletedAt !== null) await deps.storage.delete(files.key);
+    if (files.previousKey && files.previousKey !== files.key) {
+      await deps.storage.delete(files.previousKey);
+    }
   } finally {
-    await Deno.remove(temp).catch(() => {});
+    await Deno.remove(files.temp).catch(() => {});
   }
 }
 
 async function thumbnailJob(deps: ProcessingDeps, job: Job): Promise<void> {
   const attachment = await loadLive(deps, job.attachmentId);
   if (!attachment) return;
-  const key = storageKey("thumbnails", new Date(attachment.uploadedAt), attachment.id, "jpg");
+  const key = storageKey("thumbnails", new Date(attachment.uploadedAt), job.id, "jpg");
   const temp = `${deps.storage.tempDir()}/${job.id}.jpg`;
-  await produce(deps, attachment, temp, key, async () => {
+  await produce(deps, attachment, { temp, key, previousKey: attachment.thumbnailKey }, async () => {
     await makeThumbnail(deps.media, {
       path: deps.storage.localPath(attachment.storageKey),
       demuxer: demuxerFor(attachment.container),
@@ -83,6 +87,7 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
   if (plan === "original") {
     await deps.db.update(attachments).set({ playback: "original", playbackKey: null })
       .where(eq(attachments.id, attachment.id));
+    if (attachment.playbackKey) await deps.storage.delete(attachment.playbackKey);
     return;
   }
   const source = {
@@ -92,9 +97,9 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
     height: attachment.height ?? 2,
     hasAudio: attachment.hasAudio,
   };
-  const key = storageKey("renditions", new Date(attachment.uploadedAt), attachment.id, "mp4");
+  const key = storageKey("renditions", new Date(attachment.uploadedAt), job.id, "mp4");
   const temp = `${deps.storage.tempDir()}/${job.id}.mp4`;
-  await produce(deps, attachment, temp, key, async () => {
+  await produce(deps, attachment, { temp, key, previousKey: attachment.playbackKey }, async () => {
     const args = plan === "remux" ? remuxArgs(source, temp) : transcodeArgs(source, temp);
     const result = await runTool(deps.media.ffmpegPath, args, {
       timeoutMs: renditionTimeoutMs(attachment.duration),
@@ -115,18 +120,23 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
 async function storyboardJob(deps: ProcessingDeps, job: Job): Promise<void> {
   const attachment = await loadLive(deps, job.attachmentId);
   if (!attachment) return;
-  const key = storageKey("storyboards", new Date(attachment.uploadedAt), attachment.id, "jpg");
+  const key = storageKey("storyboards", new Date(attachment.uploadedAt), job.id, "jpg");
   const temp = `${deps.storage.tempDir()}/${job.id}.jpg`;
-  await produce(deps, attachment, temp, key, async () => {
-    const layout = await makeStoryboard(deps.media, {
-      path: deps.storage.localPath(attachment.storageKey),
-      demuxer: demuxerFor(attachment.container),
-      duration: attachment.duration ?? 0,
-      width: attachment.width ?? 2,
-      height: attachment.height ?? 2,
-    }, temp);
-    return { storyboardKey: key, storyboardLayout: JSON.stringify(layout) };
-  });
+  await produce(
+    deps,
+    attachment,
+    { temp, key, previousKey: attachment.storyboardKey },
+    async () => {
+      const layout = await makeStoryboard(deps.media, {
+        path: deps.storage.localPath(attachment.storageKey),
+        demuxer: demuxerFor(attachment.container),
+        duration: attachment.duration ?? 0,
+        width: attachment.width ?? 2,
+        height: attachment.height ?? 2,
+      }, temp);
+      return { storyboardKey: key, storyboardLayout: JSON.stringify(layout) };
+    },
+  );
 }
 
 /** Runs one claimed job; throws to have it retried. */

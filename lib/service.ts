@@ -6,6 +6,7 @@ import type { Config } from "./config.ts";
 import type { AppDeps, Clock } from "./deps.ts";
 import { loadOrCreateSecret, secretPath } from "./secrets.ts";
 import { DiskStorage } from "./storage.ts";
+import { RecentAccess } from "./recent_access.ts";
 import { Semaphore } from "./semaphore.ts";
 import { sweepTempFiles } from "./temp_sweep.ts";
 import { startWorker, type Worker } from "./worker.ts";
@@ -52,6 +53,7 @@ export async function openDeps(
       },
       clock,
       jobs: { notify: () => worker?.notify() },
+      recentAccess: new RecentAccess(),
     };
     return {
       deps,

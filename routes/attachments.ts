@@ -51,6 +51,7 @@ export const attachmentRoutes = newRouter()
       const user = c.get("user");
       const attachment = await loadVisibleAttachment(deps.db, c.req.valid("param").id, user);
       await deleteAttachment(deps, attachment, user, activityContext(c));
+      deps.recentAccess.clear();
       return c.body(null, 204);
     },
   );

@@ -138,6 +138,7 @@ export const conversationRoutes = newRouter()
       const { db, clock } = c.get("deps");
       const { id, user_id } = c.req.valid("param");
       await removeParticipant(db, activityContext(c), id, user_id, clock());
+      c.get("deps").recentAccess.clear();
       return c.body(null, 204);
     },
   )

@@ -41,8 +41,15 @@ const mediaResponses = {
 };
 
 async function loadMediaAttachment(c: Context<AppEnv>): Promise<Attachment> {
-  const { db } = c.get("deps");
-  return await loadVisibleAttachment(db, c.req.param("id") ?? "", c.get("user"));
+  const { db, recentAccess } = c.get("deps");
+  const user = c.get("user");
+  const id = c.req.param("id") ?? "";
+  const now = Date.now();
+  const known = recentAccess.get(id, user.id, now);
+  if (known) return known;
+  const attachment = await loadVisibleAttachment(db, id, user);
+  recentAccess.set(attachment, user.id, now);
+  return attachment;
 }
 
 /** `/api/chat/videos`: upload, download, stream and thumbnail. */
@@ -131,22 +138,24 @@ function mediaRoute(
   });
 }
 
-/** Serves a stored file with validators, Range and the media security headers. */
+/**
+ * Serves a stored file with validators, Range and the media security headers.
+ * Derived files have one key per generation, so the key makes a strong ETag.
+ */
 async function serveStored(
   c: Context<AppEnv>,
   key: string | null,
   options: Omit<FileResponseOptions, "path" | "etag" | "lastModified" | "headers"> & {
-    etag: (stat: { size: number; mtime: Date | null }) => string;
+    etag?: string;
   },
 ): Promise<Response> {
-  const { storage } = c.get("deps");
-  const stat = key ? await storage.stat(key) : null;
-  if (!key || !stat) throw new ApiError("not_found", "File not found");
+  if (!key) throw new ApiError("not_found", "File not found");
   return await fileResponse(c.req.raw, {
     ...options,
-    path: storage.localPath(key),
-    etag: options.etag(stat),
-    lastModified: stat.mtime,
+    path: c.get("deps").storage.localPath(key),
+    etag: options.etag ?? key.slice(key.lastIndexOf("/") + 1),
+    lastModified: null,
+    lastModifiedFromFile: true,
     headers: MEDIA_SECURITY_HEADERS,
   });
 }
@@ -163,7 +172,7 @@ videoRoutes
       const attachment = await loadMediaAttachment(c);
       const response = await serveStored(c, attachment.storageKey, {
         contentType: attachment.mimeType,
-        etag: () => attachment.sha256,
+        etag: attachment.sha256,
         disposition: contentDisposition("attachment", attachment.fileName),
         cacheControl: "private, no-cache",
       });
@@ -188,7 +197,7 @@ videoRoutes
       const rendition = attachment.playbackKey;
       return await serveStored(c, rendition ?? attachment.storageKey, {
         contentType: rendition ? "video/mp4" : attachment.mimeType,
-        etag: (stat) => rendition ? `p-${attachment.id}-${stat.size}` : attachment.sha256,
+        etag: rendition ? undefined : attachment.sha256,
         cacheControl: "private, max-age=3600",
       });
     },
@@ -202,7 +211,6 @@ videoRoutes
       const attachment = await loadMediaAttachment(c);
       return await serveStored(c, attachment.thumbnailKey, {
         contentType: "image/jpeg",
-        etag: (stat) => `t-${attachment.id}-${stat.size}-${stat.mtime?.getTime() ?? 0}`,
         cacheControl: "private, max-age=31536000, immutable",
       });
     },
@@ -216,7 +224,6 @@ videoRoutes
       const attachment = await loadMediaAttachment(c);
       return await serveStored(c, attachment.storyboardKey, {
         contentType: "image/jpeg",
-        etag: (stat) => `s-${attachment.id}-${stat.size}-${stat.mtime?.getTime() ?? 0}`,
         cacheControl: "private, max-age=31536000, immutable",
       });
     },

@@ -26,7 +26,7 @@ Deno.test("fileResponse: a reader that cancels mid-stream releases the file at o
     });
     const reader = response.body!.getReader();
     const first = await reader.read();
-    assert.equal(first.value!.length, 64 * 1024);
+    assert.equal(first.value!.length, 256 * 1024);
     assert.equal(await openHandles(path), 1, "open while streaming");
     await reader.cancel();
     assert.equal(await openHandles(path), 0, "closed after the client went away");

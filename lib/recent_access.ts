@@ -1,0 +1,43 @@
+import type { Attachment } from "../db/schema.ts";
+
+/**
+ * Remembers, for a couple of seconds, that a user may read an attachment. A
+ * video player sends a range request every few hundred milliseconds while it
+ * plays and seeks; checking the database each time costs more than serving
+ * the bytes. The window is the price: a participant removed from the
+ * conversation (or an attachment deleted) in another process keeps access to
+ * the bytes for at most `ttlMs`. This process forgets at once.
+ */
+export class RecentAccess {
+  readonly ttlMs: number;
+  #entries = new Map<string, { attachment: Attachment; until: number }>();
+  #maxEntries: number;
+
+  constructor(options: { ttlMs?: number; maxEntries?: number } = {}) {
+    this.ttlMs = options.ttlMs ?? 2000;
+    this.#maxEntries = options.maxEntries ?? 10_000;
+  }
+
+  get(attachmentId: string, userId: string, now: number): Attachment | null {
+    const key = `${attachmentId}\n${userId}`;
+    const entry = this.#entries.get(key);
+    if (!entry) return null;
+    if (entry.until <= now) {
+      this.#entries.delete(key);
+      return null;
+    }
+    return entry.attachment;
+  }
+
+  set(attachment: Attachment, userId: string, now: number): void {
+    this.#entries.set(`${attachment.id}\n${userId}`, { attachment, until: now + this.ttlMs });
+    if (this.#entries.size > this.#maxEntries) {
+      this.#entries.delete(this.#entries.keys().next().value!);
+    }
+  }
+
+  /** Forgets everything: after a deletion or a membership change in this process. */
+  clear(): void {
+    this.#entries.clear();
+  }
+}
