@@ -96,22 +96,83 @@ async function tokenCommand(args: string[]): Promise<void> {
   }
 }
 
+/** Temp files older than this are leftovers of a crash (uploads are far shorter). */
+const TEMP_MAX_AGE_MS = 6 * 3600 * 1000;
+
+/**
+ * `serve` (HTTP with an in-process worker unless WORKER_CONCURRENCY=0) or
+ * `worker` (workers only): the composition root of the service.
+ */
 async function runService(mode: "serve" | "worker"): Promise<void> {
   const config = await loadConfig();
-  const { startService } = await import("./lib/service.ts");
-  const service = await startService(config, {
-    mode,
-    log: (line) => console.log(line),
-    logError: (line, error) => console.error(line, error),
-  });
-  const stop = async () => {
+  const { openDeps } = await import("./lib/open_deps.ts");
+  const { secretPath } = await import("./lib/secrets.ts");
+  const { startWorker } = await import("./lib/worker.ts");
+  const { sweepTempFiles } = await import("./lib/temp_sweep.ts");
+  const { createApp } = await import("./routes/app.ts");
+
+  const opened = await openDeps(config);
+  const { deps } = opened;
+  if (opened.secretCreated) {
+    console.log(
+      `Generated a token secret in ${secretPath(config.dataDir)} (mode 0600).\n` +
+        "Mint a token with:  deno task token alice      (add --admin for an admin)",
+    );
+  }
+  const concurrency = mode === "worker"
+    ? Math.max(1, config.workerConcurrency)
+    : config.workerConcurrency;
+  const worker = concurrency > 0
+    ? startWorker(deps, {
+      concurrency,
+      onError: (error) => console.error("worker error:", error),
+    })
+    : null;
+  if (worker) opened.attachWorker(worker);
+  const sweep = async (): Promise<void> => {
+    const removed = await sweepTempFiles(deps.storage.tempDir(), TEMP_MAX_AGE_MS, deps.clock())
+      .catch((error) => {
+        console.error("temp sweep failed:", error);
+        return 0;
+      });
+    if (removed > 0) console.log(`removed ${removed} stale temporary file(s)`);
+  };
+  await sweep();
+  const sweepTimer = setInterval(sweep, TEMP_MAX_AGE_MS);
+
+  let server: Deno.HttpServer | null = null;
+  if (mode === "worker") {
+    console.log(`worker ${worker!.id} running ${concurrency} job slot(s)`);
+  } else {
+    const app = createApp(deps, {
+      onUnexpectedError: (error) => console.error("unexpected error:", error),
+    });
+    server = Deno.serve({
+      port: config.port,
+      hostname: config.host,
+      onListen: ({ hostname, port }) => {
+        console.log(
+          `OffChat Media listening on http://${hostname}:${port} (public URL ${config.publicUrl})`,
+        );
+        console.log(`API docs: ${config.publicUrl}/docs`);
+      },
+    }, app.fetch);
+  }
+
+  let stopping = false;
+  const stop = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
     console.log("shutting down");
-    await service.stop();
+    clearInterval(sweepTimer);
+    // Event streams end within 30 s, so the server's shutdown waits at most that long.
+    await Promise.all([server?.shutdown(), worker?.stop()]);
+    opened.close();
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGINT", stop);
   if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", stop);
-  await service.finished;
+  await (server?.finished ?? new Promise(() => {}));
 }
 
 if (import.meta.main) {

@@ -81,7 +81,12 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
   const isoFamily = attachment.container === "mp4" || attachment.container === "mov";
   const plan = planPlayback(
     attachment.container,
-    { codec: attachment.codec ?? "", pixFmt: attachment.pixFmt, audioCodec: attachment.audioCodec },
+    {
+      codec: attachment.codec ?? "",
+      pixFmt: attachment.pixFmt,
+      audioCodec: attachment.audioCodec,
+      hdr: attachment.hdr,
+    },
     isoFamily && await hasMoovFirst(sourcePath),
   );
   if (plan === "original") {
@@ -96,6 +101,8 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
     width: attachment.width ?? 2,
     height: attachment.height ?? 2,
     hasAudio: attachment.hasAudio,
+    fps: attachment.fps,
+    hdr: attachment.hdr,
   };
   const key = storageKey("renditions", new Date(attachment.uploadedAt), job.id, "mp4");
   const temp = `${deps.storage.tempDir()}/${job.id}.mp4`;

@@ -2,6 +2,9 @@ import { sql } from "drizzle-orm";
 import type { AppDeps } from "./deps.ts";
 import { runTool } from "./media/run_tool.ts";
 
+/** A capability ffmpeg lacks; its message is safe to show. */
+class MissingFeature extends Error {}
+
 /** One readiness check's outcome. */
 export interface CheckResult {
   ok: boolean;
@@ -18,18 +21,39 @@ export async function checkReadiness(
       return { ok: true };
     } catch (error) {
       // Details stay generic: the endpoint is public and must not leak paths.
-      return { ok: false, detail: error instanceof Error ? error.name : "failed" };
+      const detail = error instanceof MissingFeature
+        ? error.message
+        : error instanceof Error
+        ? error.name
+        : "failed";
+      return { ok: false, detail };
     }
   };
   const tool = (path: string) => async () => {
     const result = await runTool(path, ["-version"], { timeoutMs: 5000, maxStdoutBytes: 4096 });
     if (result.code !== 0) throw new Error("not runnable");
   };
-  const [database, storage, ffmpeg, ffprobe] = await Promise.all([
+  // Renditions need the libx264 encoder, and HDR tone mapping needs zimg's zscale filter.
+  const features = async () => {
+    const [encoders, filters] = await Promise.all([
+      runTool(deps.media.ffmpegPath, ["-hide_banner", "-encoders"], { timeoutMs: 5000 }),
+      runTool(deps.media.ffmpegPath, ["-hide_banner", "-filters"], { timeoutMs: 5000 }),
+    ]);
+    if (!/\slibx264\s/.test(encoders.stdout)) throw new MissingFeature("no libx264 encoder");
+    if (!/\szscale\s/.test(filters.stdout)) throw new MissingFeature("no zscale filter");
+  };
+  const [database, storage, ffmpeg, ffprobe, ffmpegFeatures] = await Promise.all([
     attempt(async () => void await deps.db.run(sql`SELECT 1`)),
     attempt(() => deps.storage.check()),
     attempt(tool(deps.media.ffmpegPath)),
     attempt(tool(deps.media.ffprobePath)),
+    attempt(features),
   ]);
-  return { database: database!, storage: storage!, ffmpeg: ffmpeg!, ffprobe: ffprobe! };
+  return {
+    database: database!,
+    storage: storage!,
+    ffmpeg: ffmpeg!,
+    ffprobe: ffprobe!,
+    ffmpeg_features: ffmpegFeatures!,
+  };
 }

@@ -38,6 +38,8 @@ export class DiskStorage implements Storage {
   async putFile(localPath: string, key: string): Promise<void> {
     const target = this.localPath(key);
     await Deno.mkdir(dirname(target), { recursive: true });
+    // Stored files are the service's alone, whoever wrote the temp file.
+    await Deno.chmod(localPath, 0o600);
     await Deno.rename(localPath, target);
   }
   async stat(key: string): Promise<{ size: number; mtime: Date | null } | null> {

@@ -2,6 +2,14 @@ import type { AppDeps, JobSignal } from "./deps.ts";
 import { claimJob, completeJob, extendLease, failJob, reportProgress } from "./jobs.ts";
 import { runJob } from "./processing.ts";
 
+/**
+ * Replaces file paths in a failure reason: it is shown to participants, and
+ * ffmpeg's messages name the files it read.
+ */
+export function redactPaths(text: string): string {
+  return text.replace(/(?:file:)?\/(?:[^\s'":/]+\/)+[^\s'":]*/g, "<file>");
+}
+
 /** Options for {@linkcode startWorker}. */
 export interface WorkerOptions {
   concurrency: number;
@@ -64,7 +72,7 @@ export function startWorker(
       await runJob(deps, job, { progress });
       await completeJob(deps.db, job, id, deps.clock());
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = redactPaths(error instanceof Error ? error.message : String(error));
       await failJob(deps.db, job, id, reason, deps.clock());
     } finally {
       clearInterval(heartbeat);

@@ -58,6 +58,10 @@ export const attachmentRoutes = newRouter()
 
 /** How often the events stream looks at the database. */
 const EVENTS_POLL_MS = 250;
+/** An events stream ends after this long; EventSource reconnects on its own (bounds shutdown too). */
+export const EVENTS_MAX_MS = 30_000;
+/** The id of the last event of a finished attachment: reconnecting with it gets 204. */
+const FINAL_EVENT_ID = "final";
 
 attachmentRoutes.openapi(
   createRoute({
@@ -66,8 +70,9 @@ attachmentRoutes.openapi(
     tags,
     summary: "Server-Sent Events: `status` and `progress` until ready or failed",
     description: "Opens with a snapshot (a `status` and a `progress` event), then sends each " +
-      "change, and closes after `ready` or `failed`. A reconnect gets a fresh snapshot, so " +
-      "`Last-Event-ID` is not needed. Authenticate with the signed `events_url` (EventSource " +
+      "change, and closes after `ready` or `failed` (whose event id is `final`) or after 30 s. " +
+      "A reconnect gets a fresh snapshot; one with `Last-Event-ID: final` gets 204, which " +
+      "tells EventSource to stop. Authenticate with the signed `events_url` (EventSource " +
       "cannot send headers) or a Bearer token.",
     security: bearer,
     middleware: [requireMediaAccess("events")] as const,
@@ -77,6 +82,7 @@ attachmentRoutes.openapi(
         description: "An event stream",
         content: { "text/event-stream": { schema: z.string() } },
       },
+      204: { description: "Already reported as finished (`Last-Event-ID: final`)" },
       401: problems[401],
       404: problems[404],
     },
@@ -84,10 +90,15 @@ attachmentRoutes.openapi(
   async (c) => {
     const { db } = c.get("deps");
     const attachment = await loadVisibleAttachment(db, c.req.valid("param").id, c.get("user"));
+    if (c.req.header("last-event-id") === FINAL_EVENT_ID) {
+      const snapshot = await processingSnapshot(db, attachment.id);
+      if (snapshot?.status !== "processing") return c.body(null, 204);
+    }
+    const until = Date.now() + EVENTS_MAX_MS;
     return streamSSE(c, async (stream) => {
       let sent: { status: string; percent: number } | null = null;
       let sequence = 0;
-      while (!stream.aborted) {
+      while (!stream.aborted && Date.now() < until) {
         const snapshot = await processingSnapshot(db, attachment.id);
         if (!snapshot) {
           await stream.writeSSE({ event: "status", data: JSON.stringify({ status: "deleted" }) });
@@ -95,18 +106,20 @@ attachmentRoutes.openapi(
         }
         // Progress only moves forward for a client, even when a job is retried.
         const percent = Math.max(snapshot.percent, sent?.percent ?? 0);
-        if (sent === null || snapshot.status !== sent.status) {
-          await stream.writeSSE({
-            event: "status",
-            id: String(++sequence),
-            data: JSON.stringify({ status: snapshot.status, error: snapshot.error }),
-          });
-        }
+        const final = snapshot.status !== "processing";
         if (sent === null || percent !== sent.percent) {
           await stream.writeSSE({
             event: "progress",
             id: String(++sequence),
             data: JSON.stringify({ percent }),
+            retry: sent === null ? 2000 : undefined,
+          });
+        }
+        if (sent === null || snapshot.status !== sent.status) {
+          await stream.writeSSE({
+            event: "status",
+            id: final ? FINAL_EVENT_ID : String(++sequence),
+            data: JSON.stringify({ status: snapshot.status, error: snapshot.error }),
           });
         }
         sent = { status: snapshot.status, percent };

@@ -198,7 +198,8 @@ videoRoutes
       return await serveStored(c, rendition ?? attachment.storageKey, {
         contentType: rendition ? "video/mp4" : attachment.mimeType,
         etag: rendition ? undefined : attachment.sha256,
-        cacheControl: "private, max-age=3600",
+        // Until the rendition is decided the original stands in; do not let it be cached.
+        cacheControl: attachment.playback ? "private, max-age=3600" : "private, no-cache",
       });
     },
   )

@@ -20,7 +20,8 @@ export type FixtureName =
   | "moov_end.mp4"
   | "long.avi"
   | "padded.mp4"
-  | "black_start.mp4";
+  | "black_start.mp4"
+  | "hdr.mov";
 
 const SRC = "testsrc2=size=320x240:rate=25";
 const TONE = "sine=frequency=440:sample_rate=48000";
@@ -48,6 +49,25 @@ const RECIPES: Record<Exclude<FixtureName, Derived>, string[]> = {
     "hvc1",
   ], "mov"),
   "moov_end.mp4": lavfi(2, ["-c:a", "aac"], X264, "mp4"),
+  // 10-bit HEVC tagged HDR10 (PQ, BT.2020), as an iPhone or a recent Android records.
+  "hdr.mov": lavfi(1, null, [
+    "-c:v",
+    "libx265",
+    "-preset",
+    "ultrafast",
+    "-x265-params",
+    "log-level=error",
+    "-pix_fmt",
+    "yuv420p10le",
+    "-color_primaries",
+    "bt2020",
+    "-color_trc",
+    "smpte2084",
+    "-colorspace",
+    "bt2020nc",
+    "-tag:v",
+    "hvc1",
+  ], "mov"),
   // 1.5 s of black, then the pattern: a fade-in that a naive thumbnail at 1 s would catch.
   "black_start.mp4": [
     "-f",

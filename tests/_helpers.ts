@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import { parseConfig } from "../lib/config.ts";
 import type { AppDeps } from "../lib/deps.ts";
-import { openDeps } from "../lib/service.ts";
+import { openDeps } from "../lib/open_deps.ts";
 import { startWorker, type Worker } from "../lib/worker.ts";
 import { createApp } from "../routes/app.ts";
 

@@ -20,10 +20,11 @@ const PLAYABLE_AUDIO = new Set(["aac", "mp3"]);
  */
 export function planPlayback(
   container: string,
-  metadata: Pick<VideoMetadata, "codec" | "pixFmt" | "audioCodec">,
+  metadata: Pick<VideoMetadata, "codec" | "pixFmt" | "audioCodec"> & { hdr?: boolean },
   moovFirst: boolean,
 ): PlaybackPlan {
-  const videoOk = metadata.codec === "h264" && PLAYABLE_PIX_FMTS.has(metadata.pixFmt ?? "");
+  const videoOk = metadata.codec === "h264" && PLAYABLE_PIX_FMTS.has(metadata.pixFmt ?? "") &&
+    !metadata.hdr;
   const audioOk = metadata.audioCodec === null || PLAYABLE_AUDIO.has(metadata.audioCodec);
   if (!videoOk || !audioOk) return "transcode";
   if (container === "mp4" && moovFirst) return "original";

@@ -12,6 +12,29 @@ export interface RenditionSource {
   width: number;
   height: number;
   hasAudio: boolean;
+  /** Source frame rate, when known; above 60 it is halved down to 60 or less. */
+  fps?: number | null;
+  /** PQ or HLG source: tone-mapped to SDR BT.709. */
+  hdr?: boolean;
+}
+
+/** The highest frame rate a rendition keeps. */
+export const RENDITION_MAX_FPS = 60;
+
+/** zimg's tone mapping from HDR (PQ/HLG, BT.2020) to SDR BT.709, for browsers without HDR. */
+const TONEMAP = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709," +
+  "tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv";
+
+/** The video filter chain of a transcode: tone map if HDR, scale, cap the frame rate, 8-bit 4:2:0. */
+export function renditionFilter(source: RenditionSource): string {
+  const size = renditionSize(source.width, source.height);
+  const filters = [
+    ...(source.hdr ? [TONEMAP] : []),
+    `scale=${size.width}:${size.height}`,
+    ...(source.fps && source.fps > RENDITION_MAX_FPS ? [`fps=${RENDITION_MAX_FPS}`] : []),
+    "format=yuv420p",
+  ];
+  return filters.join(",");
 }
 
 /**
@@ -35,11 +58,11 @@ export function renditionSize(width: number, height: number): { width: number; h
 /**
  * ffmpeg arguments for a browser-playable H.264 High/AAC MP4 with the `moov`
  * box first. ffmpeg applies the display rotation before the filters, so the
- * output is upright with no rotation flag. Metadata tags are dropped: they
+ * output is upright with no rotation flag. HDR is tone-mapped and every
+ * output is tagged BT.709, what it now is. Metadata tags are dropped: they
  * are the uploader's and may carry location.
  */
 export function transcodeArgs(source: RenditionSource, outPath: string): string[] {
-  const size = renditionSize(source.width, source.height);
   return [
     "-nostdin",
     "-hide_banner",
@@ -49,13 +72,18 @@ export function transcodeArgs(source: RenditionSource, outPath: string): string[
     "-progress",
     "pipe:1",
     ...hardenedInputArgs(source.demuxer, source.path),
+    // Capital V: never an attached picture (cover art) instead of the video.
     "-map",
-    "0:v:0",
+    "0:V:0",
     ...(source.hasAudio ? ["-map", "0:a:0"] : []),
     "-vf",
-    `scale=${size.width}:${size.height},format=yuv420p`,
-    "-fpsmax",
-    "60",
+    renditionFilter(source),
+    "-color_primaries",
+    "bt709",
+    "-color_trc",
+    "bt709",
+    "-colorspace",
+    "bt709",
     "-c:v",
     "libx264",
     "-preset",
@@ -95,7 +123,7 @@ export function remuxArgs(source: RenditionSource, outPath: string): string[] {
     "pipe:1",
     ...hardenedInputArgs(source.demuxer, source.path),
     "-map",
-    "0:v:0",
+    "0:V:0",
     ...(source.hasAudio ? ["-map", "0:a:0"] : []),
     "-c",
     "copy",

@@ -166,7 +166,15 @@ Deno.test("health: healthz, readyz, metrics, openapi and docs", async () => {
   assert.deepEqual(await body(await ctx.app.request("/healthz")), { status: "ok" });
   const ready = await ctx.app.request("/readyz");
   assert.equal(ready.status, 200);
-  assert.equal((await body(ready)).status, "ok");
+  const readiness = await body<{ status: string; checks: Record<string, { ok: boolean }> }>(ready);
+  assert.equal(readiness.status, "ok");
+  assert.deepEqual(Object.keys(readiness.checks).sort(), [
+    "database",
+    "ffmpeg",
+    "ffmpeg_features",
+    "ffprobe",
+    "storage",
+  ]);
   const metrics = await ctx.app.request("/metrics");
   assert.match(await metrics.text(), /# TYPE offchat_attachments gauge/);
   const spec = await body<{ openapi: string; paths: Record<string, unknown> }>(

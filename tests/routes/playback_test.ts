@@ -193,15 +193,21 @@ Deno.test("playback: the events stream reports rising progress, then ready, then
   );
   const statuses = events.filter((e) => e.event === "status").map((e) => e.data.status as string);
   assert.equal(statuses[0], "processing");
+  assert.match(text, /^retry: 2000$/m);
   assert.equal(statuses.at(-1), "ready");
   assert.ok(percents.length >= 3, `progress events: ${percents}`);
   for (let i = 1; i < percents.length; i++) {
     assert.ok(percents[i]! > percents[i - 1]!, `${percents}`);
   }
   assert.equal(percents.at(-1), 100);
-  // A late subscriber gets the final state at once.
+  // A late subscriber gets the final state at once; one that saw it is told to stop (204).
   const late = await (await ctx.app.request(localPath(String(created.events_url)))).text();
   assert.match(late, /"status":"ready"/);
+  assert.match(late, /^id: final$/m);
+  const seen = await ctx.app.request(localPath(String(created.events_url)), {
+    headers: { "last-event-id": "final" },
+  });
+  assert.equal(seen.status, 204);
   // The events URL is for this attachment only; without a token it is 401.
   const anonymous = await ctx.app.request(`/api/chat/attachments/${created.id}/events`);
   assert.equal(anonymous.status, 401);
@@ -235,4 +241,27 @@ Deno.test("playback: the storyboard VTT points into a signed sprite sheet", asyn
   const misuse = await ctx.app.request(`/api/chat/videos/${attachment.id}/stream?token=${token}`);
   assert.equal(misuse.status, 401);
   await misuse.body?.cancel();
+});
+
+Deno.test("playback: an HDR10 HEVC source is flagged and tone-mapped to 8-bit BT.709", async () => {
+  await using ctx = await createTestContext();
+  const { attachment, path } = await streamed(ctx, "hdr.mov");
+  assert.equal(attachment.hdr, true);
+  assert.equal(attachment.pix_fmt, "yuv420p10le");
+  assert.equal(attachment.playback, "transcode");
+  const out = await new Deno.Command("ffprobe", {
+    args: [
+      "-v",
+      "error",
+      "-select_streams",
+      "v:0",
+      "-show_entries",
+      "stream=pix_fmt,color_transfer,color_primaries",
+      "-of",
+      "csv=p=0",
+      path,
+    ],
+    stdout: "piped",
+  }).output();
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), "yuv420p,bt709,bt709");
 });

@@ -1,0 +1,66 @@
+import { openDatabase } from "../db/client.ts";
+import { migrate } from "../db/migrate.ts";
+import { createAuth } from "./auth.ts";
+import type { Config } from "./config.ts";
+import type { AppDeps, Clock } from "./deps.ts";
+import { loadOrCreateSecret } from "./secrets.ts";
+import { DiskStorage } from "./storage.ts";
+import { RecentAccess } from "./recent_access.ts";
+import { Semaphore } from "./semaphore.ts";
+import type { Worker } from "./worker.ts";
+
+/** Dependencies built from a configuration, and how to release them. */
+export interface OpenedDeps {
+  deps: AppDeps;
+  /** Set by {@linkcode openDeps} callers that run a worker, so uploads wake it. */
+  attachWorker(worker: Worker): void;
+  close(): void;
+  /** True when this start generated the token secret. */
+  secretCreated: boolean;
+}
+
+/** ffprobe runs at once per process for uploads; more uploads wait their turn. */
+const PROBE_SLOTS = 4;
+
+/**
+ * Opens the database (migrating it), the secret, storage and media tools for
+ * a configuration.
+ */
+export async function openDeps(
+  config: Config,
+  clock: Clock = () => new Date(),
+): Promise<OpenedDeps> {
+  await Deno.mkdir(config.dataDir, { recursive: true });
+  const handle = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
+  try {
+    await migrate(handle.client);
+    const local = config.jwtSecret
+      ? { secret: config.jwtSecret, created: false }
+      : await loadOrCreateSecret(config.dataDir);
+    let worker: Worker | null = null;
+    const deps: AppDeps = {
+      config,
+      db: handle.db,
+      storage: new DiskStorage(config.dataDir),
+      auth: await createAuth(config, local.secret),
+      media: {
+        ffmpegPath: config.ffmpegPath,
+        ffprobePath: config.ffprobePath,
+        probeTimeoutMs: config.probeTimeoutMs,
+        probeSlots: new Semaphore(PROBE_SLOTS),
+      },
+      clock,
+      jobs: { notify: () => worker?.notify() },
+      recentAccess: new RecentAccess(),
+    };
+    return {
+      deps,
+      attachWorker: (w) => (worker = w),
+      close: () => handle.close(),
+      secretCreated: local.created,
+    };
+  } catch (error) {
+    handle.close();
+    throw error;
+  }
+}
