@@ -1,4 +1,4 @@
-import { hardenedInputArgs } from "./tools.ts";
+import { FFMPEG_QUIET, hardenedInputArgs } from "./tools.ts";
 
 /** The longest and shortest side of a rendition (1080p, either orientation). */
 export const RENDITION_MAX_LONG_SIDE = 1920;
@@ -56,26 +56,45 @@ export function renditionSize(width: number, height: number): { width: number; h
 }
 
 /**
- * ffmpeg arguments for a browser-playable H.264 High/AAC MP4 with the `moov`
- * box first. ffmpeg applies the display rotation before the filters, so the
- * output is upright with no rotation flag. HDR is tone-mapped and every
- * output is tagged BT.709, what it now is. Metadata tags are dropped: they
- * are the uploader's and may carry location.
+ * The arguments around the codec options of a rendition: hardened input, the
+ * first real video stream and the first audio stream only (capital V: never
+ * an attached picture), no subtitles or data, no uploader tags or chapters
+ * (they may carry location), the `moov` box first, progress on stdout.
  */
-export function transcodeArgs(source: RenditionSource, outPath: string): string[] {
+function renditionArgs(source: RenditionSource, outPath: string, codecArgs: string[]): string[] {
   return [
-    "-nostdin",
-    "-hide_banner",
-    "-v",
-    "error",
+    ...FFMPEG_QUIET,
     "-nostats",
     "-progress",
     "pipe:1",
     ...hardenedInputArgs(source.demuxer, source.path),
-    // Capital V: never an attached picture (cover art) instead of the video.
     "-map",
     "0:V:0",
     ...(source.hasAudio ? ["-map", "0:a:0"] : []),
+    ...codecArgs,
+    "-sn",
+    "-dn",
+    "-map_metadata",
+    "-1",
+    "-map_chapters",
+    "-1",
+    "-movflags",
+    "+faststart",
+    "-f",
+    "mp4",
+    "-y",
+    `file:${outPath}`,
+  ];
+}
+
+/**
+ * ffmpeg arguments for a browser-playable H.264 High/AAC MP4. ffmpeg applies
+ * the display rotation before the filters, so the output is upright with no
+ * rotation flag. HDR is tone-mapped and every output is tagged BT.709, what
+ * it now is.
+ */
+export function transcodeArgs(source: RenditionSource, outPath: string): string[] {
+  return renditionArgs(source, outPath, [
     "-vf",
     renditionFilter(source),
     "-color_primaries",
@@ -93,19 +112,7 @@ export function transcodeArgs(source: RenditionSource, outPath: string): string[
     "-profile:v",
     "high",
     ...(source.hasAudio ? ["-c:a", "aac", "-b:a", "128k", "-ac", "2"] : []),
-    "-sn",
-    "-dn",
-    "-map_metadata",
-    "-1",
-    "-map_chapters",
-    "-1",
-    "-movflags",
-    "+faststart",
-    "-f",
-    "mp4",
-    "-y",
-    `file:${outPath}`,
-  ];
+  ]);
 }
 
 /**
@@ -113,33 +120,7 @@ export function transcodeArgs(source: RenditionSource, outPath: string): string[
  * re-encoding (the display rotation travels with the video stream).
  */
 export function remuxArgs(source: RenditionSource, outPath: string): string[] {
-  return [
-    "-nostdin",
-    "-hide_banner",
-    "-v",
-    "error",
-    "-nostats",
-    "-progress",
-    "pipe:1",
-    ...hardenedInputArgs(source.demuxer, source.path),
-    "-map",
-    "0:V:0",
-    ...(source.hasAudio ? ["-map", "0:a:0"] : []),
-    "-c",
-    "copy",
-    "-sn",
-    "-dn",
-    "-map_metadata",
-    "-1",
-    "-map_chapters",
-    "-1",
-    "-movflags",
-    "+faststart",
-    "-f",
-    "mp4",
-    "-y",
-    `file:${outPath}`,
-  ];
+  return renditionArgs(source, outPath, ["-c", "copy"]);
 }
 
 /** How long a rendition may take: ten times the duration, at least a minute, at most six hours. */

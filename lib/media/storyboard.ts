@@ -1,5 +1,5 @@
 import { runTool } from "./run_tool.ts";
-import { hardenedInputArgs, type MediaTools } from "./tools.ts";
+import { FFMPEG_QUIET, hardenedInputArgs, type MediaTools } from "./tools.ts";
 
 /** Width of a storyboard tile, in pixels, for every video not taller than 1:4. */
 export const STORYBOARD_TILE_WIDTH = 160;
@@ -134,10 +134,7 @@ export async function makeStoryboard(
   const intervalMs = Math.round(layout.interval * 1000);
   await Deno.remove(outPath).catch(() => {});
   const result = await runTool(tools.ffmpegPath, [
-    "-nostdin",
-    "-hide_banner",
-    "-v",
-    "error",
+    ...FFMPEG_QUIET,
     ...hardenedInputArgs(source.demuxer, source.path),
     // `V`, not `v`: cover art attached to a video is not the video.
     "-map",

@@ -1,5 +1,5 @@
 import { runTool } from "./run_tool.ts";
-import { hardenedInputArgs, type MediaTools } from "./tools.ts";
+import { FFMPEG_QUIET, hardenedInputArgs, type MediaTools } from "./tools.ts";
 
 /** Width of generated thumbnails, in pixels (height keeps the aspect ratio). */
 export const THUMBNAIL_WIDTH = 320;
@@ -41,10 +41,7 @@ async function extractFrame(
 ): Promise<{ luma: number } | { problem: string }> {
   await Deno.remove(outPath).catch(() => {});
   const result = await runTool(tools.ffmpegPath, [
-    "-nostdin",
-    "-hide_banner",
-    "-v",
-    "error",
+    ...FFMPEG_QUIET,
     "-ss",
     at.toFixed(3),
     ...hardenedInputArgs(source.demuxer, source.path),

@@ -29,3 +29,6 @@ export function hardenedInputArgs(demuxer: string, path: string): string[] {
     `file:${path}`,
   ];
 }
+
+/** What every ffmpeg run starts with: never read stdin (it would wait), only errors on stderr. */
+export const FFMPEG_QUIET: readonly string[] = ["-nostdin", "-hide_banner", "-v", "error"];
