@@ -22,6 +22,7 @@ export const CONFIG_ENV_NAMES = [
   "FFPROBE_PATH",
   "MEDIA_URL_TTL",
   "MEDIA_URL_SECRET",
+  "ACCEL_REDIRECT_PREFIX",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -54,6 +55,9 @@ const envSchema = z.object({
   FFMPEG_PATH: z.string().min(1).default("ffmpeg"),
   FFPROBE_PATH: z.string().min(1).default("ffprobe"),
   MEDIA_URL_TTL: integer(10, 7 * 24 * 3600).default(3600),
+  ACCEL_REDIRECT_PREFIX: z.string().regex(/^\/[\w\-/]*\/$/, {
+    message: "must be a URL path that starts and ends with /, e.g. /_offchat_media/",
+  }).optional(),
   MEDIA_URL_SECRET: z.string().refine((s) => new TextEncoder().encode(s).length >= 32, {
     message: "must be at least 32 bytes",
   }).optional(),
@@ -88,6 +92,11 @@ export interface Config {
    * do not share a data directory.
    */
   mediaUrlSecret: string | undefined;
+  /**
+   * Behind nginx: media bytes are handed to nginx with `X-Accel-Redirect:
+   * <prefix><storage key>` after this service has authorized the request.
+   */
+  accelRedirectPrefix: string | undefined;
 }
 
 /** Raised when the environment does not describe a valid configuration; lists every bad variable. */
@@ -147,5 +156,6 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     ffprobePath: e.FFPROBE_PATH,
     mediaUrlTtl: e.MEDIA_URL_TTL,
     mediaUrlSecret: e.MEDIA_URL_SECRET,
+    accelRedirectPrefix: e.ACCEL_REDIRECT_PREFIX,
   };
 }

@@ -150,6 +150,19 @@ async function serveStored(
   },
 ): Promise<Response> {
   if (!key) throw new ApiError("not_found", "File not found");
+  const { config } = c.get("deps");
+  if (config.accelRedirectPrefix) {
+    // nginx sends the bytes (sendfile, Range, validators); this service has
+    // already authorized the request and chosen the file and its headers.
+    const headers = new Headers({
+      "x-accel-redirect": `${config.accelRedirectPrefix}${key}`,
+      "content-type": options.contentType,
+      "cache-control": options.cacheControl,
+      ...MEDIA_SECURITY_HEADERS,
+    });
+    if (options.disposition) headers.set("content-disposition", options.disposition);
+    return new Response(null, { status: 200, headers });
+  }
   return await fileResponse(c.req.raw, {
     ...options,
     path: c.get("deps").storage.localPath(key),

@@ -248,3 +248,29 @@ Deno.test("media: HEAD, abusive range lists, and a client that hangs up frees th
   assert.equal(again.status, 200);
   await again.body?.cancel();
 });
+
+Deno.test("media: behind nginx, bytes are handed over with X-Accel-Redirect after authorization", async () => {
+  await using ctx = await createTestContext({
+    worker: false,
+    env: { ACCEL_REDIRECT_PREFIX: "/_offchat_media/" },
+  });
+  const { messageId } = await conversationWithMessage(ctx, "alice", ["bob"]);
+  const attachment = await body(
+    await uploadFile(ctx, "alice", messageId, await fixture("h264.mp4"), "clip.mp4"),
+  );
+  const response = await ctx.app.request(localPath(String(attachment.url)));
+  assert.equal(response.status, 200);
+  assert.match(
+    response.headers.get("x-accel-redirect") ?? "",
+    /^\/_offchat_media\/media\/\d{4}\/\d\d\/\d\d\/[0-9a-f-]{36}\.mp4$/,
+  );
+  assert.equal(response.headers.get("content-type"), "video/mp4");
+  assert.equal(response.headers.get("content-disposition"), 'attachment; filename="clip.mp4"');
+  assert.equal(response.headers.get("x-content-type-options"), "nosniff");
+  assert.equal(await response.text(), "");
+  assert.equal(await countRows(ctx, "activity_log WHERE action = 'video.download'"), 1);
+  const stranger = await ctx.request("mallory", `/api/chat/videos/${attachment.id}/download`);
+  assert.equal(stranger.status, 404);
+  assert.equal(stranger.headers.get("x-accel-redirect"), null);
+  await stranger.body?.cancel();
+});
