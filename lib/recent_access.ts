@@ -1,4 +1,10 @@
 import type { Attachment } from "../db/schema.ts";
+import type { User } from "./auth.ts";
+
+/** Admin and non-admin tokens of one user are decided apart. */
+function cacheKey(attachmentId: string, user: User): string {
+  return `${attachmentId}\n${user.id}\n${user.admin ? "admin" : "member"}`;
+}
 
 /**
  * Remembers, for a couple of seconds, that a user may read an attachment. A
@@ -18,8 +24,8 @@ export class RecentAccess {
     this.#maxEntries = options.maxEntries ?? 10_000;
   }
 
-  get(attachmentId: string, userId: string, now: number): Attachment | null {
-    const key = `${attachmentId}\n${userId}`;
+  get(attachmentId: string, user: User, now: number): Attachment | null {
+    const key = cacheKey(attachmentId, user);
     const entry = this.#entries.get(key);
     if (!entry) return null;
     if (entry.until <= now) {
@@ -29,8 +35,8 @@ export class RecentAccess {
     return entry.attachment;
   }
 
-  set(attachment: Attachment, userId: string, now: number): void {
-    this.#entries.set(`${attachment.id}\n${userId}`, { attachment, until: now + this.ttlMs });
+  set(attachment: Attachment, user: User, now: number): void {
+    this.#entries.set(cacheKey(attachment.id, user), { attachment, until: now + this.ttlMs });
     if (this.#entries.size > this.#maxEntries) {
       this.#entries.delete(this.#entries.keys().next().value!);
     }

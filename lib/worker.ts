@@ -7,7 +7,7 @@ import { runJob } from "./processing.ts";
  * ffmpeg's messages name the files it read.
  */
 export function redactPaths(text: string): string {
-  return text.replace(/(?:file:)?\/(?:[^\s'":/]+\/)+[^\s'":]*/g, "<file>");
+  return text.replace(/(?:file:)?\.{0,2}\/(?:[^\s'":/]+\/)+[^\s'":]*/g, "<file>");
 }
 
 /** Options for {@linkcode startWorker}. */

@@ -40,15 +40,22 @@ const mediaResponses = {
   404: problems[404],
 };
 
-async function loadMediaAttachment(c: Context<AppEnv>): Promise<Attachment> {
+/**
+ * The attachment of a media request, from the short memory of recent checks
+ * when it holds what the route needs (`needs`), else from the database.
+ */
+async function loadMediaAttachment(
+  c: Context<AppEnv>,
+  needs: (attachment: Attachment) => boolean = () => true,
+): Promise<Attachment> {
   const { db, recentAccess } = c.get("deps");
   const user = c.get("user");
   const id = c.req.param("id") ?? "";
   const now = Date.now();
-  const known = recentAccess.get(id, user.id, now);
-  if (known) return known;
+  const known = recentAccess.get(id, user, now);
+  if (known && needs(known)) return known;
   const attachment = await loadVisibleAttachment(db, id, user);
-  recentAccess.set(attachment, user.id, now);
+  recentAccess.set(attachment, user, now);
   return attachment;
 }
 
@@ -206,7 +213,7 @@ videoRoutes
   .openapi(
     mediaRoute("/{id}/stream", "stream", "The playable video, inline (Range supported)"),
     async (c) => {
-      const attachment = await loadMediaAttachment(c);
+      const attachment = await loadMediaAttachment(c, (a) => a.playback !== null);
       const rendition = attachment.playbackKey;
       return await serveStored(c, rendition ?? attachment.storageKey, {
         contentType: rendition ? "video/mp4" : attachment.mimeType,
@@ -222,7 +229,7 @@ videoRoutes
       200: binary("image/jpeg", "The thumbnail"),
     }),
     async (c) => {
-      const attachment = await loadMediaAttachment(c);
+      const attachment = await loadMediaAttachment(c, (a) => a.thumbnailKey !== null);
       return await serveStored(c, attachment.thumbnailKey, {
         contentType: "image/jpeg",
         cacheControl: "private, max-age=31536000, immutable",
@@ -235,7 +242,7 @@ videoRoutes
       200: binary("image/jpeg", "The sprite sheet"),
     }),
     async (c) => {
-      const attachment = await loadMediaAttachment(c);
+      const attachment = await loadMediaAttachment(c, (a) => a.storyboardKey !== null);
       return await serveStored(c, attachment.storyboardKey, {
         contentType: "image/jpeg",
         cacheControl: "private, max-age=31536000, immutable",
@@ -254,7 +261,7 @@ videoRoutes
     ),
     async (c) => {
       const deps = c.get("deps");
-      const attachment = await loadMediaAttachment(c);
+      const attachment = await loadMediaAttachment(c, (a) => a.storyboardKey !== null);
       if (!attachment.storyboardKey || !attachment.storyboardLayout) {
         throw new ApiError("not_found", "File not found");
       }

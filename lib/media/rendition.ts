@@ -12,7 +12,7 @@ export interface RenditionSource {
   width: number;
   height: number;
   hasAudio: boolean;
-  /** Source frame rate, when known; above 60 it is halved down to 60 or less. */
+  /** Source frame rate, when known; above 60 the rendition is resampled to 60. */
   fps?: number | null;
   /** PQ or HLG source: tone-mapped to SDR BT.709. */
   hdr?: boolean;
