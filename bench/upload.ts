@@ -19,51 +19,51 @@
  * receiving server's VmRSS is sampled from /proc every ~10 ms.
  */
 
-const REPO = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");
-const DOC_PATH = `${REPO}/docs/BENCHMARKS.md`;
+import {
+  alternate,
+  apiSession,
+  type Child,
+  type CommonOptions,
+  curlUpload,
+  delay,
+  freePort,
+  logTail,
+  type Machine,
+  machineInfo,
+  machineMarkdown,
+  machineSummary,
+  markdownTable,
+  met,
+  MIB,
+  parseArgs,
+  postMessage,
+  prepareVideo,
+  ratioText,
+  REPO,
+  runCli,
+  spawn,
+  startServer,
+  stats,
+  throughput,
+  uploadAnswer,
+  uploadLimit,
+  versionLine,
+  waitReady,
+  wholeNumber,
+  withScratch,
+  writeSection,
+} from "./_shared.ts";
+
 const SECTION_TITLE = "Upload (multipart, 100 MB)";
 const COMMAND = "deno task bench:upload -- --write";
-/** The V8 flags of `deno task start`, so the server is measured as it is deployed. */
-const START_V8_FLAGS = (JSON.parse(await Deno.readTextFile(`${REPO}/deno.json`)).tasks.start
-  .command as string).split(" ").filter((arg) => arg.startsWith("--v8-flags="));
-const SERVER_PERMISSIONS = [
-  ...START_V8_FLAGS,
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-ffi",
-  "--allow-sys",
-  "--allow-run",
-];
-const MIB = 1024 * 1024;
 const TARGET_RSS_GROWTH_BYTES = 64 * MIB;
 const TARGET_RATIO = 1.2;
 const SAMPLE_INTERVAL_MS = 10;
-const READY_TIMEOUT_MS = 90_000;
-/** Server settings the bench does not set, passed empty so the defaults apply. */
-const SERVER_ENV_BLANK = [
-  "PUBLIC_URL",
-  "DATABASE_URL",
-  "DATABASE_AUTH_TOKEN",
-  "STORAGE",
-  "JWT_PUBLIC_KEY",
-  "JWT_JWKS_URL",
-  "JWT_ISSUER",
-  "JWT_AUDIENCE",
-  "JWT_ALGORITHMS",
-  "PROBE_TIMEOUT_MS",
-  "FFMPEG_PATH",
-  "FFPROBE_PATH",
-  "MEDIA_URL_TTL",
-];
 
-interface Options {
+interface Options extends CommonOptions {
   runs: number;
   warmup: number;
   sizeMiB: number;
-  write: boolean;
-  keep: boolean;
 }
 
 interface Sample {
@@ -87,245 +87,24 @@ interface Target {
   fields: () => Promise<Record<string, string>>;
 }
 
-interface Stats {
-  median: number;
-  min: number;
-  max: number;
-}
-
-interface Machine {
-  cpus: string;
-  memory: string;
-  kernel: string;
-  deno: string;
+/** The shared machine facts plus node, which runs the peer. */
+interface UploadMachine extends Machine {
   node: string;
-  ffmpeg: string;
-  curl: string;
-}
-
-interface Child {
-  name: string;
-  process: Deno.ChildProcess;
-  logPath: string;
-  pumps: Promise<void>[];
 }
 
 function parseOptions(args: string[]): Options {
   const options: Options = { runs: 5, warmup: 0, sizeMiB: 100, write: false, keep: false };
-  const number = (flag: string, value: string | undefined, min: number): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new Error(`${flag} takes a whole number >= ${min}`);
-    return n;
-  };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--write") options.write = true;
-    else if (arg === "--keep") options.keep = true;
-    else if (arg === "--runs") options.runs = number(arg, args[++i], 1);
-    else if (arg === "--warmup") options.warmup = number(arg, args[++i], 0);
-    else if (arg === "--size-mib") options.sizeMiB = number(arg, args[++i], 2);
-    else if (arg === "--") continue;
-    else throw new Error(`Unknown argument "${arg}"`);
-  }
+  parseArgs(args, options, (arg, value) => {
+    if (arg === "--runs") options.runs = wholeNumber(arg, value(), 1);
+    else if (arg === "--warmup") options.warmup = wholeNumber(arg, value(), 0);
+    else if (arg === "--size-mib") options.sizeMiB = wholeNumber(arg, value(), 2);
+    else return false;
+    return true;
+  });
   if (options.write && options.sizeMiB !== 100) {
     throw new Error("--write records the 100 MiB figures only; drop --size-mib");
   }
   return options;
-}
-
-async function run(command: string, args: string[], env?: Record<string, string>): Promise<string> {
-  const out = await new Deno.Command(command, {
-    args,
-    env,
-    cwd: REPO,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  if (!out.success) {
-    throw new Error(`${command} ${args.join(" ")} failed:\n${decoder.decode(out.stderr)}`);
-  }
-  return decoder.decode(out.stdout);
-}
-
-async function firstLine(command: string, args: string[]): Promise<string> {
-  try {
-    return (await run(command, args)).split("\n")[0]?.trim() ?? "?";
-  } catch {
-    return "not found";
-  }
-}
-
-/** A short H.264 MP4, then a `free` box padding it to exactly `bytes`. */
-async function makeVideo(path: string, bytes: number): Promise<void> {
-  const base = `${path}.base.mp4`;
-  await run("ffmpeg", [
-    "-nostdin",
-    "-hide_banner",
-    "-v",
-    "error",
-    "-f",
-    "lavfi",
-    "-i",
-    "testsrc2=size=640x360:rate=25:duration=4",
-    "-c:v",
-    "libx264",
-    "-preset",
-    "ultrafast",
-    "-pix_fmt",
-    "yuv420p",
-    "-movflags",
-    "+faststart",
-    "-f",
-    "mp4",
-    base,
-  ]);
-  const baseSize = (await Deno.stat(base)).size;
-  const boxSize = bytes - baseSize;
-  if (boxSize < 8 || boxSize > 0xffff_ffff) {
-    throw new Error(`Cannot pad a ${baseSize}-byte video to ${bytes} bytes with one box`);
-  }
-  await Deno.rename(base, path);
-  using file = await Deno.open(path, { append: true });
-  const header = new Uint8Array(8);
-  new DataView(header.buffer).setUint32(0, boxSize);
-  header.set(new TextEncoder().encode("free"), 4);
-  await writeAll(file, header);
-  // Random rather than zero so nothing on the way can shortcut the payload.
-  const chunk = new Uint8Array(MIB);
-  for (let i = 0; i < chunk.length; i += 65536) {
-    crypto.getRandomValues(chunk.subarray(i, i + 65536));
-  }
-  let left = boxSize - 8;
-  while (left > 0) {
-    const part = chunk.subarray(0, Math.min(left, chunk.length));
-    await writeAll(file, part);
-    left -= part.length;
-  }
-}
-
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await file.write(bytes.subarray(written));
-}
-
-async function sha256File(path: string): Promise<string> {
-  const out = await run("sha256sum", [path]);
-  return out.split(" ")[0] ?? "";
-}
-
-/** Checks that ffprobe reads the padded file and finds the H.264 stream. */
-async function verifyVideo(path: string): Promise<string> {
-  const json = await run("ffprobe", [
-    "-v",
-    "error",
-    "-show_entries",
-    "stream=codec_name,width,height:format=duration,format_name",
-    "-of",
-    "json",
-    path,
-  ]);
-  const probe = JSON.parse(json) as {
-    streams?: { codec_name?: string; width?: number; height?: number }[];
-    format?: { duration?: string; format_name?: string };
-  };
-  const video = probe.streams?.find((s) => s.codec_name === "h264");
-  if (!video) throw new Error(`ffprobe found no H.264 stream in the padded file: ${json}`);
-  const seconds = Number(probe.format?.duration).toFixed(1);
-  return `${seconds} s of H.264 at ${video.width}×${video.height}`;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-function randomSecret(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-async function spawn(
-  name: string,
-  command: string,
-  args: string[],
-  env: Record<string, string>,
-  logPath: string,
-): Promise<Child> {
-  const process = new Deno.Command(command, {
-    args,
-    env,
-    cwd: REPO,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const log = await Deno.open(logPath, { write: true, create: true, truncate: true });
-  const writer = log.writable.getWriter();
-  let queue = Promise.resolve();
-  const pump = async (stream: ReadableStream<Uint8Array>): Promise<void> => {
-    for await (const chunk of stream) queue = queue.then(() => writer.write(chunk));
-  };
-  const pumps = [pump(process.stdout), pump(process.stderr)];
-  Promise.all(pumps).then(() => queue).then(() => writer.close()).catch(() => {});
-  return { name, process, logPath, pumps };
-}
-
-async function stopChild(child: Child): Promise<void> {
-  const exited = child.process.status.then(() => true);
-  try {
-    child.process.kill("SIGTERM");
-  } catch {
-    // Already gone.
-  }
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<boolean>((
-    resolve,
-  ) => (timer = setTimeout(() => resolve(false), 5000)));
-  const done = await Promise.race([exited, timeout]);
-  clearTimeout(timer);
-  if (!done) {
-    try {
-      child.process.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
-    await child.process.status;
-  }
-  await Promise.allSettled(child.pumps);
-}
-
-async function logTail(child: Child): Promise<string> {
-  const text = await Deno.readTextFile(child.logPath).catch(() => "");
-  return text.split("\n").slice(-20).join("\n");
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `url` until it answers 200, failing early if the process exits. */
-async function waitReady(url: string, child: Child): Promise<void> {
-  let exited = false;
-  child.process.status.then(() => (exited = true));
-  const deadline = performance.now() + READY_TIMEOUT_MS;
-  while (performance.now() < deadline) {
-    if (exited) {
-      throw new Error(`${child.name} exited before it was ready:\n${await logTail(child)}`);
-    }
-    try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(2000) });
-      await response.body?.cancel();
-      if (response.status === 200) return;
-    } catch {
-      // Not listening yet.
-    }
-    await delay(50);
-  }
-  throw new Error(`${child.name} not ready after ${READY_TIMEOUT_MS} ms:\n${await logTail(child)}`);
 }
 
 /** One JSON line from bench/rss_sampler.mjs. */
@@ -406,23 +185,6 @@ function startSampler(logPath: string): RssSampler {
   return new RssSampler(child, splitLines(process.stdout));
 }
 
-async function apiJson(
-  url: string,
-  token: string,
-  body: unknown,
-): Promise<Record<string, unknown>> {
-  const response = await fetch(url, {
-    method: "POST",
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  const json = await response.json() as Record<string, unknown>;
-  if (!response.ok) {
-    throw new Error(`POST ${url} answered ${response.status}: ${JSON.stringify(json)}`);
-  }
-  return json;
-}
-
 async function upload(
   sampler: RssSampler,
   target: Target,
@@ -432,56 +194,20 @@ async function upload(
   responsePath: string,
 ): Promise<Sample> {
   const fields = await target.fields();
-  const args = ["-sS", "-o", responsePath, "-w", "%{http_code} %{time_total}", "-H", "Expect:"];
-  for (const header of target.headers) args.push("-H", header);
-  for (const [name, value] of Object.entries(fields)) args.push("-F", `${name}=${value}`);
-  args.push("-F", `file=@${videoPath};type=video/mp4`, target.uploadUrl);
-
   // Let the previous upload's garbage and ffprobe settle before the baseline.
   await delay(300);
   const before = await sampler.start(target.pid);
-  const started = performance.now();
-  const out = await new Deno.Command("curl", {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const wallMs = performance.now() - started;
+  const sent = await curlUpload(target.uploadUrl, videoPath, responsePath, target.headers, fields);
   const after = await sampler.stop();
-
-  const decoder = new TextDecoder();
-  const [code, total] = decoder.decode(out.stdout).trim().split(" ");
-  const responseText = await Deno.readTextFile(responsePath).catch(() => "");
-  if (!out.success || code !== "201") {
-    throw new Error(
-      `${target.name}: upload answered ${code ?? "?"} (curl ${out.code}): ${
-        decoder.decode(out.stderr)
-      }${responseText.slice(0, 500)}`,
-    );
-  }
-  const response = JSON.parse(responseText) as { file_size?: number; sha256?: string };
-  if (response.file_size !== expectedSize || response.sha256 !== expectedSha256) {
-    throw new Error(
-      `${target.name}: the server saw ${response.file_size} bytes, sha256 ${response.sha256}; ` +
-        `sent ${expectedSize} bytes, sha256 ${expectedSha256}`,
-    );
-  }
+  await uploadAnswer(target.name, sent, responsePath, expectedSize, expectedSha256);
   return {
-    wallMs,
-    curlMs: Number(total) * 1000,
+    wallMs: sent.wallMs,
+    curlMs: sent.curlMs,
     rssBefore: before.rss,
     rssPeak: after.peak,
     hwmPeak: before.hwmReset ? after.hwm : null,
     samples: after.samples,
   };
-}
-
-function stats(values: number[]): Stats {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  const median = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-  return { median, min: sorted[0]!, max: sorted[sorted.length - 1]! };
 }
 
 function seconds(ms: number): string {
@@ -524,65 +250,56 @@ function report(a: Sample[], b: Sample[], fileBytes: number): Report {
     const values = samples.map(hwmGrowth);
     return values.some((v) => v === null) ? "n/a" : mib(Math.max(...values as number[]));
   };
-  const throughput = (ms: number): string => `${(fileBytes / MIB / (ms / 1000)).toFixed(0)} MiB/s`;
-  const rows: [string, string, string][] = [
+  const table = markdownTable(["", "This server (Deno + Hono)", "Peer (Node `http` + busboy)"], [
     ["Wall time, median", seconds(timeA.median), seconds(timeB.median)],
     ["Wall time, min", seconds(timeA.min), seconds(timeB.min)],
     ["Wall time, max", seconds(timeA.max), seconds(timeB.max)],
-    ["Throughput at the median", throughput(timeA.median), throughput(timeB.median)],
+    [
+      "Throughput at the median",
+      throughput(fileBytes, timeA.median),
+      throughput(fileBytes, timeB.median),
+    ],
     ["RSS before the first measured upload", mib(a[0]!.rssBefore), mib(b[0]!.rssBefore)],
     ["Peak RSS growth during an upload (max over runs)", mib(growthA), mib(growthB)],
     ["Same, from VmHWM (kernel peak)", hwm(a), hwm(b)],
     ["RSS growth over all runs (highest peak − RSS before the first)", mib(totalA), mib(totalB)],
-  ];
-  const table = [
-    "| | This server (Deno + Hono) | Peer (Node `http` + busboy) |",
-    "|---|---:|---:|",
-    ...rows.map(([name, x, y]) => `| ${name} | ${x} | ${y} |`),
-    `| Ratio this server / peer, per pair | median ${ratio.median.toFixed(2)}× ` +
-    `(min ${ratio.min.toFixed(2)}×, max ${ratio.max.toFixed(2)}×) | |`,
-  ].join("\n");
-  const runs = [
-    "| Pair | This server | RSS growth | Peer | RSS growth | Ratio |",
-    "|---:|---:|---:|---:|---:|---:|",
-    ...a.map((s, i) =>
-      `| ${i + 1} | ${seconds(s.wallMs)} | ${mib(growth(s))} | ${seconds(b[i]!.wallMs)} | ${
-        mib(growth(b[i]!))
-      } | ${ratios[i]!.toFixed(2)}× |`
-    ),
-  ].join("\n");
+    ["Ratio this server / peer, per pair", ratioText(ratio), ""],
+  ]);
+  const runs = markdownTable(
+    ["Pair", "This server", "RSS growth", "Peer", "RSS growth", "Ratio"],
+    a.map((s, i) => [
+      String(i + 1),
+      seconds(s.wallMs),
+      mib(growth(s)),
+      seconds(b[i]!.wallMs),
+      mib(growth(b[i]!)),
+      `${ratios[i]!.toFixed(2)}×`,
+    ]),
+    "right",
+  );
   const rssOk = Math.max(growthA, totalA) < TARGET_RSS_GROWTH_BYTES;
   const timeOk = ratio.median <= TARGET_RATIO;
   const verdict = [
-    `- Server RSS growth under 64 MB: **${rssOk ? "met" : "not met"}** ` +
+    `- Server RSS growth under 64 MB: ${met(rssOk)} ` +
     `(max ${mib(growthA)} during one upload, ${mib(totalA)} over all runs).`,
-    `- Upload time within ${TARGET_RATIO}× of the peer: **${timeOk ? "met" : "not met"}** ` +
+    `- Upload time within ${TARGET_RATIO}× of the peer: ${met(timeOk)} ` +
     `(median ratio ${ratio.median.toFixed(2)}×).`,
   ].join("\n");
   return { table, runs, verdict, ratioMedian: ratio.median, growthA, growthB };
 }
 
-async function machine(): Promise<Machine> {
-  // Deno only reads /proc under --allow-all, so through cat.
-  const meminfo = await run("cat", ["/proc/meminfo"]).catch(() => "");
-  const total = /^MemTotal:\s+(\d+) kB/m.exec(meminfo);
-  const cpuinfo = await run("cat", ["/proc/cpuinfo"]).catch(() => "");
-  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim();
-  const nproc = await firstLine("nproc", []);
-  return {
-    cpus: model ? `${nproc} × ${model}` : nproc,
-    memory: total ? `${(Number(total[1]) / 1024 / 1024).toFixed(1)} GiB` : "?",
-    kernel: await firstLine("uname", ["-sr"]),
-    deno: `${Deno.version.deno} (V8 ${Deno.version.v8})`,
-    node: await firstLine("node", ["--version"]),
-    ffmpeg: (await firstLine("ffmpeg", ["-version"])).replace(/ Copyright.*$/, ""),
-    curl: (await firstLine("curl", ["--version"])).split(" ").slice(0, 2).join(" "),
-  };
+async function machine(): Promise<UploadMachine> {
+  return { ...await machineInfo(), node: await versionLine("node", ["--version"]) };
+}
+
+/** The versions after Deno's, in the order the docs list them. */
+function tools(host: UploadMachine): string[] {
+  return [`Node ${host.node}`, host.ffmpeg, host.curl];
 }
 
 function section(
   result: Report,
-  host: Machine,
+  host: UploadMachine,
   options: Options,
   fileBytes: number,
   videoInfo: string,
@@ -621,10 +338,7 @@ ${result.verdict}
 
 Machine:
 
-- CPU: ${host.cpus} (\`nproc\`)
-- Memory: ${host.memory} (MemTotal in \`/proc/meminfo\`)
-- Kernel: ${host.kernel}
-- Deno ${host.deno}, Node ${host.node}, ${host.ffmpeg}, ${host.curl}
+${machineMarkdown(host, tools(host))}
 
 How it is measured:
 
@@ -651,130 +365,44 @@ How it is measured:
 `;
 }
 
-async function writeSection(text: string): Promise<void> {
-  let doc = await Deno.readTextFile(DOC_PATH).catch((error) => {
-    if (error instanceof Deno.errors.NotFound) return "";
-    throw error;
-  });
-  if (!doc.trim()) {
-    doc =
-      "# Benchmarks\n\nFigures from the scripts in `bench/`. Each section says how to rerun it.\n";
-  }
-  const heading = `## ${SECTION_TITLE}`;
-  const start = doc.indexOf(`${heading}\n`);
-  if (start === -1) {
-    doc = `${doc.trimEnd()}\n\n${text}`;
-  } else {
-    const next = doc.indexOf("\n## ", start + heading.length);
-    doc = `${doc.slice(0, start)}${text}${next === -1 ? "" : `\n${doc.slice(next + 1)}`}`;
-  }
-  await Deno.writeTextFile(DOC_PATH, doc);
-  // Leave the file as `deno fmt --check` wants it (table padding).
-  await run(Deno.execPath(), ["fmt", "--quiet", DOC_PATH]);
-}
-
 async function main(): Promise<void> {
   const options = parseOptions(Deno.args);
   const fileBytes = options.sizeMiB * MIB;
-  const tmp = await Deno.makeTempDir({ prefix: "offchat-bench-upload-" });
-  const children: Child[] = [];
-  let cleaning: Promise<void> | null = null;
-  // Memoized: a signal and the failing main path may both ask, and both wait for the end.
-  const cleanup = (): Promise<void> =>
-    cleaning ??= (async (): Promise<void> => {
-      await Promise.allSettled(children.map(stopChild));
-      if (options.keep) console.error(`kept ${tmp}`);
-      else await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    })();
-  const onSignal = (): void => {
-    console.error("interrupted; stopping the servers");
-    cleanup().finally(() => Deno.exit(130));
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
-
-  try {
+  await withScratch("offchat-bench-upload-", options.keep, async ({ tmp, children }) => {
     const videoPath = `${tmp}/video.mp4`;
-    console.error(`making a ${options.sizeMiB} MiB video in ${tmp}`);
-    await makeVideo(videoPath, fileBytes);
-    const videoInfo = await verifyVideo(videoPath);
-    const expectedSha256 = await sha256File(videoPath);
-    console.error(`video: ${videoInfo}; sha256 ${expectedSha256}`);
+    const video = await prepareVideo(tmp, videoPath, fileBytes);
 
-    const secret = randomSecret();
-    const dataDir = `${tmp}/server-data`;
-    const serverPort = freePort();
-    const limit = String(Math.max(200 * MIB, 2 * fileBytes));
-    const serverEnv: Record<string, string> = {
-      // Blank (= unset) whatever the caller's shell may have set, e.g. DATABASE_URL.
-      ...Object.fromEntries(SERVER_ENV_BLANK.map((name) => [name, ""])),
-      DATA_DIR: dataDir,
-      PORT: String(serverPort),
-      HOST: "127.0.0.1",
-      JWT_SECRET: secret,
-      WORKER_CONCURRENCY: "0",
-      MAX_UPLOAD_BYTES: limit,
-      NO_COLOR: "1",
-    };
-    const deno = Deno.execPath();
-    const server = await spawn(
-      "server",
-      deno,
-      ["run", ...SERVER_PERMISSIONS, "main.ts", "serve"],
-      serverEnv,
-      `${tmp}/server.log`,
-    );
-    children.push(server);
-
+    const server = await startServer({ tmp, children }, fileBytes, { publicUrl: false });
     const peerPort = freePort();
     const peer = await spawn("peer", "node", [`${REPO}/bench/peer_node_busboy.mjs`], {
       PEER_PORT: String(peerPort),
       PEER_HOST: "127.0.0.1",
       PEER_DIR: `${tmp}/peer-data`,
-      MAX_UPLOAD_BYTES: limit,
+      MAX_UPLOAD_BYTES: uploadLimit(fileBytes),
       BUSBOY_PATH: `${REPO}/node_modules/busboy`,
     }, `${tmp}/peer.log`);
     children.push(peer);
     const sampler = startSampler(`${tmp}/sampler.log`);
     children.push(sampler.child);
 
-    const serverUrl = `http://127.0.0.1:${serverPort}`;
     const peerUrl = `http://127.0.0.1:${peerPort}`;
     await Promise.all([
-      waitReady(`${serverUrl}/readyz`, server),
+      waitReady(`${server.url}/readyz`, server.child),
       waitReady(`${peerUrl}/healthz`, peer),
     ]);
     console.error(
-      `server pid ${server.process.pid} at ${serverUrl}, peer pid ${peer.process.pid} at ${peerUrl}`,
+      `server pid ${server.child.process.pid} at ${server.url}, peer pid ${peer.process.pid} at ${peerUrl}`,
     );
 
-    const token = (await run(deno, [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "main.ts",
-      "token",
-      "alice",
-    ], serverEnv)).trim();
-    const conversation = await apiJson(`${serverUrl}/api/chat/conversations`, token, {
-      participant_ids: [],
-    });
-    const conversationId = String(conversation.id);
-
+    const session = await apiSession(server);
     const targetA: Target = {
       name: "server",
-      uploadUrl: `${serverUrl}/api/chat/videos/upload/`,
-      pid: server.process.pid,
-      headers: [`Authorization: Bearer ${token}`],
-      fields: async (): Promise<Record<string, string>> => {
-        const message = await apiJson(
-          `${serverUrl}/api/chat/conversations/${conversationId}/messages`,
-          token,
-          { body: "benchmark upload" },
-        );
-        return { message_id: String(message.id) };
-      },
+      uploadUrl: session.uploadUrl,
+      pid: server.child.process.pid,
+      headers: session.headers,
+      fields: async (): Promise<Record<string, string>> => ({
+        message_id: await postMessage(session, "benchmark upload"),
+      }),
     };
     const targetB: Target = {
       name: "peer",
@@ -787,50 +415,29 @@ async function main(): Promise<void> {
 
     const responsePath = `${tmp}/response.json`;
     const once = (target: Target): Promise<Sample> =>
-      upload(sampler, target, videoPath, expectedSha256, fileBytes, responsePath);
-    for (let i = 0; i < options.warmup; i++) {
-      await once(targetA);
-      await once(targetB);
-    }
-    const a: Sample[] = [];
-    const b: Sample[] = [];
-    for (let i = 0; i < options.runs; i++) {
-      for (const [target, list] of [[targetA, a], [targetB, b]] as const) {
-        const sample = await once(target);
-        list.push(sample);
-        console.error(
-          `run ${i + 1}/${options.runs} ${target.name.padEnd(6)} ${seconds(sample.wallMs)} ` +
-            `(curl ${seconds(sample.curlMs)}), RSS ${mib(sample.rssBefore)} → peak ${
-              mib(sample.rssPeak)
-            } (+${mib(growth(sample))}, ${sample.samples} samples` +
-            `${sample.hwmPeak === null ? "" : `, HWM +${mib(hwmGrowth(sample)!)}`})`,
-        );
-      }
-    }
+      upload(sampler, target, videoPath, video.sha256, fileBytes, responsePath);
+    await alternate(options.warmup, () => once(targetA), () => once(targetB));
+    const measured = (target: Target) => async (run: number): Promise<Sample> => {
+      const sample = await once(target);
+      console.error(
+        `run ${run + 1}/${options.runs} ${target.name.padEnd(6)} ${seconds(sample.wallMs)} ` +
+          `(curl ${seconds(sample.curlMs)}), RSS ${mib(sample.rssBefore)} → peak ${
+            mib(sample.rssPeak)
+          } (+${mib(growth(sample))}, ${sample.samples} samples` +
+          `${sample.hwmPeak === null ? "" : `, HWM +${mib(hwmGrowth(sample)!)}`})`,
+      );
+      return sample;
+    };
+    const [a, b] = await alternate(options.runs, measured(targetA), measured(targetB));
 
     const result = report(a, b, fileBytes);
     const host = await machine();
     console.log(`\n${result.table}\n\n${result.runs}\n\n${result.verdict}\n`);
-    console.log(
-      `Machine: ${host.cpus}; ${host.memory} RAM; ${host.kernel}; Deno ${host.deno}; ` +
-        `Node ${host.node}; ${host.ffmpeg}; ${host.curl}`,
-    );
+    console.log(machineSummary(host, tools(host)));
     if (options.write) {
-      await writeSection(section(result, host, options, fileBytes, videoInfo));
-      console.error(`updated ${DOC_PATH}`);
+      await writeSection(section(result, host, options, fileBytes, video.info));
     }
-  } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
-    await cleanup();
-  }
+  });
 }
 
-if (import.meta.main) {
-  try {
-    await main();
-  } catch (error) {
-    console.error(error instanceof Error ? error.message : error);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runCli(main);

@@ -213,7 +213,7 @@ videoRoutes
   .openapi(
     mediaRoute("/{id}/stream", "stream", "The playable video, inline (Range supported)"),
     async (c) => {
-      const attachment = await loadMediaAttachment(c, (a) => a.playback !== null);
+      const attachment = await loadMediaAttachment(c);
       const rendition = attachment.playbackKey;
       return await serveStored(c, rendition ?? attachment.storageKey, {
         contentType: rendition ? "video/mp4" : attachment.mimeType,
