@@ -427,6 +427,23 @@ export function uploadLimit(fileBytes: number): string {
   return String(Math.max(200 * MIB, 2 * fileBytes));
 }
 
+/** How `startServer` differs from its defaults. */
+export interface ServerOptions {
+  /** PUBLIC_URL: the server's own address (`true`), another (a proxy in front), or unset. */
+  publicUrl: boolean | string;
+  /** DATA_DIR (storage and the database file); default `<tmp>/server-data`. */
+  dataDir?: string;
+  /**
+   * JWT_SECRET, which also signs the media URLs; default a fresh random one.
+   * Two servers on one DATA_DIR with one secret accept each other's tokens.
+   */
+  secret?: string;
+  /** More environment (e.g. ACCEL_REDIRECT_PREFIX), set after everything else. */
+  env?: Record<string, string>;
+  /** The child's name in messages, and its log `<tmp>/<name>.log`; default "server". */
+  name?: string;
+}
+
 /**
  * Starts `main.ts serve` with the V8 flags of `deno task start` (measured as
  * deployed), in-process storage and database under `tmp`, no job workers, and
@@ -435,31 +452,34 @@ export function uploadLimit(fileBytes: number): string {
 export async function startServer(
   scratch: Scratch,
   fileBytes: number,
-  options: { publicUrl: boolean },
+  options: ServerOptions,
 ): Promise<Server> {
   const tasks = JSON.parse(await Deno.readTextFile(`${REPO}/deno.json`)).tasks;
   const v8Flags = (tasks.start.command as string).split(" ")
     .filter((arg) => arg.startsWith("--v8-flags="));
+  const name = options.name ?? "server";
   const port = freePort();
   const url = `http://127.0.0.1:${port}`;
-  const secret = Array.from(
+  const secret = options.secret ?? Array.from(
     crypto.getRandomValues(new Uint8Array(32)),
     (b) => b.toString(16).padStart(2, "0"),
   ).join("");
+  const publicUrl = options.publicUrl === true ? url : options.publicUrl || "";
   const env: Record<string, string> = {
     // Blank (= unset) whatever the caller's shell may have set, e.g. DATABASE_URL.
-    ...Object.fromEntries(CONFIG_ENV_NAMES.map((name) => [name, ""])),
-    DATA_DIR: `${scratch.tmp}/server-data`,
+    ...Object.fromEntries(CONFIG_ENV_NAMES.map((key) => [key, ""])),
+    DATA_DIR: options.dataDir ?? `${scratch.tmp}/server-data`,
     PORT: String(port),
     HOST: "127.0.0.1",
-    ...(options.publicUrl ? { PUBLIC_URL: url } : {}),
+    PUBLIC_URL: publicUrl,
     JWT_SECRET: secret,
     WORKER_CONCURRENCY: "0",
     MAX_UPLOAD_BYTES: uploadLimit(fileBytes),
     NO_COLOR: "1",
+    ...options.env,
   };
   const child = await spawn(
-    "server",
+    name,
     Deno.execPath(),
     [
       "run",
@@ -475,7 +495,7 @@ export async function startServer(
       "serve",
     ],
     env,
-    `${scratch.tmp}/server.log`,
+    `${scratch.tmp}/${name}.log`,
   );
   scratch.children.push(child);
   return { child, url, env };

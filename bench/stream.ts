@@ -1,9 +1,10 @@
 // deno-lint-ignore-file no-console
 /**
- * Benchmark: serving a stored ~100 MB video, this server (A) against nginx
- * (B, Debian's package with `sendfile on`) serving the same bytes in the same
- * run; and the rendition transcode through `runTool` against the same ffmpeg
- * command run bare.
+ * Benchmark: serving a stored ~100 MB video, this server (A) and this server
+ * behind nginx with `ACCEL_REDIRECT_PREFIX` (C: the service authorizes, nginx
+ * sends the file) against nginx (B, Debian's package with `sendfile on`)
+ * serving the same bytes as a static file in the same run; and the rendition
+ * transcode through `runTool` against the same ffmpeg command run bare.
  *
  *   deno task bench:stream                 print the tables
  *   deno task bench:stream -- --write      also update docs/BENCHMARKS.md
@@ -19,12 +20,18 @@
  * bench/_shared.ts: a short H.264 MP4 padded with a `free` box of random
  * bytes), uploaded once to this server (started with WORKER_CONCURRENCY=0, so
  * nothing transcodes it) and served by `GET stream_url`. nginx serves the same
- * bytes from a temporary root. Full GETs alternate A, B, A, B… with
+ * bytes from a temporary root. For C a second server process shares the
+ * first's DATA_DIR and JWT_SECRET (so the same signed `stream_url`, with the
+ * front's origin, works) and runs with ACCEL_REDIRECT_PREFIX=/_offchat_media/;
+ * a second `server {}` in the same nginx proxies to it and serves the
+ * redirected path from an `internal` location aliased to DATA_DIR (see
+ * `frontConfig`). Full GETs run in rounds A, B, C, A, B, C… with
  * `curl -o /dev/null`, timed as the wall time of the curl process. Range
  * throughput is `wrk` with a Lua script asking for
- * `Range: bytes=<random 64 KiB-aligned offset>-<offset + 65535>`, alternating
- * A, B as well. Before measuring, a full GET of each is checked against the
- * file's SHA-256 and a few ranges against the file's bytes (206, 65536 bytes).
+ * `Range: bytes=<random 64 KiB-aligned offset>-<offset + 65535>`, in rounds
+ * A, B, C as well. Before measuring, a full GET of each is checked against the
+ * file's SHA-256 and a few ranges against the file's bytes (206, 65536 bytes),
+ * and C's media headers against A's.
  *
  * Transcoding: a 1280×720 MPEG-4 Part 2 AVI with MP3 audio from lavfi
  * `testsrc2` + `sine` needs a rendition; the arguments come from
@@ -84,6 +91,17 @@ const RANGE_BYTES = 64 * 1024;
 const TARGET_FULL_GET = 0.8;
 const TARGET_RANGES = 0.25;
 const TARGET_TRANSCODE = 1.15;
+/** The ACCEL_REDIRECT_PREFIX of the server behind nginx, and nginx's internal location. */
+const ACCEL_PREFIX = "/_offchat_media/";
+/** What the service sets on a media answer and nginx must pass on after X-Accel-Redirect. */
+const MEDIA_HEADERS = [
+  "content-type",
+  "cache-control",
+  "content-disposition",
+  "x-content-type-options",
+  "content-security-policy",
+  "referrer-policy",
+];
 
 type Part = "stream" | "transcode" | "all";
 
@@ -123,11 +141,16 @@ interface WrkSample {
   p99Us: number;
 }
 
+/** The three ways the file is served, in the order each round runs them. */
+const SIDES = ["server", "nginx", "front"] as const;
+type Side = typeof SIDES[number];
+
+/** Each side's samples, in round order. */
+type BySide<T> = Record<Side, T[]>;
+
 interface StreamResult {
-  fullA: GetSample[];
-  fullB: GetSample[];
-  rangeA: WrkSample[];
-  rangeB: WrkSample[];
+  full: BySide<GetSample>;
+  ranges: BySide<WrkSample>;
 }
 
 interface TranscodeResult {
@@ -235,17 +258,43 @@ async function readSlice(path: string, offset: number, length: number): Promise<
   return bytes.subarray(0, got);
 }
 
-/** nginx serving `root` on a free port, from a generated config under `tmp`/nginx. */
+/** Where the server behind nginx runs and what it serves. */
+interface FrontTarget {
+  /** The upstream, `127.0.0.1:<port>`. */
+  upstream: string;
+  /** Its DATA_DIR, which the internal location aliases. */
+  dataDir: string;
+}
+
+/** The nginx process: the static `root` on `url`, and the front of the second server on `frontUrl`. */
+interface Nginx {
+  child: Child;
+  address: string;
+  /** The static copy of the video. */
+  url: string;
+  /** `http://127.0.0.1:<port>`, proxying to the server behind nginx. */
+  frontUrl: string;
+}
+
+/**
+ * nginx serving `root` on a free port and fronting `front` on another, from a
+ * generated config under `tmp`/nginx.
+ */
 async function startNginx(
   scratch: Scratch,
   root: string,
   workers: string,
-): Promise<{ child: Child; address: string; url: string }> {
+  front: FrontTarget,
+): Promise<Nginx> {
   const { tmp } = scratch;
   await Deno.mkdir(`${tmp}/nginx`);
   const port = freePort();
+  const frontPort = freePort();
   const confPath = `${tmp}/nginx/nginx.conf`;
-  await Deno.writeTextFile(confPath, nginxConfig(tmp, root, port, workers));
+  await Deno.writeTextFile(
+    confPath,
+    nginxConfig(tmp, root, port, workers, frontConfig(front.upstream, frontPort, front.dataDir)),
+  );
   const child = await spawn(
     "nginx",
     "nginx",
@@ -254,7 +303,12 @@ async function startNginx(
     `${tmp}/nginx.log`,
   );
   scratch.children.push(child);
-  return { child, address: `127.0.0.1:${port}`, url: `http://127.0.0.1:${port}/video.mp4` };
+  return {
+    child,
+    address: `127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${port}/video.mp4`,
+    frontUrl: `http://127.0.0.1:${frontPort}`,
+  };
 }
 
 /** Uploads the video to a fresh message; returns the 201 Attachment JSON (checked: same bytes). */
@@ -328,6 +382,59 @@ async function verifyServing(
       const want = await readSlice(videoPath, offset, RANGE_BYTES);
       if (got.length !== want.length || got.some((byte, i) => byte !== want[i])) {
         throw new Error(`${name}: range ${offset}- does not match the file's bytes`);
+      }
+    }
+  } finally {
+    await Deno.remove(outPath).catch(() => {});
+  }
+}
+
+/** The named headers of an answer (lowercase names; repeated ones joined with ", "). */
+function headerValues(headerText: string, names: string[]): Record<string, string | null> {
+  const values: Record<string, string | null> = {};
+  for (const name of names) {
+    const found = headerText.split(/\r?\n/)
+      .map((line) => /^([^:\s]+):\s*(.*?)\s*$/.exec(line))
+      .filter((m): m is RegExpExecArray => m !== null && m[1]!.toLowerCase() === name)
+      .map((m) => m[2]!);
+    values[name] = found.length ? found.join(", ") : null;
+  }
+  return values;
+}
+
+/**
+ * Checks that the front answers `MEDIA_HEADERS` as the server does directly,
+ * for each pair of URLs (the same media, direct and through the front), on a
+ * full answer and on a 64 KiB range.
+ */
+async function verifyFrontHeaders(
+  pairs: { what: string; direct: string; front: string }[],
+  tmp: string,
+): Promise<void> {
+  const outPath = `${tmp}/check-headers.bin`;
+  try {
+    for (const { what, direct, front } of pairs) {
+      for (const range of [null, `bytes=0-${RANGE_BYTES - 1}`]) {
+        const headers = range ? [`Range: ${range}`] : [];
+        const a = await curlTo(direct, outPath, headers);
+        const c = await curlTo(front, outPath, headers);
+        if (a.code !== c.code) {
+          throw new Error(`${what}${range ? " (range)" : ""}: direct ${a.code}, front ${c.code}`);
+        }
+        const want = headerValues(a.headerText, MEDIA_HEADERS);
+        const got = headerValues(c.headerText, MEDIA_HEADERS);
+        for (const name of MEDIA_HEADERS) {
+          // Content-Disposition is only on the download.
+          if (want[name] === null && name !== "content-disposition") {
+            throw new Error(`${what}: the server answered no ${name} directly:\n${a.headerText}`);
+          }
+          if (want[name] !== got[name]) {
+            throw new Error(
+              `${what}${range ? " (range)" : ""}: ${name} is ${JSON.stringify(got[name])} ` +
+                `through nginx, ${JSON.stringify(want[name])} directly:\n${c.headerText}`,
+            );
+          }
+        }
       }
     }
   } finally {
@@ -454,11 +561,61 @@ function rps(sample: WrkSample): number {
   return sample.requests / (sample.durationUs / 1e6);
 }
 
-function nginxConfig(tmp: string, root: string, port: number, workers: string): string {
+/**
+ * The front of the server behind nginx, as the docs recommend it: the service
+ * answers media requests with `X-Accel-Redirect: /_offchat_media/<key>` and
+ * nginx sends the file from DATA_DIR. On such an answer nginx keeps the
+ * upstream's Content-Type, Cache-Control and Content-Disposition (and
+ * Set-Cookie, Expires, Accept-Ranges) but drops every other header, so the
+ * internal location adds the security headers back from the upstream's answer
+ * (`always`: on 206, 304 and 416 too). Also printed in docs/BENCHMARKS.md.
+ */
+function frontConfig(upstream: string, port: number | string, dataDir: string): string {
+  return `upstream offchat {
+    server ${upstream};
+    keepalive 32;
+}
+
+server {
+    listen 127.0.0.1:${port};
+
+    location / {
+        proxy_pass http://offchat;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+    }
+
+    location ${ACCEL_PREFIX} {
+        internal;
+        alias ${dataDir}/;
+        add_header X-Content-Type-Options $upstream_http_x_content_type_options always;
+        add_header Content-Security-Policy $upstream_http_content_security_policy always;
+        add_header Referrer-Policy $upstream_http_referrer_policy always;
+    }
+}`;
+}
+
+function indent(text: string, prefix: string): string {
+  return text.split("\n").map((line) => (line ? prefix + line : line)).join("\n");
+}
+
+/**
+ * The whole config: the static server, then `front`. As root, the workers run
+ * as root too, to read the service's stored files (mode 0600, owned by the
+ * user that runs the service); otherwise they run as the invoking user anyway.
+ */
+function nginxConfig(
+  tmp: string,
+  root: string,
+  port: number,
+  workers: string,
+  front: string,
+): string {
   return `# Generated by bench/stream.ts
 daemon off;
 master_process on;
-worker_processes ${workers};
+${Deno.uid() === 0 ? "user root;\n" : ""}worker_processes ${workers};
 pid ${tmp}/nginx/nginx.pid;
 error_log ${tmp}/nginx/error.log warn;
 
@@ -485,8 +642,32 @@ http {
         listen 127.0.0.1:${port};
         root ${root};
     }
+
+${indent(front, "    ")}
 }
 `;
+}
+
+/**
+ * One unmeasured run of each side (caches, connections, JIT), then `runs`
+ * measured rounds, each running the sides in `SIDES` order.
+ */
+async function warmedRounds<T>(
+  runs: number,
+  measure: (side: Side, warmUp: boolean) => Promise<T>,
+  onRound: (run: number, round: Record<Side, T>) => void,
+): Promise<BySide<T>> {
+  for (const side of SIDES) await measure(side, true);
+  const result: BySide<T> = { server: [], nginx: [], front: [] };
+  for (let i = 0; i < runs; i++) {
+    const round = {} as Record<Side, T>;
+    for (const side of SIDES) {
+      round[side] = await measure(side, false);
+      result[side].push(round[side]);
+    }
+    onRound(i, round);
+  }
+  return result;
 }
 
 /** One unmeasured run of each side (caches, connections, JIT), then `runs` measured pairs. */
@@ -507,23 +688,36 @@ async function measureStream(
 ): Promise<{ result: StreamResult; videoInfo: string }> {
   const { tmp } = scratch;
   const fileBytes = options.sizeMiB * MIB;
-  // nginx's workers run as an unprivileged user when it starts as root: let them reach the file.
-  await Deno.chmod(tmp, 0o711);
   const wwwDir = `${tmp}/www`;
   await Deno.mkdir(wwwDir, { mode: 0o755 });
   const videoPath = `${wwwDir}/video.mp4`;
   const video = await prepareVideo(tmp, videoPath, fileBytes, "MP4");
-  await Deno.chmod(videoPath, 0o644);
 
   const server = await startServer(scratch, fileBytes, { publicUrl: true });
-  const nginx = await startNginx(scratch, wwwDir, options.nginxWorkers);
+  await waitReady(`${server.url}/readyz`, server.child);
+  // Started once the first has migrated the database they share.
+  const dataDir = server.env.DATA_DIR!;
+  const behind = await startServer(scratch, fileBytes, {
+    publicUrl: false,
+    name: "server-behind-nginx",
+    dataDir,
+    secret: server.env.JWT_SECRET!,
+    env: { ACCEL_REDIRECT_PREFIX: ACCEL_PREFIX, WORKER_CONCURRENCY: "0" },
+  });
+  const nginx = await startNginx(scratch, wwwDir, options.nginxWorkers, {
+    upstream: new URL(behind.url).host,
+    dataDir,
+  });
   await Promise.all([
-    waitReady(`${server.url}/readyz`, server.child),
+    waitReady(`${behind.url}/readyz`, behind.child),
     waitReady(nginx.url, nginx.child),
   ]);
+  await waitReady(`${nginx.frontUrl}/readyz`, nginx.child);
   console.error(
     `server pid ${server.child.process.pid} at ${server.url}, nginx pid ${nginx.child.process.pid} ` +
-      `at ${nginx.address}`,
+      `at ${nginx.address} and ${
+        new URL(nginx.frontUrl).host
+      } (front of server pid ${behind.child.process.pid} at ${behind.url})`,
   );
 
   const attachment = await uploadVideo(
@@ -534,48 +728,81 @@ async function measureStream(
     video.sha256,
   );
   const streamUrl = attachment.stream_url;
-  if (typeof streamUrl !== "string" || !streamUrl.startsWith(`${server.url}/`)) {
+  const downloadUrl = attachment.url;
+  if (
+    typeof streamUrl !== "string" || !streamUrl.startsWith(`${server.url}/`) ||
+    typeof downloadUrl !== "string" || !downloadUrl.startsWith(`${server.url}/`)
+  ) {
     throw new Error(`the upload answered no usable stream_url: ${JSON.stringify(attachment)}`);
   }
+  // Same path and signed token; the front's origin.
+  const throughFront = (url: string): string => nginx.frontUrl + url.slice(server.url.length);
+  const urls: Record<Side, string> = {
+    server: streamUrl,
+    nginx: nginx.url,
+    front: throughFront(streamUrl),
+  };
 
-  for (const [name, url] of [["server", streamUrl], ["nginx", nginx.url]] as const) {
-    await verifyServing(name, url, videoPath, fileBytes, video.sha256, tmp);
+  for (const side of SIDES) {
+    await verifyServing(side, urls[side], videoPath, fileBytes, video.sha256, tmp);
   }
-  console.error("both serve the file: full GET matches the SHA-256, 64 KiB ranges answer 206");
+  await verifyFrontHeaders([
+    { what: "stream_url", direct: streamUrl, front: urls.front },
+    { what: "url (download)", direct: downloadUrl, front: throughFront(downloadUrl) },
+  ], tmp);
+  console.error(
+    "all three serve the file: full GET matches the SHA-256, 64 KiB ranges answer 206; " +
+      `through nginx, the media headers match the server's (${MEDIA_HEADERS.join(", ")})`,
+  );
 
-  // The unmeasured GETs leave both copies in the page cache and each process has served once.
-  const [fullA, fullB] = await warmedPairs(
+  const ratioTo = (side: Side, round: Record<Side, number>): string =>
+    (round.nginx / round[side]).toFixed(2);
+  // The unmeasured GETs leave the files in the page cache and each process has served once.
+  const full = await warmedRounds(
     options.runs,
-    () => timedGet("server", streamUrl, fileBytes),
-    () => timedGet("nginx", nginx.url, fileBytes),
-    (i, a, b) =>
+    (side) => timedGet(side, urls[side], fileBytes),
+    (i, round) => {
+      const wall = {
+        server: round.server.wallMs,
+        nginx: round.nginx.wallMs,
+        front: round.front.wallMs,
+      };
       console.error(
-        `full GET ${i + 1}/${options.runs}: server ${seconds(a.wallMs)} (curl ${
-          seconds(a.curlMs)
-        }), nginx ${seconds(b.wallMs)} (curl ${seconds(b.curlMs)}), nginx/server ${
-          (b.wallMs / a.wallMs).toFixed(2)
-        }×`,
-      ),
+        `full GET ${i + 1}/${options.runs}: ` +
+          SIDES.map((side) =>
+            `${side} ${seconds(wall[side])} (curl ${seconds(round[side].curlMs)})`
+          )
+            .join(", ") +
+          `; nginx/server ${ratioTo("server", wall)}×, nginx/front ${ratioTo("front", wall)}×`,
+      );
+    },
   );
 
   const scriptPath = `${tmp}/ranges.lua`;
   await Deno.writeTextFile(scriptPath, wrkScript(fileBytes));
   // A short unmeasured run each warms connections and the JIT.
   const wrkSeconds = (warmUp: boolean): number => warmUp ? 2 : options.rangeSeconds;
-  const [rangeA, rangeB] = await warmedPairs(
+  const ranges = await warmedRounds(
     options.rangeRuns,
-    (warmUp) => wrkRun("server", streamUrl, scriptPath, wrkSeconds(warmUp), options),
-    (warmUp) => wrkRun("nginx", nginx.url, scriptPath, wrkSeconds(warmUp), options),
-    (i, a, b) =>
+    (side, warmUp) => wrkRun(side, urls[side], scriptPath, wrkSeconds(warmUp), options),
+    (i, round) => {
+      const perSecond = {
+        server: rps(round.server),
+        nginx: rps(round.nginx),
+        front: rps(round.front),
+      };
       console.error(
-        `ranges ${i + 1}/${options.rangeRuns}: server ${rps(a).toFixed(0)}/s (p50 ${
-          ms(a.p50Us / 1000)
-        }), nginx ${rps(b).toFixed(0)}/s (p50 ${ms(b.p50Us / 1000)}), server/nginx ${
-          (rps(a) / rps(b)).toFixed(2)
-        }×`,
-      ),
+        `ranges ${i + 1}/${options.rangeRuns}: ` +
+          SIDES.map((side) =>
+            `${side} ${perSecond[side].toFixed(0)}/s (p50 ${ms(round[side].p50Us / 1000)})`
+          ).join(", ") +
+          `; server/nginx ${(perSecond.server / perSecond.nginx).toFixed(2)}×, front/nginx ${
+            (perSecond.front / perSecond.nginx).toFixed(2)
+          }×`,
+      );
+    },
   );
-  return { result: { fullA, fullB, rangeA, rangeB }, videoInfo: video.info };
+  return { result: { full, ranges }, videoInfo: video.info };
 }
 
 async function timedBare(args: string[]): Promise<number> {
@@ -670,20 +897,15 @@ function ms(value: number): string {
   return `${value.toFixed(2)} ms`;
 }
 
-/** "<label>, median" and "<label>, min – max" rows of two columns' figures. */
+/** "<label>, median" and "<label>, min – max" rows, one column per `Stats`. */
 function spreadRows(
   label: string,
-  a: Stats,
-  b: Stats,
+  columns: Stats[],
   format: (value: number) => string,
 ): string[][] {
   return [
-    [`${label}, median`, format(a.median), format(b.median)],
-    [
-      `${label}, min – max`,
-      `${format(a.min)} – ${format(a.max)}`,
-      `${format(b.min)} – ${format(b.max)}`,
-    ],
+    [`${label}, median`, ...columns.map((c) => format(c.median))],
+    [`${label}, min – max`, ...columns.map((c) => `${format(c.min)} – ${format(c.max)}`)],
   ];
 }
 
@@ -692,82 +914,113 @@ interface Report {
   verdict: string;
 }
 
-function streamReport(r: StreamResult, fileBytes: number): Report & {
-  fullRatio: number;
-  rangeRatio: number;
-} {
-  const wallA = stats(r.fullA.map((s) => s.wallMs));
-  const wallB = stats(r.fullB.map((s) => s.wallMs));
-  const curlA = stats(r.fullA.map((s) => s.curlMs));
-  const curlB = stats(r.fullB.map((s) => s.curlMs));
-  const fullRatios = r.fullA.map((a, i) => r.fullB[i]!.wallMs / a.wallMs);
-  const fullRatio = stats(fullRatios);
-  const rpsA = stats(r.rangeA.map(rps));
-  const rpsB = stats(r.rangeB.map(rps));
-  const p50A = stats(r.rangeA.map((s) => s.p50Us / 1000));
-  const p50B = stats(r.rangeB.map((s) => s.p50Us / 1000));
-  const p99A = stats(r.rangeA.map((s) => s.p99Us / 1000));
-  const p99B = stats(r.rangeB.map((s) => s.p99Us / 1000));
-  const rangeRatios = r.rangeA.map((a, i) => rps(a) / rps(r.rangeB[i]!));
-  const rangeRatio = stats(rangeRatios);
-  const whole = (value: number): string => value.toFixed(0);
-  const rangeThroughput = (perSecond: number): string =>
-    `${(perSecond * RANGE_BYTES / MIB).toFixed(0)} MiB/s`;
+/** How the tables head each side's column. */
+const COLUMN: Record<Side, string> = {
+  server: "This server",
+  nginx: "nginx",
+  front: "This server behind nginx",
+};
 
-  const full = markdownTable(["", "This server (`GET stream_url`)", "nginx (`sendfile on`)"], [
-    ...spreadRows("Wall time", wallA, wallB, seconds),
-    ["curl `time_total`, median", seconds(curlA.median), seconds(curlB.median)],
+/** How the targets name the two ways this server is measured. */
+const DEPLOYMENT: Record<Exclude<Side, "nginx">, string> = {
+  server: "this server answering directly",
+  front: "this server behind nginx (`X-Accel-Redirect`)",
+};
+
+/** `ratio` to two decimals, or three when two would round it onto the other side of `target`. */
+function verdictRatio(ratio: number, target: number): string {
+  const short = ratio.toFixed(2);
+  return (Number(short) >= target) === (ratio >= target) ? short : ratio.toFixed(3);
+}
+
+function streamReport(r: StreamResult, fileBytes: number): Report {
+  const of = <T>(samples: BySide<T>, value: (sample: T) => number): Stats[] =>
+    SIDES.map((side) => stats(samples[side].map(value)));
+  const wall = of(r.full, (s) => s.wallMs);
+  const curl = of(r.full, (s) => s.curlMs);
+  const perSecond = of(r.ranges, rps);
+  const p50 = of(r.ranges, (s) => s.p50Us / 1000);
+  const p99 = of(r.ranges, (s) => s.p99Us / 1000);
+  // Higher is better and 1.0× is parity for both: nginx's time / this one's, this one's rate / nginx's.
+  const fullRatios = (side: Side): number[] =>
+    r.full[side].map((s, i) => r.full.nginx[i]!.wallMs / s.wallMs);
+  const rangeRatios = (side: Side): number[] =>
+    r.ranges[side].map((s, i) => rps(s) / rps(r.ranges.nginx[i]!));
+  const fullRatio = { server: stats(fullRatios("server")), front: stats(fullRatios("front")) };
+  const rangeRatio = { server: stats(rangeRatios("server")), front: stats(rangeRatios("front")) };
+  const whole = (value: number): string => value.toFixed(0);
+  const rangeThroughput = (rate: number): string =>
+    `${(rate * RANGE_BYTES / MIB).toFixed(0)} MiB/s`;
+  const ratioRow = (label: string, ratios: typeof fullRatio): string[] => [
+    label,
+    ratioText(ratios.server),
+    "",
+    ratioText(ratios.front),
+  ];
+
+  const full = markdownTable(
     [
-      "Throughput at the median wall time",
-      throughput(fileBytes, wallA.median),
-      throughput(fileBytes, wallB.median),
-    ],
-    [
-      "Speed relative to nginx (nginx time / this server's), per pair",
-      ratioText(fullRatio),
       "",
+      "This server (`GET stream_url`)",
+      "nginx (`sendfile on`)",
+      "This server behind nginx (`X-Accel-Redirect`)",
     ],
-  ]);
+    [
+      ...spreadRows("Wall time", wall, seconds),
+      ["curl `time_total`, median", ...curl.map((c) => seconds(c.median))],
+      ["Throughput at the median wall time", ...wall.map((w) => throughput(fileBytes, w.median))],
+      ratioRow("Speed relative to nginx (nginx time / this one's), per round", fullRatio),
+    ],
+  );
   const fullRuns = markdownTable(
-    ["Pair", "This server", "nginx", "Speed relative to nginx"],
-    r.fullA.map((a, i) => [
+    [
+      "Round",
+      ...SIDES.map((side) => COLUMN[side]),
+      "This server vs nginx",
+      "Behind nginx vs nginx",
+    ],
+    r.full.server.map((_, i) => [
       String(i + 1),
-      seconds(a.wallMs),
-      seconds(r.fullB[i]!.wallMs),
-      `${fullRatios[i]!.toFixed(2)}×`,
+      ...SIDES.map((side) => seconds(r.full[side][i]!.wallMs)),
+      `${fullRatios("server")[i]!.toFixed(2)}×`,
+      `${fullRatios("front")[i]!.toFixed(2)}×`,
     ]),
     "right",
   );
-  const ranges = markdownTable(["", "This server", "nginx"], [
-    ...spreadRows("Requests/s", rpsA, rpsB, whole),
-    ["Throughput at the median", rangeThroughput(rpsA.median), rangeThroughput(rpsB.median)],
-    ["Latency p50, median of runs", ms(p50A.median), ms(p50B.median)],
-    ["Latency p99, median of runs", ms(p99A.median), ms(p99B.median)],
-    ["Requests/s relative to nginx, per pair", ratioText(rangeRatio), ""],
+  const ranges = markdownTable(["", ...SIDES.map((side) => COLUMN[side])], [
+    ...spreadRows("Requests/s", perSecond, whole),
+    ["Throughput at the median", ...perSecond.map((p) => rangeThroughput(p.median))],
+    ["Latency p50, median of runs", ...p50.map((p) => ms(p.median))],
+    ["Latency p99, median of runs", ...p99.map((p) => ms(p.median))],
+    ratioRow("Requests/s relative to nginx, per round", rangeRatio),
   ]);
   const rangeRuns = markdownTable(
-    ["Pair", "This server", "nginx", "Relative to nginx"],
-    r.rangeA.map((a, i) => [
+    [
+      "Round",
+      ...SIDES.map((side) => COLUMN[side]),
+      "This server vs nginx",
+      "Behind nginx vs nginx",
+    ],
+    r.ranges.server.map((_, i) => [
       String(i + 1),
-      `${whole(rps(a))}/s`,
-      `${whole(rps(r.rangeB[i]!))}/s`,
-      `${rangeRatios[i]!.toFixed(2)}×`,
+      ...SIDES.map((side) => `${whole(rps(r.ranges[side][i]!))}/s`),
+      `${rangeRatios("server")[i]!.toFixed(2)}×`,
+      `${rangeRatios("front")[i]!.toFixed(2)}×`,
     ]),
     "right",
   );
-  const fullOk = fullRatio.median >= TARGET_FULL_GET;
-  const rangeOk = rangeRatio.median >= TARGET_RANGES;
-  const verdict = [
-    `- Full GET at least ${TARGET_FULL_GET}× nginx's speed: ${met(fullOk)} ` +
-    `(median ${fullRatio.median.toFixed(2)}×).`,
-    `- 64 KiB range requests/s at least ${TARGET_RANGES}× nginx's: ${met(rangeOk)} ` +
-    `(median ${rangeRatio.median.toFixed(2)}×).`,
-  ].join("\n");
+  const target = (what: string, side: "server" | "front", ratio: Stats, min: number): string =>
+    `- ${what} at least ${min}× nginx's, ${DEPLOYMENT[side]}: ${met(ratio.median >= min)} ` +
+    `(median ${verdictRatio(ratio.median, min)}×).`;
+  const verdict = (["server", "front"] as const).flatMap((side) => [
+    target("Full GET speed", side, fullRatio[side], TARGET_FULL_GET),
+    target("64 KiB range requests/s", side, rangeRatio[side], TARGET_RANGES),
+  ]).join("\n");
   const text = `### Full GET (${(fileBytes / MIB).toFixed(0)} MiB)
 
 ${full}
 
-Per pair:
+Per round:
 
 ${fullRuns}
 
@@ -775,10 +1028,10 @@ ${fullRuns}
 
 ${ranges}
 
-Per pair:
+Per round:
 
 ${rangeRuns}`;
-  return { text, verdict, fullRatio: fullRatio.median, rangeRatio: rangeRatio.median };
+  return { text, verdict };
 }
 
 function transcodeReport(r: TranscodeResult): Report & { ratio: number } {
@@ -787,7 +1040,7 @@ function transcodeReport(r: TranscodeResult): Report & { ratio: number } {
   const ratios = r.wrapped.map((w, i) => w / r.bare[i]!);
   const ratio = stats(ratios);
   const table = markdownTable(["", "`ffmpeg` bare", "Through `runTool` + `progressParser`"], [
-    ...spreadRows("Wall time", bare, wrapped, seconds),
+    ...spreadRows("Wall time", [bare, wrapped], seconds),
     ["Ratio runTool / bare, per pair", ratioText(ratio), ""],
   ]);
   const runs = markdownTable(
@@ -860,13 +1113,16 @@ function section(
   load: { before: string; after: string },
 ): string {
   const date = new Date().toISOString().slice(0, 10);
+  const headerList = MEDIA_HEADERS.map((name) => `\`${name}\``).join(", ");
   return `## ${SECTION_TITLE}
 
 Serving one stored ${(fileBytes / MIB).toFixed(0)} MiB (${fileBytes} bytes) MP4 by
-\`GET /api/chat/videos/:id/stream\` (the signed \`stream_url\` of the upload's answer), against
-nginx (Debian's package, \`sendfile on\`) serving the same bytes as a static file in the same run;
-and making a browser-playable rendition through the service's ffmpeg wrapper against the same
-ffmpeg command run bare.
+\`GET /api/chat/videos/:id/stream\` (the signed \`stream_url\` of the upload's answer), by this
+server directly and by this server behind nginx with \`ACCEL_REDIRECT_PREFIX\` (the service
+authorizes the request and answers \`X-Accel-Redirect\`, nginx sends the file), against nginx
+(Debian's package, \`sendfile on\`) serving the same bytes as a static file in the same run; and
+making a browser-playable rendition through the service's ffmpeg wrapper against the same ffmpeg
+command run bare.
 
 Reproduce with:
 
@@ -876,9 +1132,10 @@ ${COMMAND}
 
 It needs curl, ffmpeg, nginx and wrk on the \`PATH\` (Debian: \`apt-get install nginx wrk\`).
 
-Measured ${date}: ${options.runs} full-GET pairs, ${options.rangeRuns} range pairs of ${options.rangeSeconds} s
-each, ${options.transcodeRuns} transcode pairs; each pair runs this server first and then nginx
-(for transcoding, bare ffmpeg first and then the wrapper). Load average (\`/proc/loadavg\`, 1 min)
+Measured ${date}: ${options.runs} full-GET rounds, ${options.rangeRuns} range rounds of ${options.rangeSeconds} s
+each, ${options.transcodeRuns} transcode pairs; each round runs this server, then nginx, then this
+server behind nginx, so each ratio to nginx compares neighbouring runs (for transcoding, each pair
+runs bare ffmpeg first and then the wrapper). Load average (\`/proc/loadavg\`, 1 min)
 ${load.before} before the run, ${load.after} after it: other work on the machine shows here.
 
 ${stream.text}
@@ -902,19 +1159,40 @@ How it is measured:
   transcodes it and \`stream_url\` serves the stored original. nginx serves the file the upload
   was made from, from a temporary root, with a generated config:
   \`worker_processes ${options.nginxWorkers}\`, \`sendfile on\`, \`tcp_nopush on\`, \`access_log off\`.
-  Both listen on 127.0.0.1 and both files are in the page cache (one unmeasured full GET each
+  All listen on 127.0.0.1 and both files are in the page cache (one unmeasured full GET each
   first).
+- This server behind nginx is a second server process on the same \`DATA_DIR\` (storage and
+  database) with the same \`JWT_SECRET\` as the first, started with
+  \`ACCEL_REDIRECT_PREFIX=${ACCEL_PREFIX}\` and \`WORKER_CONCURRENCY=0\`, behind a second
+  \`server {}\` in the same nginx process (same workers and settings as above). It is asked for
+  the same signed \`stream_url\` with the front's origin: the token is signed with the shared
+  secret. The front's part of the generated config:
+
+  \`\`\`nginx
+${indent(frontConfig("127.0.0.1:<server port>", "<front port>", "<DATA_DIR>"), "  ")}
+  \`\`\`
+
+  On an \`X-Accel-Redirect\` answer nginx keeps the upstream's \`Content-Type\`,
+  \`Cache-Control\` and \`Content-Disposition\` but drops \`X-Content-Type-Options\`,
+  \`Content-Security-Policy\` and \`Referrer-Policy\`; the three \`add_header … always\` lines
+  put them back from the upstream's answer. The stored files are mode 0600, owned by the user
+  that runs the service, so when the bench runs as root (as here) its config has \`user root;\`
+  for nginx's workers to read them; in production run the service and nginx's workers under one
+  user or group instead.
 - Before measuring, a full GET from each is checked against the file's SHA-256, and the first,
   middle and last 64 KiB-aligned ranges must answer 206 with the right \`Content-Range\` and the
-  file's bytes.
+  file's bytes. Through the front, ${headerList} must match what the server
+  answers directly, on \`stream_url\` and on the download \`url\`, for a full answer and a range.
 - Full GET: \`curl -o /dev/null\`, timed as the wall time of the curl process (curl's own
   \`time_total\` is shown too); this server's time includes verifying the signed URL's token and
-  looking the attachment up in the database. The per-pair figure is nginx's time divided by this
-  server's, so higher is better and 1.0× is parity.
+  looking the attachment up in the database, and behind nginx also the proxied request to it. The
+  per-round figure is nginx's time divided by this server's, so higher is better and 1.0× is
+  parity.
 - Ranges: \`wrk -t ${options.threads} -c ${options.connections} -d ${options.rangeSeconds}s\` with a Lua
   script whose every request carries \`Range: bytes=<offset>-<offset + 65535>\`, the offset a
-  random multiple of 64 KiB over the whole file (fixed seeds, so both servers see the same
-  sequence). wrk, the server under test and curl share the machine's CPUs. A run fails if
+  random multiple of 64 KiB over the whole file (fixed seeds, so all three see the same
+  sequence). Behind nginx, every range is one proxied request to this server (on a keepalive
+  connection) and then nginx reading the file. wrk, the server under test and curl share the machine's CPUs. A run fails if
   any answer is not 2xx/3xx or not a 64 KiB range (bytes read per request), or on more than one
   socket error per thousand requests. One unmeasured
   2 s run each warms connections first.
@@ -926,8 +1204,8 @@ How it is measured:
   \`progressParser()\` reading the progress lines (${transcode_.progressEvents} updates in the
   last run, ending at ${transcode_.lastFraction.toFixed(2)}). One unmeasured run of each first;
   every output is checked with ffprobe for an H.264 stream.
-- Shared or virtual machines are noisy: quote the medians and the per-pair ratio, not single runs
-  or the minimum/maximum.
+- Shared or virtual machines are noisy: quote the medians and the per-round (per-pair) ratio, not
+  single runs or the minimum/maximum.
 `;
 }
 
