@@ -34,6 +34,25 @@ async function ffprobe(target: string, extra: string[] = []): Promise<Probed> {
   return JSON.parse(new TextDecoder().decode(out.stdout));
 }
 
+/** ffprobe's CSV output for some entries of the first video stream. */
+async function ffprobeCsv(path: string, entries: string): Promise<string> {
+  const out = await new Deno.Command("ffprobe", {
+    args: [
+      "-v",
+      "error",
+      "-select_streams",
+      "v:0",
+      "-show_entries",
+      entries,
+      "-of",
+      "csv=p=0",
+      path,
+    ],
+    stdout: "piped",
+  }).output();
+  return new TextDecoder().decode(out.stdout).trim();
+}
+
 /** Uploads a fixture, waits for processing, and saves what /stream serves to a temp file. */
 async function streamed(
   ctx: TestContext,
@@ -97,23 +116,8 @@ for (const [name, plan] of EXPECTED) {
 Deno.test("playback: a moov-at-end MP4 is remuxed, not re-encoded", async () => {
   await using ctx = await createTestContext();
   const { path } = await streamed(ctx, "moov_end.mp4");
-  const packets = async (file: string) => {
-    const out = await new Deno.Command("ffprobe", {
-      args: [
-        "-v",
-        "error",
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "packet=size",
-        "-of",
-        "csv=p=0",
-        file,
-      ],
-      stdout: "piped",
-    }).output();
-    return new TextDecoder().decode(out.stdout).trim();
-  };
+  const packets = (file: string) => ffprobeCsv(file, "packet=size");
+
   assert.equal(await packets(path), await packets(await fixture("moov_end.mp4")));
 });
 
@@ -249,19 +253,6 @@ Deno.test("playback: an HDR10 HEVC source is flagged and tone-mapped to 8-bit BT
   assert.equal(attachment.hdr, true);
   assert.equal(attachment.pix_fmt, "yuv420p10le");
   assert.equal(attachment.playback, "transcode");
-  const out = await new Deno.Command("ffprobe", {
-    args: [
-      "-v",
-      "error",
-      "-select_streams",
-      "v:0",
-      "-show_entries",
-      "stream=pix_fmt,color_transfer,color_primaries",
-      "-of",
-      "csv=p=0",
-      path,
-    ],
-    stdout: "piped",
-  }).output();
-  assert.equal(new TextDecoder().decode(out.stdout).trim(), "yuv420p,bt709,bt709");
+  const tags = await ffprobeCsv(path, "stream=pix_fmt,color_transfer,color_primaries");
+  assert.equal(tags, "yuv420p,bt709,bt709");
 });
