@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import { type Attachment, attachments, type Job } from "../db/schema.ts";
+import { type Attachment, attachments, type Job, jobs } from "../db/schema.ts";
 import type { AppDeps } from "./deps.ts";
 import { hasMoovFirst } from "./media/faststart.ts";
 import { planPlayback } from "./media/playback.ts";
@@ -30,29 +30,37 @@ async function loadLive(deps: ProcessingDeps, id: string): Promise<Attachment | 
   return attachment;
 }
 
+type DerivedKey = "thumbnailKey" | "playbackKey" | "storyboardKey";
+
 /**
- * Runs `make` to write an output into a temp file, moves it to `key` and
- * records the columns `make` returns. Keys are named after the job, so each
- * generation has its own key (and ETag); the file of the generation it
- * replaces is removed, and so is the new one if the attachment was deleted
- * meanwhile.
+ * Runs `make` to write an output into a temp file, moves it to a key named
+ * after the job (so each generation has its own key and ETag) and records
+ * it with the columns `make` returns, in one write transaction that reads
+ * the key it replaces. The replaced file is removed afterwards. The new
+ * file is removed instead when the attachment was deleted meanwhile, or when
+ * this job was dropped by a reprocess (a newer generation owns the column).
  */
 async function produce(
   deps: ProcessingDeps,
-  attachment: Attachment,
-  files: { temp: string; key: string; previousKey: string | null },
+  job: Job,
+  files: { temp: string; key: string; column: DerivedKey },
   make: () => Promise<Partial<Attachment>>,
 ): Promise<void> {
   await Deno.mkdir(deps.storage.tempDir(), { recursive: true });
   try {
     const update = await make();
     await deps.storage.putFile(files.temp, files.key);
-    const [still] = await deps.db.update(attachments).set(update)
-      .where(eq(attachments.id, attachment.id))
-      .returning({ deletedAt: attachments.deletedAt });
-    if (!still || still.deletedAt !== null) await deps.storage.delete(files.key);
-    if (files.previousKey && files.previousKey !== files.key) {
-      await deps.storage.delete(files.previousKey);
+    const outcome = await deps.db.transaction(async (tx) => {
+      const [current] = await tx.select().from(attachments)
+        .where(eq(attachments.id, job.attachmentId));
+      const [live] = await tx.select({ id: jobs.id }).from(jobs).where(eq(jobs.id, job.id));
+      if (!current || current.deletedAt !== null || !live) return { keep: false, replaced: null };
+      await tx.update(attachments).set(update).where(eq(attachments.id, job.attachmentId));
+      return { keep: true, replaced: current[files.column] };
+    }); // libSQL's default transaction is a write one (BEGIN IMMEDIATE)
+    if (!outcome.keep) await deps.storage.delete(files.key);
+    if (outcome.replaced && outcome.replaced !== files.key) {
+      await deps.storage.delete(outcome.replaced);
     }
   } finally {
     await Deno.remove(files.temp).catch(() => {});
@@ -64,7 +72,7 @@ async function thumbnailJob(deps: ProcessingDeps, job: Job): Promise<void> {
   if (!attachment) return;
   const key = storageKey("thumbnails", new Date(attachment.uploadedAt), job.id, "jpg");
   const temp = `${deps.storage.tempDir()}/${job.id}.jpg`;
-  await produce(deps, attachment, { temp, key, previousKey: attachment.thumbnailKey }, async () => {
+  await produce(deps, job, { temp, key, column: "thumbnailKey" }, async () => {
     await makeThumbnail(deps.media, {
       path: deps.storage.localPath(attachment.storageKey),
       demuxer: demuxerFor(attachment.container),
@@ -106,7 +114,7 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
   };
   const key = storageKey("renditions", new Date(attachment.uploadedAt), job.id, "mp4");
   const temp = `${deps.storage.tempDir()}/${job.id}.mp4`;
-  await produce(deps, attachment, { temp, key, previousKey: attachment.playbackKey }, async () => {
+  await produce(deps, job, { temp, key, column: "playbackKey" }, async () => {
     const args = plan === "remux" ? remuxArgs(source, temp) : transcodeArgs(source, temp);
     const result = await runTool(deps.media.ffmpegPath, args, {
       timeoutMs: renditionTimeoutMs(attachment.duration),
@@ -131,8 +139,8 @@ async function storyboardJob(deps: ProcessingDeps, job: Job): Promise<void> {
   const temp = `${deps.storage.tempDir()}/${job.id}.jpg`;
   await produce(
     deps,
-    attachment,
-    { temp, key, previousKey: attachment.storyboardKey },
+    job,
+    { temp, key, column: "storyboardKey" },
     async () => {
       const layout = await makeStoryboard(deps.media, {
         path: deps.storage.localPath(attachment.storageKey),

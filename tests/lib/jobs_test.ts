@@ -2,12 +2,14 @@ import assert from "node:assert/strict";
 import { and, eq, ne } from "drizzle-orm";
 import { attachments, jobs } from "../../db/schema.ts";
 import { claimJob, failJob, retryDelayMs } from "../../lib/jobs.ts";
+import { runJob } from "../../lib/processing.ts";
 import { startWorker } from "../../lib/worker.ts";
 import { fixture } from "../_fixtures.ts";
 import {
   body,
   conversationWithMessage,
   createTestContext,
+  listFiles,
   type TestContext,
   uploadFile,
   waitForProcessed,
@@ -162,4 +164,33 @@ Deno.test("jobs: a job whose worker dies on every attempt fails instead of loopi
   const json = await body(await ctx.request("alice", `/api/chat/attachments/${attachmentId}`));
   assert.equal(json.status, "failed");
   assert.match(String(json.error), /stopped responding 3 times/);
+});
+
+Deno.test("jobs: a job dropped by a reprocess while running leaves no file and no key", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const attachmentId = await uploadWithoutWorker(ctx);
+  const stale = await claimJob(ctx.deps.db, "old-worker", 60_000, new Date());
+  assert.ok(stale);
+  const admin = `Bearer ${await ctx.token("root", { admin: true })}`;
+  const reprocessed = await ctx.app.request(`/api/admin/attachments/${attachmentId}/reprocess`, {
+    method: "POST",
+    headers: { authorization: admin },
+  });
+  assert.equal(reprocessed.status, 202);
+  await reprocessed.body?.cancel();
+  // The old worker finishes after the reprocess dropped its job.
+  await runJob(ctx.deps, stale, { progress: () => {} });
+  const [row] = await ctx.deps.db.select().from(attachments).where(
+    eq(attachments.id, attachmentId),
+  );
+  assert.equal(row!.thumbnailKey, null);
+  assert.deepEqual((await listFiles(ctx.dataDir)).filter((f) => f.startsWith("thumbnails/")), []);
+  const worker = startWorker(ctx.deps, { concurrency: 1, pollMs: 20 });
+  try {
+    assert.equal((await waitForProcessed(ctx, "alice", attachmentId)).status, "ready");
+  } finally {
+    await worker.stop();
+  }
+  const thumbnails = (await listFiles(ctx.dataDir)).filter((f) => f.startsWith("thumbnails/"));
+  assert.equal(thumbnails.length, 1);
 });
