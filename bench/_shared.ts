@@ -6,6 +6,7 @@
  * tables and the docs/BENCHMARKS.md section writer.
  */
 
+import { FFMPEG_QUIET } from "../lib/media/tools.ts";
 import { CONFIG_ENV_NAMES } from "../lib/config.ts";
 
 /** The repository root (the parent of bench/). */
@@ -296,10 +297,7 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
 export async function makeVideo(path: string, bytes: number): Promise<void> {
   const base = `${path}.base.mp4`;
   await run("ffmpeg", [
-    "-nostdin",
-    "-hide_banner",
-    "-v",
-    "error",
+    ...FFMPEG_QUIET,
     "-f",
     "lavfi",
     "-i",

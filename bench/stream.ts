@@ -40,6 +40,7 @@
  * (lib/media/run_tool.ts) with `progressParser` reading `-progress pipe:1`.
  */
 
+import { FFMPEG_QUIET } from "../lib/media/tools.ts";
 import { progressParser, renditionTimeoutMs, transcodeArgs } from "../lib/media/rendition.ts";
 import { runTool } from "../lib/media/run_tool.ts";
 import {
@@ -218,10 +219,7 @@ function parseOptions(args: string[]): Options {
 /** A source the rendition job must transcode: MPEG-4 Part 2 video and MP3 audio in AVI. */
 async function makeTranscodeSource(path: string, seconds: number): Promise<void> {
   await run("ffmpeg", [
-    "-nostdin",
-    "-hide_banner",
-    "-v",
-    "error",
+    ...FFMPEG_QUIET,
     "-f",
     "lavfi",
     "-i",

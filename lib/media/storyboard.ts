@@ -1,5 +1,5 @@
 import { runTool } from "./run_tool.ts";
-import { FFMPEG_QUIET, hardenedInputArgs, type MediaTools } from "./tools.ts";
+import { FFMPEG_QUIET, hardenedInputArgs, jpegOutputArgs, type MediaTools } from "./tools.ts";
 
 /** Width of a storyboard tile, in pixels, for every video not taller than 1:4. */
 export const STORYBOARD_TILE_WIDTH = 160;
@@ -149,14 +149,7 @@ export async function makeStoryboard(
     ].join(","),
     "-frames:v",
     "1",
-    "-q:v",
-    "5",
-    "-f",
-    "image2",
-    "-update",
-    "1",
-    "-y",
-    `file:${outPath}`,
+    ...jpegOutputArgs(outPath, 5),
   ], { timeoutMs: Math.max(60_000, layout.duration * 2000) });
   let problem = "";
   if (result.timedOut) problem = "ffmpeg timed out";

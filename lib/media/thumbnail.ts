@@ -1,5 +1,5 @@
 import { runTool } from "./run_tool.ts";
-import { FFMPEG_QUIET, hardenedInputArgs, type MediaTools } from "./tools.ts";
+import { FFMPEG_QUIET, hardenedInputArgs, jpegOutputArgs, type MediaTools } from "./tools.ts";
 
 /** Width of generated thumbnails, in pixels (height keeps the aspect ratio). */
 export const THUMBNAIL_WIDTH = 320;
@@ -55,14 +55,7 @@ async function extractFrame(
     "-vf",
     `thumbnail=12,scale=${THUMBNAIL_WIDTH}:-2,signalstats,` +
     "metadata=mode=print:key=lavfi.signalstats.YAVG:file=-",
-    "-q:v",
-    "4",
-    "-f",
-    "image2",
-    "-update",
-    "1",
-    "-y",
-    `file:${outPath}`,
+    ...jpegOutputArgs(outPath, 4),
   ], { timeoutMs: 60_000, maxStdoutBytes: 4096 });
   if (result.timedOut) return { problem: "ffmpeg timed out" };
   if (result.code !== 0) {

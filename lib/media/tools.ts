@@ -32,3 +32,8 @@ export function hardenedInputArgs(demuxer: string, path: string): string[] {
 
 /** What every ffmpeg run starts with: never read stdin (it would wait), only errors on stderr. */
 export const FFMPEG_QUIET: readonly string[] = ["-nostdin", "-hide_banner", "-v", "error"];
+
+/** Output options for one JPEG image at `quality` (2 best … 31 worst), overwriting `outPath`. */
+export function jpegOutputArgs(outPath: string, quality: number): string[] {
+  return ["-q:v", String(quality), "-f", "image2", "-update", "1", "-y", `file:${outPath}`];
+}
