@@ -1,4 +1,5 @@
 import type { Client } from "@libsql/client";
+import { createHash } from "node:crypto";
 
 /** One migration file: `NNNN_name.sql`. */
 export interface Migration {
@@ -17,11 +18,6 @@ export interface MigrateResult {
 const DEFAULT_DIR = new URL("../migrations/", import.meta.url);
 const FILE_PATTERN = /^(\d{4})_[a-z0-9_]+\.sql$/;
 
-async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** Reads the numbered SQL files of a directory, in order. */
 export async function readMigrations(dir: URL | string = DEFAULT_DIR): Promise<Migration[]> {
   const migrations: Migration[] = [];
@@ -33,7 +29,7 @@ export async function readMigrations(dir: URL | string = DEFAULT_DIR): Promise<M
       version: Number(match[1]),
       name: entry.name,
       sql,
-      checksum: await sha256Hex(sql),
+      checksum: createHash("sha256").update(sql).digest("hex"),
     });
   }
   migrations.sort((a, b) => a.version - b.version);

@@ -7,13 +7,10 @@ export interface FileResponseOptions {
   contentType: string;
   /** A strong validator for this exact content, without quotes. */
   etag: string;
-  lastModified: Date | null;
   disposition?: string;
   cacheControl: string;
   /** Extra headers, such as the security headers of media responses. */
   headers?: Record<string, string>;
-  /** Take `Last-Modified` from the file itself (ignores `lastModified`). */
-  lastModifiedFromFile?: boolean;
 }
 
 /** Bytes per read while streaming: larger reads mean fewer round trips to the thread pool. */
@@ -125,8 +122,7 @@ export function fileResponse(
       "cache-control": options.cacheControl,
       ...options.headers,
     });
-    const lastModified = options.lastModifiedFromFile ? stat.mtime : options.lastModified;
-    if (lastModified) headers.set("last-modified", lastModified.toUTCString());
+    if (stat.mtime) headers.set("last-modified", stat.mtime.toUTCString());
     if (options.disposition) headers.set("content-disposition", options.disposition);
 
     if (etagMatches(request.headers.get("if-none-match"), options.etag)) {

@@ -152,7 +152,7 @@ function mediaRoute(
 async function serveStored(
   c: Context<AppEnv>,
   key: string | null,
-  options: Omit<FileResponseOptions, "path" | "etag" | "lastModified" | "headers"> & {
+  options: Omit<FileResponseOptions, "path" | "etag" | "headers"> & {
     etag?: string;
   },
 ): Promise<Response> {
@@ -174,8 +174,6 @@ async function serveStored(
     ...options,
     path: c.get("deps").storage.localPath(key),
     etag: options.etag ?? key.slice(key.lastIndexOf("/") + 1),
-    lastModified: null,
-    lastModifiedFromFile: true,
     headers: MEDIA_SECURITY_HEADERS,
   });
 }

@@ -1,5 +1,11 @@
 import { runTool } from "./run_tool.ts";
-import { FFMPEG_QUIET, hardenedInputArgs, jpegOutputArgs, type MediaTools } from "./tools.ts";
+import {
+  FFMPEG_QUIET,
+  hardenedInputArgs,
+  isNonEmptyFile,
+  jpegOutputArgs,
+  type MediaTools,
+} from "./tools.ts";
 
 /** Width of a storyboard tile, in pixels, for every video not taller than 1:4. */
 export const STORYBOARD_TILE_WIDTH = 160;
@@ -96,14 +102,6 @@ export function planStoryboard(
   };
 }
 
-async function nonEmpty(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).size > 0;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The `fps` filter's options that put the frame shown at cue i×interval in
  * tile i. `round=up` takes the last frame at or before each tick (the default,
@@ -155,7 +153,7 @@ export async function makeStoryboard(
   if (result.timedOut) problem = "ffmpeg timed out";
   else if (result.code !== 0) {
     problem = `ffmpeg exited with ${result.code}: ${result.stderr.trim()}`;
-  } else if (!(await nonEmpty(outPath))) {
+  } else if (!(await isNonEmptyFile(outPath))) {
     problem = `ffmpeg wrote no sprite: ${result.stderr.trim()}`;
   }
   if (problem) {

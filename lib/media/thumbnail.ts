@@ -1,5 +1,11 @@
 import { runTool } from "./run_tool.ts";
-import { FFMPEG_QUIET, hardenedInputArgs, jpegOutputArgs, type MediaTools } from "./tools.ts";
+import {
+  FFMPEG_QUIET,
+  hardenedInputArgs,
+  isNonEmptyFile,
+  jpegOutputArgs,
+  type MediaTools,
+} from "./tools.ts";
 
 /** Width of generated thumbnails, in pixels (height keeps the aspect ratio). */
 export const THUMBNAIL_WIDTH = 320;
@@ -22,14 +28,6 @@ export function thumbnailCandidates(duration: number | null): number[] {
   if (duration && duration > 0) points.push(duration * 0.25, duration * 0.5);
   points.push(0);
   return [...new Set(points.map((t) => Math.round(t * 1000) / 1000))];
-}
-
-async function nonEmpty(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).size > 0;
-  } catch {
-    return false;
-  }
 }
 
 /** Extracts one frame near `at`; returns its average luma, or an error text. */
@@ -61,7 +59,7 @@ async function extractFrame(
   if (result.code !== 0) {
     return { problem: `ffmpeg exited with ${result.code}: ${result.stderr.trim()}` };
   }
-  if (!(await nonEmpty(outPath))) return { problem: "ffmpeg wrote no frame" };
+  if (!(await isNonEmptyFile(outPath))) return { problem: "ffmpeg wrote no frame" };
   const luma = Number(/YAVG=([\d.]+)/.exec(result.stdout)?.[1] ?? NaN);
   return { luma: Number.isFinite(luma) ? luma : 255 };
 }

@@ -37,3 +37,12 @@ export const FFMPEG_QUIET: readonly string[] = ["-nostdin", "-hide_banner", "-v"
 export function jpegOutputArgs(outPath: string, quality: number): string[] {
   return ["-q:v", String(quality), "-f", "image2", "-update", "1", "-y", `file:${outPath}`];
 }
+
+/** True when ffmpeg left a non-empty file at `path` (it can exit 0 and write nothing). */
+export async function isNonEmptyFile(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).size > 0;
+  } catch {
+    return false;
+  }
+}
