@@ -1,4 +1,5 @@
 import { ApiError } from "./errors.ts";
+import type { OpenFiles } from "./open_files.ts";
 import { parseRange } from "./range.ts";
 
 /** What to send and how. */
@@ -11,6 +12,8 @@ export interface FileResponseOptions {
   cacheControl: string;
   /** Extra headers, such as the security headers of media responses. */
   headers?: Record<string, string>;
+  /** Where small reads find the file already open. */
+  files: OpenFiles;
 }
 
 /** Bytes per read while streaming: larger reads mean fewer round trips to the thread pool. */
@@ -101,67 +104,80 @@ export function fileResponse(
   request: Request,
   options: FileResponseOptions,
 ): Response {
-  let file: Deno.FsFile;
+  let opened;
   try {
-    // Synchronous like readExactly: open and fstat are metadata calls that cost
-    // far less than the async round trip, and every range request makes them.
-    file = Deno.openSync(options.path, { read: true });
+    opened = options.files.get(options.path);
   } catch (error) {
     // Deleted between the row lookup and here: gone, not a server error.
     if (error instanceof Deno.errors.NotFound) throw new ApiError("not_found", "File not found");
     throw error;
   }
-  let handedOff = false;
-  try {
-    const stat = file.statSync();
-    const size = stat.size;
-    const headers = new Headers({
-      "accept-ranges": "bytes",
-      "content-type": options.contentType,
-      etag: `"${options.etag}"`,
-      "cache-control": options.cacheControl,
-      ...options.headers,
-    });
-    if (stat.mtime) headers.set("last-modified", stat.mtime.toUTCString());
-    if (options.disposition) headers.set("content-disposition", options.disposition);
+  const { size, mtime } = opened;
+  const headers = new Headers({
+    "accept-ranges": "bytes",
+    "content-type": options.contentType,
+    etag: `"${options.etag}"`,
+    "cache-control": options.cacheControl,
+    ...options.headers,
+  });
+  if (mtime) headers.set("last-modified", mtime.toUTCString());
+  if (options.disposition) headers.set("content-disposition", options.disposition);
 
-    if (etagMatches(request.headers.get("if-none-match"), options.etag)) {
-      return new Response(null, { status: 304, headers });
-    }
-    const ifRange = request.headers.get("if-range");
-    const rangeHeader = ifRange && !etagMatches(ifRange, options.etag)
-      ? null
-      : request.headers.get("range");
-    const range = parseRange(rangeHeader, size);
-    if (range.kind === "unsatisfiable") {
-      headers.set("content-range", `bytes */${size}`);
-      headers.set("content-type", "application/problem+json");
-      headers.delete("content-disposition");
-      return new Response(
-        JSON.stringify({
-          type: "https://offchat.dev/problems/range_not_satisfiable",
-          title: "Range not satisfiable",
-          status: 416,
-          detail: `Range "${rangeHeader?.slice(0, 100)}" cannot be served from ${size} bytes`,
-          code: "range_not_satisfiable",
-        }),
-        { status: 416, headers },
-      );
-    }
-    const [start, end] = range.kind === "partial"
-      ? [range.range.start, range.range.end]
-      : [0, size - 1];
-    const length = size === 0 ? 0 : end - start + 1;
-    headers.set("content-length", String(length));
-    if (range.kind === "partial") headers.set("content-range", `bytes ${start}-${end}/${size}`);
-    const status = range.kind === "partial" ? 206 : 200;
-    if (request.method === "HEAD" || length === 0) return new Response(null, { status, headers });
-    if (length <= SMALL_RANGE) {
-      return new Response(readExactly(file, start, length), { status, headers });
-    }
-    handedOff = true;
-    return new Response(fileStream(file, start, length), { status, headers });
-  } finally {
-    if (!handedOff) file.close();
+  if (etagMatches(request.headers.get("if-none-match"), options.etag)) {
+    return new Response(null, { status: 304, headers });
   }
+  const ifRange = request.headers.get("if-range");
+  const rangeHeader = ifRange && !etagMatches(ifRange, options.etag)
+    ? null
+    : request.headers.get("range");
+  const range = parseRange(rangeHeader, size);
+  if (range.kind === "unsatisfiable") {
+    headers.set("content-range", `bytes */${size}`);
+    headers.set("content-type", "application/problem+json");
+    headers.delete("content-disposition");
+    return new Response(
+      JSON.stringify({
+        type: "https://offchat.dev/problems/range_not_satisfiable",
+        title: "Range not satisfiable",
+        status: 416,
+        detail: `Range "${rangeHeader?.slice(0, 100)}" cannot be served from ${size} bytes`,
+        code: "range_not_satisfiable",
+      }),
+      { status: 416, headers },
+    );
+  }
+  const [start, end] = range.kind === "partial"
+    ? [range.range.start, range.range.end]
+    : [0, size - 1];
+  const length = size === 0 ? 0 : end - start + 1;
+  headers.set("content-length", String(length));
+  if (range.kind === "partial") headers.set("content-range", `bytes ${start}-${end}/${size}`);
+  const status = range.kind === "partial" ? 206 : 200;
+  if (request.method === "HEAD" || length === 0) return new Response(null, { status, headers });
+  if (length <= SMALL_RANGE) {
+    // The cached handle: seek and read happen in this one synchronous step.
+    return new Response(readExactly(opened.file, start, length), { status, headers });
+  }
+  // A stream reads across many turns of the event loop: it needs its own position.
+  let own: Deno.FsFile;
+  try {
+    own = Deno.openSync(options.path, { read: true });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw new ApiError("not_found", "File not found");
+    throw error;
+  }
+  if (end === size - 1) {
+    // To the end of the file (a whole GET, or a player's open-ended `bytes=N-`):
+    // the file's own stream, which the HTTP server pumps without JavaScript
+    // (measured 1.5× the speed of the loop below) and closes at the end or
+    // when the client goes away.
+    try {
+      own.seekSync(start, Deno.SeekMode.Start);
+    } catch (error) {
+      own.close();
+      throw error;
+    }
+    return new Response(own.readable, { status, headers });
+  }
+  return new Response(fileStream(own, start, length), { status, headers });
 }

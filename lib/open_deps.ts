@@ -56,7 +56,10 @@ export async function openDeps(
     return {
       deps,
       attachWorker: (w) => (worker = w),
-      close: () => handle.close(),
+      close: () => {
+        deps.recentAccess[Symbol.dispose]();
+        handle.close();
+      },
       secretCreated: local.created,
     };
   } catch (error) {

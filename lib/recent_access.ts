@@ -1,5 +1,6 @@
 import type { Attachment } from "../db/schema.ts";
 import type { User } from "./auth.ts";
+import { OpenFiles } from "./open_files.ts";
 
 /** Admin and non-admin tokens of one user are decided apart. */
 function cacheKey(attachmentId: string, user: User): string {
@@ -14,14 +15,17 @@ function cacheKey(attachmentId: string, user: User): string {
  * conversation (or an attachment deleted) in another process keeps access to
  * the bytes for at most `ttlMs`. This process forgets at once.
  */
-export class RecentAccess {
+export class RecentAccess implements Disposable {
   readonly ttlMs: number;
+  /** The files those requests read, kept open for the same window. */
+  readonly files: OpenFiles;
   #entries = new Map<string, { attachment: Attachment; until: number }>();
   #maxEntries: number;
 
   constructor(options: { ttlMs?: number; maxEntries?: number } = {}) {
     this.ttlMs = options.ttlMs ?? 2000;
     this.#maxEntries = options.maxEntries ?? 10_000;
+    this.files = new OpenFiles({ ttlMs: this.ttlMs });
   }
 
   get(attachmentId: string, user: User, now: number): Attachment | null {
@@ -42,8 +46,16 @@ export class RecentAccess {
     }
   }
 
-  /** Forgets everything: after a deletion or a membership change in this process. */
+  /**
+   * Forgets everything and closes the open files: after a deletion or a
+   * membership change in this process.
+   */
   clear(): void {
     this.#entries.clear();
+    this.files.clear();
+  }
+
+  [Symbol.dispose](): void {
+    this.clear();
   }
 }

@@ -152,7 +152,7 @@ function mediaRoute(
 async function serveStored(
   c: Context<AppEnv>,
   key: string | null,
-  options: Omit<FileResponseOptions, "path" | "etag" | "headers"> & {
+  options: Omit<FileResponseOptions, "path" | "etag" | "headers" | "files"> & {
     etag?: string;
   },
 ): Promise<Response> {
@@ -175,6 +175,7 @@ async function serveStored(
     path: c.get("deps").storage.localPath(key),
     etag: options.etag ?? key.slice(key.lastIndexOf("/") + 1),
     headers: MEDIA_SECURITY_HEADERS,
+    files: c.get("deps").recentAccess.files,
   });
 }
 

@@ -228,8 +228,8 @@ Deno.test("media: HEAD, abusive range lists, and a client that hangs up frees th
   assert.equal(abusive.headers.get("content-range"), `bytes */${attachment.file_size}`);
   await abusive.body?.cancel();
 
-  // A client hanging up mid-stream over real HTTP: the server carries on (that the file
-  // handle is released at once is proven in tests/lib/file_response_test.ts).
+  // A client hanging up mid-stream over real HTTP: the server carries on and lets go of
+  // the stream's file handle (the one the open-file cache keeps is closed at dispose).
   await using server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
     (req) => ctx.app.fetch(req),
@@ -244,6 +244,19 @@ Deno.test("media: HEAD, abusive range lists, and a client that hangs up frees th
   assert.ok(first.value!.length < Number(attachment.file_size), "hung up mid-stream");
   abort.abort();
   await reader.cancel().catch(() => {});
+  const mediaHandles = async () => {
+    const out = await new Deno.Command("find", {
+      args: [`/proc/${Deno.pid}/fd`, "-lname", `${ctx.dataDir}/media/*`],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return new TextDecoder().decode(out.stdout).split("\n").filter(Boolean).length;
+  };
+  for (let i = 0; i < 50 && await mediaHandles() > 1; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.equal(await mediaHandles(), 1, "only the cached handle is left");
   const again = await fetch(`http://127.0.0.1:${server.addr.port}/healthz`);
   assert.equal(again.status, 200);
   await again.body?.cancel();
