@@ -101,9 +101,24 @@ export const activityLog = sqliteTable("activity_log", {
   detail: text("detail"),
 }, (t) => [index("activity_at_idx").on(t.at)]);
 
+/** A resumable (tus) upload in progress; its bytes are under `DATA_DIR/tus/<id>`. */
+export const uploads = sqliteTable("uploads", {
+  id: text("id").primaryKey(),
+  userId: text("user_id").notNull(),
+  messageId: text("message_id").notNull().references(() => messages.id),
+  fileName: text("file_name").notNull(),
+  size: integer("size").notNull(),
+  createdAt: integer("created_at").notNull(),
+  expiresAt: integer("expires_at").notNull(),
+}, (t) => [
+  index("uploads_user_idx").on(t.userId),
+  index("uploads_expires_idx").on(t.expiresAt),
+]);
+
 export type Conversation = typeof conversations.$inferSelect;
 export type Message = typeof messages.$inferSelect;
 export type Attachment = typeof attachments.$inferSelect;
 export type NewAttachment = typeof attachments.$inferInsert;
 export type Job = typeof jobs.$inferSelect;
 export type Activity = typeof activityLog.$inferSelect;
+export type Upload = typeof uploads.$inferSelect;

@@ -23,6 +23,8 @@ export const CONFIG_ENV_NAMES = [
   "MEDIA_URL_TTL",
   "MEDIA_URL_SECRET",
   "ACCEL_REDIRECT_PREFIX",
+  "UPLOAD_EXPIRY",
+  "MAX_UNFINISHED_UPLOADS",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -61,6 +63,8 @@ const envSchema = z.object({
   MEDIA_URL_SECRET: z.string().refine((s) => new TextEncoder().encode(s).length >= 32, {
     message: "must be at least 32 bytes",
   }).optional(),
+  UPLOAD_EXPIRY: integer(60, 30 * 24 * 3600).default(24 * 3600),
+  MAX_UNFINISHED_UPLOADS: integer(1, 1000).default(5),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -97,6 +101,10 @@ export interface Config {
    * <prefix><storage key>` after this service has authorized the request.
    */
   accelRedirectPrefix: string | undefined;
+  /** Seconds an unfinished resumable upload is kept after it was created. */
+  uploadExpiry: number;
+  /** Resumable uploads one user may have unfinished at once. */
+  maxUnfinishedUploads: number;
 }
 
 /** Raised when the environment does not describe a valid configuration; lists every bad variable. */
@@ -157,5 +165,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     mediaUrlTtl: e.MEDIA_URL_TTL,
     mediaUrlSecret: e.MEDIA_URL_SECRET,
     accelRedirectPrefix: e.ACCEL_REDIRECT_PREFIX,
+    uploadExpiry: e.UPLOAD_EXPIRY,
+    maxUnfinishedUploads: e.MAX_UNFINISHED_UPLOADS,
   };
 }
