@@ -25,6 +25,7 @@ export const CONFIG_ENV_NAMES = [
   "ACCEL_REDIRECT_PREFIX",
   "UPLOAD_EXPIRY",
   "MAX_UNFINISHED_UPLOADS",
+  "DEV_LOGIN",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -65,6 +66,7 @@ const envSchema = z.object({
   }).optional(),
   UPLOAD_EXPIRY: integer(60, 30 * 24 * 3600).default(24 * 3600),
   MAX_UNFINISHED_UPLOADS: integer(1, 1000).default(5),
+  DEV_LOGIN: z.enum(["0", "1", "false", "true"], { message: "must be 1 or 0" }).default("0"),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -105,6 +107,11 @@ export interface Config {
   uploadExpiry: number;
   /** Resumable uploads one user may have unfinished at once. */
   maxUnfinishedUploads: number;
+  /**
+   * The dashboard's "dev sign-in": anyone who can reach the server may mint a
+   * token for any user name. Only allowed with the generated secret.
+   */
+  devLogin: boolean;
 }
 
 /** Raised when the environment does not describe a valid configuration; lists every bad variable. */
@@ -142,6 +149,13 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       "JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_URL: set at most one of them",
     ]);
   }
+  const devLogin = e.DEV_LOGIN === "1" || e.DEV_LOGIN === "true";
+  if (devLogin && keySources > 0) {
+    throw new ConfigError([
+      "DEV_LOGIN: dev sign-in only works with the generated secret; " +
+      "unset DEV_LOGIN, or JWT_SECRET / JWT_PUBLIC_KEY / JWT_JWKS_URL",
+    ]);
+  }
   const dataDir = e.DATA_DIR.replace(/\/+$/, "") || "/";
   return {
     port: e.PORT,
@@ -167,5 +181,6 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     accelRedirectPrefix: e.ACCEL_REDIRECT_PREFIX,
     uploadExpiry: e.UPLOAD_EXPIRY,
     maxUnfinishedUploads: e.MAX_UNFINISHED_UPLOADS,
+    devLogin,
   };
 }
