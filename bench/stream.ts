@@ -3,8 +3,10 @@
  * Benchmark: serving a stored ~100 MB video, this server (A) and this server
  * behind nginx with `ACCEL_REDIRECT_PREFIX` (C: the service authorizes, nginx
  * sends the file) against nginx (B, Debian's package with `sendfile on`)
- * serving the same bytes as a static file in the same run; and the rendition
- * transcode through `runTool` against the same ffmpeg command run bare.
+ * serving the same bytes as a static file in the same run, and against a bare
+ * `Deno.serve` static file server (D, bench/peer_deno_static.ts: the runtime's
+ * ceiling without sendfile); and the rendition transcode through `runTool`
+ * against the same ffmpeg command run bare.
  *
  *   deno task bench:stream                 print the tables
  *   deno task bench:stream -- --write      also update docs/BENCHMARKS.md
@@ -25,13 +27,15 @@
  * front's origin, works) and runs with ACCEL_REDIRECT_PREFIX=/_offchat_media/;
  * a second `server {}` in the same nginx proxies to it and serves the
  * redirected path from an `internal` location aliased to DATA_DIR (see
- * `frontConfig`). Full GETs run in rounds A, B, C, A, B, C… with
+ * `frontConfig`). D serves nginx's copy, with the V8 flags of
+ * `deno task start`, read access to that one file and net access to its one
+ * address. Full GETs run in rounds A, B, C, D, A, B, C, D… with
  * `curl -o /dev/null`, timed as the wall time of the curl process. Range
  * throughput is `wrk` with a Lua script asking for
  * `Range: bytes=<random 64 KiB-aligned offset>-<offset + 65535>`, in rounds
- * A, B, C as well. Before measuring, a full GET of each is checked against the
- * file's SHA-256 and a few ranges against the file's bytes (206, 65536 bytes),
- * and C's media headers against A's.
+ * A, B, C, D as well. Before measuring, a full GET of each is checked against
+ * the file's SHA-256 and a few ranges against the file's bytes (206, 65536
+ * bytes), and C's media headers against A's.
  *
  * Transcoding: a 1280×720 MPEG-4 Part 2 AVI with MP3 audio from lavfi
  * `testsrc2` + `sine` needs a rendition; the arguments come from
@@ -67,6 +71,7 @@ import {
   probe,
   type ProbeStream,
   ratioText,
+  REPO,
   run,
   runCli,
   type Scratch,
@@ -74,6 +79,7 @@ import {
   sha256File,
   spawn,
   startServer,
+  startV8Flags,
   type Stats,
   stats,
   stopChild,
@@ -142,12 +148,17 @@ interface WrkSample {
   p99Us: number;
 }
 
-/** The three ways the file is served, in the order each round runs them. */
-const SIDES = ["server", "nginx", "front"] as const;
+/** The four ways the file is served, in the order each round runs them. */
+const SIDES = ["server", "nginx", "front", "bare"] as const;
 type Side = typeof SIDES[number];
 
 /** Each side's samples, in round order. */
 type BySide<T> = Record<Side, T[]>;
+
+/** One value per side. */
+function bySide<T>(value: (side: Side) => T): Record<Side, T> {
+  return Object.fromEntries(SIDES.map((side) => [side, value(side)])) as Record<Side, T>;
+}
 
 interface StreamResult {
   full: BySide<GetSample>;
@@ -646,6 +657,28 @@ ${indent(front, "    ")}
 `;
 }
 
+/** The bare `Deno.serve` peer (bench/peer_deno_static.ts), allowed to read `path` only. */
+async function startBare(scratch: Scratch, path: string): Promise<{ child: Child; url: string }> {
+  const port = freePort();
+  const child = await spawn(
+    "bare Deno.serve",
+    Deno.execPath(),
+    [
+      "run",
+      ...await startV8Flags(),
+      `--allow-read=${path}`,
+      `--allow-net=127.0.0.1:${port}`,
+      `${REPO}/bench/peer_deno_static.ts`,
+      path,
+      String(port),
+    ],
+    { NO_COLOR: "1" },
+    `${scratch.tmp}/bare-deno.log`,
+  );
+  scratch.children.push(child);
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
 /**
  * One unmeasured run of each side (caches, connections, JIT), then `runs`
  * measured rounds, each running the sides in `SIDES` order.
@@ -656,7 +689,7 @@ async function warmedRounds<T>(
   onRound: (run: number, round: Record<Side, T>) => void,
 ): Promise<BySide<T>> {
   for (const side of SIDES) await measure(side, true);
-  const result: BySide<T> = { server: [], nginx: [], front: [] };
+  const result: BySide<T> = bySide((): T[] => []);
   for (let i = 0; i < runs; i++) {
     const round = {} as Record<Side, T>;
     for (const side of SIDES) {
@@ -706,16 +739,20 @@ async function measureStream(
     upstream: new URL(behind.url).host,
     dataDir,
   });
+  const bare = await startBare(scratch, videoPath);
   await Promise.all([
     waitReady(`${behind.url}/readyz`, behind.child),
     waitReady(nginx.url, nginx.child),
+    waitReady(`${bare.url}/healthz`, bare.child),
   ]);
   await waitReady(`${nginx.frontUrl}/readyz`, nginx.child);
   console.error(
     `server pid ${server.child.process.pid} at ${server.url}, nginx pid ${nginx.child.process.pid} ` +
       `at ${nginx.address} and ${
         new URL(nginx.frontUrl).host
-      } (front of server pid ${behind.child.process.pid} at ${behind.url})`,
+      } (front of server pid ${behind.child.process.pid} at ${behind.url}), bare Deno.serve pid ${bare.child.process.pid} at ${
+        new URL(bare.url).host
+      }`,
   );
 
   const attachment = await uploadVideo(
@@ -739,6 +776,7 @@ async function measureStream(
     server: streamUrl,
     nginx: nginx.url,
     front: throughFront(streamUrl),
+    bare: `${bare.url}/video.mp4`,
   };
 
   for (const side of SIDES) {
@@ -749,7 +787,7 @@ async function measureStream(
     { what: "url (download)", direct: downloadUrl, front: throughFront(downloadUrl) },
   ], tmp);
   console.error(
-    "all three serve the file: full GET matches the SHA-256, 64 KiB ranges answer 206; " +
+    "all four serve the file: full GET matches the SHA-256, 64 KiB ranges answer 206; " +
       `through nginx, the media headers match the server's (${MEDIA_HEADERS.join(", ")})`,
   );
 
@@ -760,18 +798,18 @@ async function measureStream(
     options.runs,
     (side) => timedGet(side, urls[side], fileBytes),
     (i, round) => {
-      const wall = {
-        server: round.server.wallMs,
-        nginx: round.nginx.wallMs,
-        front: round.front.wallMs,
-      };
+      const wall = bySide((side) => round[side].wallMs);
       console.error(
         `full GET ${i + 1}/${options.runs}: ` +
           SIDES.map((side) =>
             `${side} ${seconds(wall[side])} (curl ${seconds(round[side].curlMs)})`
           )
             .join(", ") +
-          `; nginx/server ${ratioTo("server", wall)}×, nginx/front ${ratioTo("front", wall)}×`,
+          `; nginx/server ${ratioTo("server", wall)}×, nginx/front ${
+            ratioTo("front", wall)
+          }×, nginx/bare ${ratioTo("bare", wall)}×, bare/server ${
+            (wall.bare / wall.server).toFixed(2)
+          }×`,
       );
     },
   );
@@ -784,11 +822,7 @@ async function measureStream(
     options.rangeRuns,
     (side, warmUp) => wrkRun(side, urls[side], scriptPath, wrkSeconds(warmUp), options),
     (i, round) => {
-      const perSecond = {
-        server: rps(round.server),
-        nginx: rps(round.nginx),
-        front: rps(round.front),
-      };
+      const perSecond = bySide((side) => rps(round[side]));
       console.error(
         `ranges ${i + 1}/${options.rangeRuns}: ` +
           SIDES.map((side) =>
@@ -796,6 +830,8 @@ async function measureStream(
           ).join(", ") +
           `; server/nginx ${(perSecond.server / perSecond.nginx).toFixed(2)}×, front/nginx ${
             (perSecond.front / perSecond.nginx).toFixed(2)
+          }×, bare/nginx ${(perSecond.bare / perSecond.nginx).toFixed(2)}×, server/bare ${
+            (perSecond.server / perSecond.bare).toFixed(2)
           }×`,
       );
     },
@@ -912,15 +948,21 @@ interface Report {
   verdict: string;
 }
 
+/** The stream part's tables and targets, and what they mean in prose. */
+interface StreamReport extends Report {
+  reading: string;
+}
+
 /** How the tables head each side's column. */
 const COLUMN: Record<Side, string> = {
   server: "This server",
   nginx: "nginx",
   front: "This server behind nginx",
+  bare: "Bare `Deno.serve`",
 };
 
 /** How the targets name the two ways this server is measured. */
-const DEPLOYMENT: Record<Exclude<Side, "nginx">, string> = {
+const DEPLOYMENT: Record<"server" | "front", string> = {
   server: "this server answering directly",
   front: "this server behind nginx (`X-Accel-Redirect`)",
 };
@@ -931,7 +973,7 @@ function verdictRatio(ratio: number, target: number): string {
   return (Number(short) >= target) === (ratio >= target) ? short : ratio.toFixed(3);
 }
 
-function streamReport(r: StreamResult, fileBytes: number): Report {
+function streamReport(r: StreamResult, fileBytes: number): StreamReport {
   const of = <T>(samples: BySide<T>, value: (sample: T) => number): Stats[] =>
     SIDES.map((side) => stats(samples[side].map(value)));
   const wall = of(r.full, (s) => s.wallMs);
@@ -939,21 +981,41 @@ function streamReport(r: StreamResult, fileBytes: number): Report {
   const perSecond = of(r.ranges, rps);
   const p50 = of(r.ranges, (s) => s.p50Us / 1000);
   const p99 = of(r.ranges, (s) => s.p99Us / 1000);
-  // Higher is better and 1.0× is parity for both: nginx's time / this one's, this one's rate / nginx's.
-  const fullRatios = (side: Side): number[] =>
-    r.full[side].map((s, i) => r.full.nginx[i]!.wallMs / s.wallMs);
-  const rangeRatios = (side: Side): number[] =>
-    r.ranges[side].map((s, i) => rps(s) / rps(r.ranges.nginx[i]!));
-  const fullRatio = { server: stats(fullRatios("server")), front: stats(fullRatios("front")) };
-  const rangeRatio = { server: stats(rangeRatios("server")), front: stats(rangeRatios("front")) };
+  // Higher is better and 1.0× is parity for all: the reference's time / this one's, this one's
+  // rate / the reference's, per round.
+  const fullRatios = (side: Side, reference: Side = "nginx"): number[] =>
+    r.full[side].map((s, i) => r.full[reference][i]!.wallMs / s.wallMs);
+  const rangeRatios = (side: Side, reference: Side = "nginx"): number[] =>
+    r.ranges[side].map((s, i) => rps(s) / rps(r.ranges[reference][i]!));
+  const fullRatio = bySide((side) => stats(fullRatios(side)));
+  const rangeRatio = bySide((side) => stats(rangeRatios(side)));
+  const fullToBare = stats(fullRatios("server", "bare"));
+  const rangeToBare = stats(rangeRatios("server", "bare"));
   const whole = (value: number): string => value.toFixed(0);
+  const times = (value: number): string => `${value.toFixed(2)}×`;
   const rangeThroughput = (rate: number): string =>
     `${(rate * RANGE_BYTES / MIB).toFixed(0)} MiB/s`;
-  const ratioRow = (label: string, ratios: typeof fullRatio): string[] => [
+  const toNginxRow = (label: string, ratios: Record<Side, Stats>): string[] => [
     label,
     ratioText(ratios.server),
     "",
     ratioText(ratios.front),
+    ratioText(ratios.bare),
+  ];
+  const toBareRow = (label: string, ratio: Stats): string[] => [
+    label,
+    ratioText(ratio),
+    "",
+    "",
+    "",
+  ];
+  const roundColumns = [
+    "Round",
+    ...SIDES.map((side) => COLUMN[side]),
+    "This server vs nginx",
+    "Behind nginx vs nginx",
+    "Bare `Deno.serve` vs nginx",
+    "This server vs bare `Deno.serve`",
   ];
 
   const full = markdownTable(
@@ -962,26 +1024,28 @@ function streamReport(r: StreamResult, fileBytes: number): Report {
       "This server (`GET stream_url`)",
       "nginx (`sendfile on`)",
       "This server behind nginx (`X-Accel-Redirect`)",
+      "Bare `Deno.serve` (`file.readable`)",
     ],
     [
       ...spreadRows("Wall time", wall, seconds),
       ["curl `time_total`, median", ...curl.map((c) => seconds(c.median))],
       ["Throughput at the median wall time", ...wall.map((w) => throughput(fileBytes, w.median))],
-      ratioRow("Speed relative to nginx (nginx time / this one's), per round", fullRatio),
+      toNginxRow("Speed relative to nginx (nginx time / this one's), per round", fullRatio),
+      toBareRow(
+        "Speed relative to bare `Deno.serve` (its time / this one's), per round",
+        fullToBare,
+      ),
     ],
   );
   const fullRuns = markdownTable(
-    [
-      "Round",
-      ...SIDES.map((side) => COLUMN[side]),
-      "This server vs nginx",
-      "Behind nginx vs nginx",
-    ],
+    roundColumns,
     r.full.server.map((_, i) => [
       String(i + 1),
       ...SIDES.map((side) => seconds(r.full[side][i]!.wallMs)),
-      `${fullRatios("server")[i]!.toFixed(2)}×`,
-      `${fullRatios("front")[i]!.toFixed(2)}×`,
+      times(fullRatios("server")[i]!),
+      times(fullRatios("front")[i]!),
+      times(fullRatios("bare")[i]!),
+      times(fullRatios("server", "bare")[i]!),
     ]),
     "right",
   );
@@ -990,30 +1054,36 @@ function streamReport(r: StreamResult, fileBytes: number): Report {
     ["Throughput at the median", ...perSecond.map((p) => rangeThroughput(p.median))],
     ["Latency p50, median of runs", ...p50.map((p) => ms(p.median))],
     ["Latency p99, median of runs", ...p99.map((p) => ms(p.median))],
-    ratioRow("Requests/s relative to nginx, per round", rangeRatio),
+    toNginxRow("Requests/s relative to nginx, per round", rangeRatio),
+    toBareRow("Requests/s relative to bare `Deno.serve`, per round", rangeToBare),
   ]);
   const rangeRuns = markdownTable(
-    [
-      "Round",
-      ...SIDES.map((side) => COLUMN[side]),
-      "This server vs nginx",
-      "Behind nginx vs nginx",
-    ],
+    roundColumns,
     r.ranges.server.map((_, i) => [
       String(i + 1),
       ...SIDES.map((side) => `${whole(rps(r.ranges[side][i]!))}/s`),
-      `${rangeRatios("server")[i]!.toFixed(2)}×`,
-      `${rangeRatios("front")[i]!.toFixed(2)}×`,
+      times(rangeRatios("server")[i]!),
+      times(rangeRatios("front")[i]!),
+      times(rangeRatios("bare")[i]!),
+      times(rangeRatios("server", "bare")[i]!),
     ]),
     "right",
   );
   const target = (what: string, side: "server" | "front", ratio: Stats, min: number): string =>
     `- ${what} at least ${min}× nginx's, ${DEPLOYMENT[side]}: ${met(ratio.median >= min)} ` +
     `(median ${verdictRatio(ratio.median, min)}×).`;
-  const verdict = (["server", "front"] as const).flatMap((side) => [
-    target("Full GET speed", side, fullRatio[side], TARGET_FULL_GET),
-    target("64 KiB range requests/s", side, rangeRatio[side], TARGET_RANGES),
-  ]).join("\n");
+  const verdict = [
+    ...(["server", "front"] as const).flatMap((side) => [
+      target("Full GET speed", side, fullRatio[side], TARGET_FULL_GET),
+      target("64 KiB range requests/s", side, rangeRatio[side], TARGET_RANGES),
+    ]),
+    "- Not a target, for reference: this server answering directly relative to bare " +
+    `\`Deno.serve\` serving the same file, full GET speed median ${times(fullToBare.median)} ` +
+    `and 64 KiB range requests/s median ${times(rangeToBare.median)}; bare \`Deno.serve\` ` +
+    `itself reaches median ${times(fullRatio.bare.median)} of nginx's full-GET speed and ` +
+    `${times(rangeRatio.bare.median)} of its range requests/s.`,
+  ].join("\n");
+
   const text = `### Full GET (${(fileBytes / MIB).toFixed(0)} MiB)
 
 ${full}
@@ -1029,7 +1099,92 @@ ${ranges}
 Per round:
 
 ${rangeRuns}`;
-  return { text, verdict };
+  return {
+    text,
+    verdict,
+    reading: streamReading({
+      full: fullRatio,
+      ranges: rangeRatio,
+      fullToBare,
+      rangeToBare,
+      extraMs: wall[SIDES.indexOf("server")]!.median - wall[SIDES.indexOf("bare")]!.median,
+      mib: Math.round(fileBytes / MIB),
+    }),
+  };
+}
+
+/**
+ * What the streaming figures mean, in prose, from the medians: which targets
+ * are met, where the full-GET ceiling of a Deno process is, and which
+ * deployment meets them all.
+ */
+function streamReading(
+  m: {
+    full: Record<Side, Stats>;
+    ranges: Record<Side, Stats>;
+    fullToBare: Stats;
+    rangeToBare: Stats;
+    /** This server's median full-GET wall time minus bare `Deno.serve`'s, in ms. */
+    extraMs: number;
+    /** The file's size in MiB. */
+    mib: number;
+  },
+): string {
+  const x = (s: Stats): string => `${s.median.toFixed(2)}×`;
+  const fullMet = (side: Side): boolean => m.full[side].median >= TARGET_FULL_GET;
+  const rangesMet = (side: Side): boolean => m.ranges[side].median >= TARGET_RANGES;
+  const metText = (ok: boolean): string => ok ? "meets" : "misses";
+  const lines: string[] = [];
+  lines.push(
+    `- Answering directly, this server ${metText(rangesMet("server"))} the range target ` +
+      `(median ${x(m.ranges.server)} nginx's requests/s, target ${TARGET_RANGES}×) and ` +
+      `${metText(fullMet("server"))} the full-GET one (median ${x(m.full.server)} nginx's ` +
+      `speed, target ${TARGET_FULL_GET}×).`,
+  );
+  const bareVerdict = !fullMet("bare")
+    ? `itself below the ${TARGET_FULL_GET}× target: on this machine the target is above what ` +
+      "`Deno.serve` does, framework or not"
+    : fullMet("server")
+    ? `above the ${TARGET_FULL_GET}× target, as is this server`
+    : `above the ${TARGET_FULL_GET}× target, so the gap is the service's`;
+  const extra = m.extraMs >= 0.5
+    ? `its median time is ${m.extraMs.toFixed(0)} ms more: what it does around the bytes, ` +
+      "verifying the signed URL's token, looking the attachment up, Hono's routing and middleware"
+    : "its median time is no more than the bare server's";
+  lines.push(
+    `- A full GET is a copy of ${m.mib} MiB, and \`Deno.serve\` has no \`sendfile\`. This server ` +
+      "answers a whole GET (and an open-ended `bytes=N-`) with the file's own `readable`, which " +
+      "the HTTP server pumps without running JavaScript, but every byte is still read from the " +
+      "page cache into a buffer in the process and written to the socket from there; nginx's " +
+      "`sendfile` has the kernel send page-cache pages without passing them through user space. " +
+      "The bare `Deno.serve` (no framework, no authentication, no database) reaches median " +
+      `${x(m.full.bare)} of nginx's speed, ${bareVerdict}. This server reaches median ` +
+      `${x(m.fullToBare)} of the bare server's speed (${extra}).`,
+  );
+  lines.push(
+    "- For 64 KiB ranges the runtime's own per-request work sets the ceiling: the bare " +
+      "`Deno.serve`, which does nothing but a seek and a read, reaches median " +
+      `${x(m.ranges.bare)} of nginx's requests/s. This server reaches ${x(m.rangeToBare)} of ` +
+      "the bare server's, keeping its own work small with the media-token cache, the two-second " +
+      "access memory and the open-file cache (`lib/open_files.ts`: handles kept open for the " +
+      "same two seconds, like nginx's `open_file_cache`), each range one synchronous seek and " +
+      "read.",
+  );
+  const frontAll = fullMet("front") && rangesMet("front");
+  lines.push(
+    `- ${
+      frontAll
+        ? "The deployment that meets every target is the one the design's scaled-out shape " +
+          "already has: a front proxy."
+        : "The front proxy is the deployment meant to close the gap, but here it misses a " +
+          "target too (see the targets above)."
+    } With nginx in front and \`ACCEL_REDIRECT_PREFIX\` set ` +
+      "([OPERATIONS.md](OPERATIONS.md#letting-nginx-send-the-bytes-accel_redirect_prefix)), the " +
+      "service still checks the token and the participant of every request and nginx sends the bytes " +
+      `with \`sendfile\`: full GETs at median ${x(m.full.front)} nginx's static speed and ` +
+      `ranges at ${x(m.ranges.front)} its requests/s.`,
+  );
+  return lines.join("\n");
 }
 
 function transcodeReport(r: TranscodeResult): Report & { ratio: number } {
@@ -1105,7 +1260,7 @@ function section(
   options: Options,
   fileBytes: number,
   videoInfo: string,
-  stream: ReturnType<typeof streamReport>,
+  stream: StreamReport,
   transcode: ReturnType<typeof transcodeReport>,
   transcode_: TranscodeResult,
   load: { before: string; after: string },
@@ -1118,9 +1273,11 @@ Serving one stored ${(fileBytes / MIB).toFixed(0)} MiB (${fileBytes} bytes) MP4 
 \`GET /api/chat/videos/:id/stream\` (the signed \`stream_url\` of the upload's answer), by this
 server directly and by this server behind nginx with \`ACCEL_REDIRECT_PREFIX\` (the service
 authorizes the request and answers \`X-Accel-Redirect\`, nginx sends the file), against nginx
-(Debian's package, \`sendfile on\`) serving the same bytes as a static file in the same run; and
-making a browser-playable rendition through the service's ffmpeg wrapper against the same ffmpeg
-command run bare.
+(Debian's package, \`sendfile on\`) serving the same bytes as a static file in the same run, and
+against a bare \`Deno.serve\` static file server (\`bench/peer_deno_static.ts\`: no framework, no
+authentication, no database), which shows what the runtime itself reaches; and making a
+browser-playable rendition through the service's ffmpeg wrapper against the same ffmpeg command run
+bare.
 
 Reproduce with:
 
@@ -1132,8 +1289,8 @@ It needs curl, ffmpeg, nginx and wrk on the \`PATH\` (Debian: \`apt-get install 
 
 Measured ${date}: ${options.runs} full-GET rounds, ${options.rangeRuns} range rounds of ${options.rangeSeconds} s
 each, ${options.transcodeRuns} transcode pairs; each round runs this server, then nginx, then this
-server behind nginx, so each ratio to nginx compares neighbouring runs (for transcoding, each pair
-runs bare ffmpeg first and then the wrapper). Load average (\`/proc/loadavg\`, 1 min)
+server behind nginx, then bare \`Deno.serve\`, so each ratio compares runs of the same round (for
+transcoding, each pair runs bare ffmpeg first and then the wrapper). Load average (\`/proc/loadavg\`, 1 min)
 ${load.before} before the run, ${load.after} after it: other work on the machine shows here.
 
 ${stream.text}
@@ -1144,6 +1301,10 @@ Targets:
 
 ${stream.verdict}
 ${transcode.verdict}
+
+What the figures say:
+
+${stream.reading}
 
 Machine:
 
@@ -1158,7 +1319,15 @@ How it is measured:
   was made from, from a temporary root, with a generated config:
   \`worker_processes ${options.nginxWorkers}\`, \`sendfile on\`, \`tcp_nopush on\`, \`access_log off\`.
   All listen on 127.0.0.1 and both files are in the page cache (one unmeasured full GET each
-  first).
+  first). This server reads 64 KiB ranges from its open-file cache (\`lib/open_files.ts\`) with one
+  synchronous seek and read, and answers a whole GET with the file's own \`readable\`
+  (\`lib/file_response.ts\`).
+- Bare \`Deno.serve\` is \`bench/peer_deno_static.ts\`, serving nginx's copy of the file, run with
+  the V8 flags of \`deno task start\`, \`--allow-read\` for that one file and \`--allow-net\` for
+  its one address. It answers a whole GET with a fresh handle's \`readable\` and
+  \`Content-Length\`, and a 64 KiB range with one synchronous seek and read from a handle opened at
+  start-up: the same reads as this server, without routing, authentication, the database or the
+  media headers.
 - This server behind nginx is a second server process on the same \`DATA_DIR\` (storage and
   database) with the same \`JWT_SECRET\` as the first, started with
   \`ACCEL_REDIRECT_PREFIX=${ACCEL_PREFIX}\` and \`WORKER_CONCURRENCY=0\`, behind a second
@@ -1183,12 +1352,12 @@ ${indent(frontConfig("127.0.0.1:<server port>", "<front port>", "<DATA_DIR>"), "
   answers directly, on \`stream_url\` and on the download \`url\`, for a full answer and a range.
 - Full GET: \`curl -o /dev/null\`, timed as the wall time of the curl process (curl's own
   \`time_total\` is shown too); this server's time includes verifying the signed URL's token and
-  looking the attachment up in the database, and behind nginx also the proxied request to it. The
-  per-round figure is nginx's time divided by this server's, so higher is better and 1.0× is
-  parity.
+  looking the attachment up in the database, and behind nginx also the proxied request to it. Each
+  per-round ratio is the reference's time (nginx's, or bare \`Deno.serve\`'s) divided by the
+  contender's, so higher is better and 1.0× is parity.
 - Ranges: \`wrk -t ${options.threads} -c ${options.connections} -d ${options.rangeSeconds}s\` with a Lua
   script whose every request carries \`Range: bytes=<offset>-<offset + 65535>\`, the offset a
-  random multiple of 64 KiB over the whole file (fixed seeds, so all three see the same
+  random multiple of 64 KiB over the whole file (fixed seeds, so all four see the same
   sequence). Behind nginx, every range is one proxied request to this server (on a keepalive
   connection) and then nginx reading the file. wrk, the server under test and curl share the machine's CPUs. A run fails if
   any answer is not 2xx/3xx or not a 64 KiB range (bytes read per request), or on more than one
@@ -1215,7 +1384,7 @@ async function main(): Promise<void> {
       options.part === "transcode" ? ["ffmpeg"] : ["curl", "ffmpeg", "nginx", "wrk"],
     );
     const loadBefore = await loadAverage();
-    let stream: ReturnType<typeof streamReport> | null = null;
+    let stream: StreamReport | null = null;
     let videoInfo = "";
     if (options.part !== "transcode") {
       const measured = await measureStream(options, scratch);
@@ -1237,6 +1406,7 @@ async function main(): Promise<void> {
     for (const report of [stream, transcode]) {
       if (report) console.log(`\n${report.text}\n\n${report.verdict}`);
     }
+    if (stream) console.log(`\n${stream.reading}`);
     console.log(`\n${machineSummary(host, tools(host))}`);
     if (options.write && stream && transcode && transcodeResult) {
       await writeSection(
