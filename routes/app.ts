@@ -5,10 +5,13 @@ import { ApiError, problemResponse } from "../lib/errors.ts";
 import { requireAdmin, requireUser } from "./_auth.ts";
 import { newRouter } from "./_router.ts";
 import { adminRoutes } from "./admin.ts";
+import { adminStorageRoutes } from "./admin_storage.ts";
 import { attachmentRoutes, messageRoutes } from "./attachments.ts";
 import { conversationRoutes } from "./conversations.ts";
+import { devLoginRoutes } from "./dev_login.ts";
 import { docsRoutes } from "./docs.ts";
 import { healthRoutes } from "./health.ts";
+import { createUiRoutes } from "./ui.ts";
 import { videoRoutes } from "./videos.ts";
 
 /** Options for {@linkcode createApp}. */
@@ -40,11 +43,15 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
   const admin = newRouter();
   admin.use("*", requireUser(), requireAdmin());
   admin.route("/", adminRoutes);
+  admin.route("/", adminStorageRoutes);
 
   app.route("/api/chat", chat);
   app.route("/api/admin", admin);
   app.route("/", healthRoutes);
   app.route("/", docsRoutes);
+  // Dev sign-in exists only when DEV_LOGIN=1, which config allows only with the generated secret.
+  if (deps.config.devLogin) app.route("/api/dev", devLoginRoutes);
+  app.route("/", createUiRoutes(deps.config, { resumableUploadPath: null }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",

@@ -1,0 +1,159 @@
+import assert from "node:assert/strict";
+import { ConfigError, parseConfig } from "../../lib/config.ts";
+import { body, createTestContext, postJson, uploadFile } from "../_helpers.ts";
+import { fixture } from "../_fixtures.ts";
+
+Deno.test("dashboard: the page has a strict CSP and is revalidated; its assets are immutable", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const page = await ctx.app.request("/");
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get("content-type")!, /^text\/html/);
+  assert.equal(page.headers.get("cache-control"), "no-cache");
+  const csp = page.headers.get("content-security-policy")!;
+  assert.match(csp, /script-src 'self'(;|$)/);
+  assert.match(csp, /default-src 'none'/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+  assert.equal(page.headers.get("x-content-type-options"), "nosniff");
+  assert.equal(page.headers.get("referrer-policy"), "no-referrer");
+  const html = await page.text();
+  assert.doesNotMatch(html, /<script>|<script(?![^>]*\bsrc=)[^>]*>/, "no inline script");
+  assert.doesNotMatch(html, /__ASSET_BASE__/);
+
+  const sources = [...html.matchAll(/(?:src|href)="(\/ui\/[0-9a-f]{16}\/[^"]+)"/g)].map((m) =>
+    m[1]!
+  );
+  assert.ok(sources.some((s) => s.endsWith("/app.js")));
+  assert.ok(sources.some((s) => s.endsWith("/vendor/tus.min.js")));
+  for (const source of sources) {
+    const asset = await ctx.app.request(source);
+    assert.equal(asset.status, 200, source);
+    assert.equal(asset.headers.get("cache-control"), "public, max-age=31536000, immutable");
+    assert.equal(asset.headers.get("x-content-type-options"), "nosniff");
+    const etag = asset.headers.get("etag")!;
+    await asset.body?.cancel();
+    const again = await ctx.app.request(source, { headers: { "if-none-match": etag } });
+    assert.equal(again.status, 304, source);
+  }
+  const tus = await ctx.app.request(sources.find((s) => s.endsWith("/vendor/tus.min.js"))!);
+  assert.match(tus.headers.get("content-type")!, /^text\/javascript/);
+  assert.match(await tus.text(), /tus/);
+
+  const etag = page.headers.get("etag")!;
+  assert.equal((await ctx.app.request("/", { headers: { "if-none-match": etag } })).status, 304);
+
+  const stale = await ctx.app.request("/ui/0000000000000000/app.js");
+  assert.equal(stale.status, 200);
+  assert.equal(stale.headers.get("cache-control"), "no-cache");
+  await stale.body?.cancel();
+  assert.equal((await ctx.app.request(`/ui/0000000000000000/../deno.json`)).status, 404);
+  assert.equal((await ctx.app.request(`/ui/0000000000000000/nothing.js`)).status, 404);
+});
+
+Deno.test("dashboard: /api/ui/config tells the limit and formats before an upload", async () => {
+  await using ctx = await createTestContext({
+    worker: false,
+    env: { MAX_UPLOAD_BYTES: "1234567" },
+  });
+  const config = await body<{
+    max_upload_bytes: number;
+    accepted_formats: { container: string; extensions: string[] }[];
+    dev_login: boolean;
+  }>(await ctx.app.request("/api/ui/config"));
+  assert.equal(config.max_upload_bytes, 1234567);
+  assert.deepEqual(config.accepted_formats.map((f) => f.container), [
+    "mp4",
+    "mov",
+    "webm",
+    "mkv",
+    "ogg",
+    "avi",
+  ]);
+  assert.equal(config.dev_login, false);
+});
+
+Deno.test("dev sign-in: off by default, and refused with a configured key", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const response = await postJson(ctx, "alice", "/api/dev/login", { user_id: "mallory" });
+  assert.equal(response.status, 404);
+  await response.body?.cancel();
+  for (
+    const key of [
+      { JWT_SECRET: "x".repeat(32) },
+      { JWT_JWKS_URL: "https://id.example/jwks" },
+      { JWT_PUBLIC_KEY: "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----" },
+    ]
+  ) {
+    assert.throws(() => parseConfig({ DEV_LOGIN: "1", ...key }), (error) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /DEV_LOGIN/);
+      return true;
+    });
+  }
+  assert.throws(() => parseConfig({ DEV_LOGIN: "yes" }), /DEV_LOGIN: must be 1 or 0/);
+});
+
+Deno.test("dev sign-in: with DEV_LOGIN=1 and the generated secret, mints a working token", async () => {
+  await using ctx = await createTestContext({
+    worker: false,
+    env: { DEV_LOGIN: "1", JWT_SECRET: "" },
+  });
+  const config = await body<{ dev_login: boolean }>(await ctx.app.request("/api/ui/config"));
+  assert.equal(config.dev_login, true);
+  const minted = await body<{ token: string; user_id: string; admin: boolean }>(
+    await ctx.app.request("/api/dev/login", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ user_id: "root", admin: true }),
+    }),
+  );
+  assert.equal(minted.user_id, "root");
+  assert.equal(minted.admin, true);
+  const admin = await ctx.app.request("/api/admin/storage", {
+    headers: { authorization: `Bearer ${minted.token}` },
+  });
+  assert.equal(admin.status, 200);
+  await admin.body?.cancel();
+  const bad = await ctx.app.request("/api/dev/login", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ user_id: "no spaces" }),
+  });
+  assert.equal(bad.status, 400);
+  await bad.body?.cancel();
+});
+
+Deno.test("admin storage: originals by status and bytes on disk by directory", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const conversation = await body<{ id: string }>(
+    await postJson(ctx, "alice", "/api/chat/conversations", { participant_ids: [] }),
+  );
+  const message = await body<{ id: string }>(
+    await postJson(ctx, "alice", `/api/chat/conversations/${conversation.id}/messages`, {}),
+  );
+  const uploaded = await uploadFile(ctx, "alice", message.id, await fixture("h264.mp4"));
+  assert.equal(uploaded.status, 201);
+  const attachment = await body<{ file_size: number }>(uploaded);
+
+  const forbidden = await ctx.request("alice", "/api/admin/storage");
+  assert.equal(forbidden.status, 403);
+  await forbidden.body?.cancel();
+  const usage = await body<{
+    attachments: {
+      count: number;
+      original_bytes: number;
+      by_status: Record<string, { count: number }>;
+    };
+    disk: { total_bytes: number; directories: { name: string; bytes: number }[] };
+  }>(
+    await ctx.app.request("/api/admin/storage", {
+      headers: { authorization: `Bearer ${await ctx.token("root", { admin: true })}` },
+    }),
+  );
+  assert.equal(usage.attachments.count, 1);
+  assert.equal(usage.attachments.original_bytes, attachment.file_size);
+  assert.equal(usage.attachments.by_status.processing!.count, 1);
+  const media = usage.disk.directories.find((d) => d.name === "media");
+  assert.equal(media?.bytes, attachment.file_size);
+  assert.ok(usage.disk.total_bytes > attachment.file_size, "the database counts too");
+});
