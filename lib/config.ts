@@ -26,6 +26,13 @@ export const CONFIG_ENV_NAMES = [
   "UPLOAD_EXPIRY",
   "MAX_UNFINISHED_UPLOADS",
   "DEV_LOGIN",
+  "MAX_PIXELS",
+  "MAX_STREAMS",
+  "MAX_DURATION_SECONDS",
+  "MEDIA_MEMORY_LIMIT_MB",
+  "RATE_LIMIT_PER_MINUTE",
+  "MAX_CONCURRENT_UPLOADS",
+  "USER_QUOTA_BYTES",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -67,6 +74,13 @@ const envSchema = z.object({
   UPLOAD_EXPIRY: integer(60, 30 * 24 * 3600).default(24 * 3600),
   MAX_UNFINISHED_UPLOADS: integer(1, 1000).default(5),
   DEV_LOGIN: z.enum(["0", "1", "false", "true"], { message: "must be 1 or 0" }).default("0"),
+  MAX_PIXELS: integer(1, 8192 * 8192).default(8192 * 4320),
+  MAX_STREAMS: integer(1, 1000).default(16),
+  MAX_DURATION_SECONDS: integer(1, 24 * 3600).default(24 * 3600),
+  MEDIA_MEMORY_LIMIT_MB: integer(0, 1024 * 1024).default(2048),
+  RATE_LIMIT_PER_MINUTE: integer(0, 1_000_000).default(600),
+  MAX_CONCURRENT_UPLOADS: integer(0, 1000).default(2),
+  USER_QUOTA_BYTES: integer(0, 2 ** 53 - 1).default(0),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -112,6 +126,20 @@ export interface Config {
    * token for any user name. Only allowed with the generated secret.
    */
   devLogin: boolean;
+  /** Largest frame (width × height) of any video stream an upload may have. */
+  maxPixels: number;
+  /** Most streams (of any kind) an upload may have. */
+  maxStreams: number;
+  /** Longest duration an upload may declare, in seconds (24 hours at most). */
+  maxDurationSeconds: number;
+  /** Address-space limit of each ffmpeg/ffprobe run, in MiB; 0 runs them without one. */
+  mediaMemoryLimitMb: number;
+  /** API requests one user (or, without a token, one address) may make per minute; 0 = unlimited. */
+  rateLimitPerMinute: number;
+  /** Multipart uploads one user may stream at once; 0 = unlimited. */
+  maxConcurrentUploads: number;
+  /** Bytes of originals one user may keep stored; 0 = no quota. */
+  userQuotaBytes: number;
 }
 
 /** Raised when the environment does not describe a valid configuration; lists every bad variable. */
@@ -182,5 +210,12 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     uploadExpiry: e.UPLOAD_EXPIRY,
     maxUnfinishedUploads: e.MAX_UNFINISHED_UPLOADS,
     devLogin,
+    maxPixels: e.MAX_PIXELS,
+    maxStreams: e.MAX_STREAMS,
+    maxDurationSeconds: e.MAX_DURATION_SECONDS,
+    mediaMemoryLimitMb: e.MEDIA_MEMORY_LIMIT_MB,
+    rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    maxConcurrentUploads: e.MAX_CONCURRENT_UPLOADS,
+    userQuotaBytes: e.USER_QUOTA_BYTES,
   };
 }

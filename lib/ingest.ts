@@ -7,6 +7,7 @@ import { ApiError } from "./errors.ts";
 import { sanitizeFileName } from "./file_name.ts";
 import { newId } from "./ids.ts";
 import { enqueueJob, PROCESSING_JOBS } from "./jobs.ts";
+import { assertWithinLimits, mediaLimitsOf } from "./media/limits.ts";
 import { probeVideo } from "./media/probe.ts";
 import { readHead, sniffContainer } from "./media/sniff.ts";
 import { storageKey } from "./storage.ts";
@@ -26,7 +27,7 @@ export interface UploadedFile {
  * the temporary file is gone afterwards and no row is left half-made.
  */
 export async function ingestVideo(
-  deps: Pick<AppDeps, "db" | "storage" | "media" | "clock" | "jobs">,
+  deps: Pick<AppDeps, "config" | "db" | "storage" | "media" | "clock" | "jobs">,
   upload: UploadedFile,
   message: Message,
   actor: ActivityContext,
@@ -41,6 +42,7 @@ export async function ingestVideo(
       );
     }
     const metadata = await probeVideo(deps.media, upload.tempPath, container);
+    assertWithinLimits(metadata.inventory, mediaLimitsOf(deps.config));
     const now = deps.clock();
     const id = newId();
     const key = storageKey("media", now, id, container.extension);

@@ -119,6 +119,7 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
     const result = await runTool(deps.media.ffmpegPath, args, {
       timeoutMs: renditionTimeoutMs(attachment.duration),
       maxStdoutBytes: 64 * 1024,
+      addressSpaceBytes: deps.media.limits?.toolMemoryBytes,
       onStdout: progressParser(attachment.duration, (f) => context.progress(f)),
     });
     if (result.timedOut) throw new Error("ffmpeg timed out making the playable rendition");

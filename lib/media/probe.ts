@@ -1,4 +1,5 @@
 import { ApiError } from "../errors.ts";
+import { DEFAULT_MEDIA_LIMITS, type MediaLimits, type ProbeInventory } from "./limits.ts";
 import { runTool } from "./run_tool.ts";
 import type { Container } from "./sniff.ts";
 import { hardenedInputArgs, type MediaTools } from "./tools.ts";
@@ -22,6 +23,8 @@ export interface VideoMetadata {
   hasAudio: boolean;
   audioChannels: number | null;
   audioSampleRate: number | null;
+  /** Every stream, for {@linkcode assertWithinLimits} in `limits.ts`. */
+  inventory: ProbeInventory;
 }
 
 /** Bounds beyond which a file is refused as absurd. */
@@ -48,6 +51,8 @@ interface ProbeStream {
   avg_frame_rate?: string;
   r_frame_rate?: string;
   duration?: string;
+  nb_frames?: string;
+  nb_read_packets?: string;
   disposition?: { attached_pic?: number };
   tags?: Record<string, string>;
   side_data_list?: { rotation?: number }[];
@@ -85,6 +90,7 @@ function rotationOf(stream: ProbeStream): number {
 export function parseProbeOutput(
   json: string,
   limits: ProbeLimits = DEFAULT_PROBE_LIMITS,
+  options: { countedPackets?: boolean } = {},
 ): VideoMetadata {
   let output: ProbeOutput;
   try {
@@ -121,6 +127,23 @@ export function parseProbeOutput(
   const rotation = rotationOf(video);
   const sideways = rotation === 90 || rotation === 270;
   const bitRate = positive(output.format?.bit_rate);
+  const count = (value: string | undefined): number | null => {
+    const n = value === undefined ? NaN : Number(value);
+    return Number.isInteger(n) && n >= 0 ? n : null;
+  };
+  const inventory: ProbeInventory = {
+    streams: streams.map((s) => ({
+      type: s.codec_type ?? "unknown",
+      pixels: (s.width ?? 0) * (s.height ?? 0),
+      duration: positive(s.duration),
+      declaredFrames: count(s.nb_frames),
+      // With -count_packets, ffprobe leaves the field out when it read none.
+      packets: count(s.nb_read_packets) ?? (options.countedPackets ? 0 : null),
+      attachedPicture: s.disposition?.attached_pic === 1,
+    })),
+    duration: positive(output.format?.duration),
+    videoIndex: streams.indexOf(video),
+  };
   return {
     duration: Math.round(duration * 1000) / 1000,
     width: sideways ? codedHeight : codedWidth,
@@ -136,12 +159,15 @@ export function parseProbeOutput(
     hasAudio: audio !== undefined,
     audioChannels: audio?.channels ?? null,
     audioSampleRate: positive(audio?.sample_rate),
+    inventory,
   };
 }
 
 /**
  * Runs ffprobe on a sniffed file under the hardened input options and returns
  * its metadata; 422 when ffprobe cannot read it or runs past the timeout.
+ * Every packet is read (`-count_packets`, demuxing only, no decoding), so the
+ * result says how much of what the headers declare is really in the file.
  */
 export async function probeVideo(
   tools: MediaTools,
@@ -149,17 +175,23 @@ export async function probeVideo(
   container: Container,
   limits: ProbeLimits = DEFAULT_PROBE_LIMITS,
 ): Promise<VideoMetadata> {
+  const toolLimits: MediaLimits = tools.limits ?? DEFAULT_MEDIA_LIMITS;
   const run = () =>
     runTool(tools.ffprobePath, [
       "-hide_banner",
       "-v",
       "error",
-      ...hardenedInputArgs(container.demuxer, path),
+      ...hardenedInputArgs(container.demuxer, path, toolLimits),
+      "-count_packets",
       "-show_format",
       "-show_streams",
       "-of",
       "json",
-    ], { timeoutMs: tools.probeTimeoutMs, maxStdoutBytes: 2 * 1024 * 1024 });
+    ], {
+      timeoutMs: tools.probeTimeoutMs,
+      maxStdoutBytes: 2 * 1024 * 1024,
+      addressSpaceBytes: toolLimits.toolMemoryBytes,
+    });
   const result = tools.probeSlots ? await tools.probeSlots.run(run) : await run();
   if (result.timedOut) {
     throw new ApiError("invalid_video", "Reading the video took too long");
@@ -167,5 +199,5 @@ export async function probeVideo(
   if (result.code !== 0 || result.stdoutTruncated) {
     throw new ApiError("invalid_video", "The file could not be read as a video");
   }
-  return parseProbeOutput(result.stdout, limits);
+  return parseProbeOutput(result.stdout, limits, { countedPackets: true });
 }

@@ -1,3 +1,5 @@
+import { DEFAULT_MEDIA_LIMITS } from "./limits.ts";
+
 /** Limits for one ffmpeg/ffprobe run. */
 export interface RunToolOptions {
   timeoutMs: number;
@@ -9,6 +11,12 @@ export interface RunToolOptions {
   onStdout?: (chunk: Uint8Array) => void;
   /** Grace period between SIGTERM and SIGKILL. */
   killAfterMs?: number;
+  /**
+   * Address-space limit of the child in bytes (RLIMIT_AS, set by util-linux
+   * `prlimit` before it execs the tool); absent means the default
+   * `MEDIA_MEMORY_LIMIT_MB`, 0 runs without one. Linux only.
+   */
+  addressSpaceBytes?: number;
 }
 
 /** How a run ended. */
@@ -59,22 +67,57 @@ async function collect(
   return { bytes: keep === "tail" ? bytes.subarray(Math.max(0, size - limit)) : bytes, truncated };
 }
 
+/** The program that applies {@linkcode RunToolOptions.addressSpaceBytes}. */
+export const PRLIMIT = "prlimit";
+
+/**
+ * The environment of every media tool: nothing of the server's. A fixed
+ * `PATH` lets `prlimit` find the tool by name. glibc keeps up to eight malloc
+ * arenas per core, each reserving 64 MiB of address space; two keep the
+ * address space close to what the tool really uses, so one limit fits
+ * machines of any core count.
+ */
+export const TOOL_ENV: Readonly<Record<string, string>> = {
+  LC_ALL: "C",
+  PATH: "/usr/local/bin:/usr/bin:/bin",
+  MALLOC_ARENA_MAX: "2",
+};
+
+/**
+ * The program and arguments that run `command` under the limits: through
+ * `prlimit --as=… --core=0 --` when an address-space limit is set (no core
+ * file of a crashed tool, which would hold an upload's decoded data).
+ */
+export function limitedCommand(
+  command: string,
+  args: string[],
+  addressSpaceBytes: number = DEFAULT_MEDIA_LIMITS.toolMemoryBytes,
+): { program: string; args: string[] } {
+  if (addressSpaceBytes <= 0 || Deno.build.os !== "linux") return { program: command, args };
+  return {
+    program: PRLIMIT,
+    args: [`--as=${addressSpaceBytes}`, "--core=0", "--", command, ...args],
+  };
+}
+
 /**
  * Runs a media tool with an argument array (never a shell), no stdin, an empty
- * environment, a timeout that sends SIGTERM and then SIGKILL, and bounded output.
+ * environment, an optional address-space limit, a timeout that sends SIGTERM
+ * and then SIGKILL, and bounded output.
  */
 export async function runTool(
   command: string,
   args: string[],
   options: RunToolOptions,
 ): Promise<RunToolResult> {
-  const child = new Deno.Command(command, {
-    args,
+  const run = limitedCommand(command, args, options.addressSpaceBytes);
+  const child = new Deno.Command(run.program, {
+    args: run.args,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
     clearEnv: true,
-    env: { LC_ALL: "C" },
+    env: { ...TOOL_ENV },
   }).spawn();
   let timedOut = false;
   let killTimer: ReturnType<typeof setTimeout> | undefined;

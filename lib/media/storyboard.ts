@@ -133,7 +133,7 @@ export async function makeStoryboard(
   await Deno.remove(outPath).catch(() => {});
   const result = await runTool(tools.ffmpegPath, [
     ...FFMPEG_QUIET,
-    ...hardenedInputArgs(source.demuxer, source.path),
+    ...hardenedInputArgs(source.demuxer, source.path, tools.limits),
     // `V`, not `v`: cover art attached to a video is not the video.
     "-map",
     "0:V:0",
@@ -148,7 +148,10 @@ export async function makeStoryboard(
     "-frames:v",
     "1",
     ...jpegOutputArgs(outPath, 5),
-  ], { timeoutMs: Math.max(60_000, layout.duration * 2000) });
+  ], {
+    timeoutMs: Math.max(60_000, layout.duration * 2000),
+    addressSpaceBytes: tools.limits?.toolMemoryBytes,
+  });
   let problem = "";
   if (result.timedOut) problem = "ffmpeg timed out";
   else if (result.code !== 0) {

@@ -42,7 +42,7 @@ async function extractFrame(
     ...FFMPEG_QUIET,
     "-ss",
     at.toFixed(3),
-    ...hardenedInputArgs(source.demuxer, source.path),
+    ...hardenedInputArgs(source.demuxer, source.path, tools.limits),
     "-map",
     "0:V:0",
     "-frames:v",
@@ -54,7 +54,11 @@ async function extractFrame(
     `thumbnail=12,scale=${THUMBNAIL_WIDTH}:-2,signalstats,` +
     "metadata=mode=print:key=lavfi.signalstats.YAVG:file=-",
     ...jpegOutputArgs(outPath, 4),
-  ], { timeoutMs: 60_000, maxStdoutBytes: 4096 });
+  ], {
+    timeoutMs: 60_000,
+    maxStdoutBytes: 4096,
+    addressSpaceBytes: tools.limits?.toolMemoryBytes,
+  });
   if (result.timedOut) return { problem: "ffmpeg timed out" };
   if (result.code !== 0) {
     return { problem: `ffmpeg exited with ${result.code}: ${result.stderr.trim()}` };

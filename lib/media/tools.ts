@@ -1,4 +1,5 @@
 import type { Semaphore } from "../semaphore.ts";
+import { DEFAULT_MEDIA_LIMITS, type MediaLimits } from "./limits.ts";
 import { DEMUXER_ALLOWLIST } from "./sniff.ts";
 
 /** Where the media binaries are, how long they may run and how many probes run at once. */
@@ -8,6 +9,8 @@ export interface MediaTools {
   probeTimeoutMs: number;
   /** Bounds concurrent upload probes in this process (unbounded when absent). */
   probeSlots?: Semaphore;
+  /** ffmpeg's own ceilings and the address-space limit ({@linkcode DEFAULT_MEDIA_LIMITS} when absent). */
+  limits?: MediaLimits;
 }
 
 /**
@@ -15,14 +18,26 @@ export interface MediaTools {
  * only the allowlisted demuxers, and the one demuxer the content was sniffed as.
  * The demuxer allowlist is what stops an HLS playlist or ffconcat script
  * disguised as `x.mp4` from opening other files; `-protocol_whitelist file`
- * alone does not.
+ * alone does not. `-max_streams` (a demuxer option) and `-max_pixels` (a
+ * decoder option) make ffmpeg itself refuse what a lying header would make it
+ * allocate; for the MOV/MP4 demuxer, data references to other files are off
+ * (ffmpeg's defaults, stated so that a changed default cannot turn them on).
  */
-export function hardenedInputArgs(demuxer: string, path: string): string[] {
+export function hardenedInputArgs(
+  demuxer: string,
+  path: string,
+  limits: Pick<MediaLimits, "maxPixels" | "maxStreams"> = DEFAULT_MEDIA_LIMITS,
+): string[] {
   return [
     "-protocol_whitelist",
     "file",
     "-format_whitelist",
     DEMUXER_ALLOWLIST.join(","),
+    "-max_streams",
+    String(limits.maxStreams),
+    "-max_pixels",
+    String(limits.maxPixels),
+    ...(demuxer === "mov" ? ["-enable_drefs", "0", "-use_absolute_path", "0"] : []),
     "-f",
     demuxer,
     "-i",
