@@ -6,6 +6,7 @@
  *   deno task migrate          apply pending migrations
  *   deno task token USER [--admin] [--ttl SECONDS]
  *   deno task setup            find ffmpeg/ffprobe >= 4, install Debian's ffmpeg as root when missing
+ *   deno task setup:test       the same, and Debian's Chromium for the browser tests (setup --browser)
  */
 // deno-lint-ignore-file no-console -- this is the command line; printing is its job
 import type { Config } from "./lib/config.ts";
@@ -27,36 +28,63 @@ async function loadConfig(): Promise<Config> {
   }
 }
 
-async function setup(): Promise<void> {
+async function setup(args: string[]): Promise<void> {
   const { findTool, installInstructions, isUsable } = await import("./lib/setup.ts");
   const ffmpegPath = Deno.env.get("FFMPEG_PATH") || "ffmpeg";
   const ffprobePath = Deno.env.get("FFPROBE_PATH") || "ffprobe";
   const check = async () => [await findTool(ffmpegPath), await findTool(ffprobePath)] as const;
+  const canApt = Deno.build.os === "linux" && Deno.uid() === 0 &&
+    (await Deno.stat("/usr/bin/apt-get").catch(() => null)) !== null;
+  let aptUpdated = false;
+  const apt = async (packages: readonly string[]): Promise<boolean> => {
+    const run = (aptArgs: string[]) =>
+      new Deno.Command("apt-get", {
+        args: aptArgs,
+        stdin: "null",
+        stdout: "inherit",
+        stderr: "inherit",
+        env: { DEBIAN_FRONTEND: "noninteractive" },
+      }).output();
+    if (!aptUpdated) {
+      if (!(await run(["update", "-q"])).success) fail("setup: apt-get update failed");
+      aptUpdated = true;
+    }
+    return (await run(["install", "-y", "-q", "--no-install-recommends", ...packages])).success;
+  };
+
   let [ffmpeg, ffprobe] = await check();
   if (isUsable(ffmpeg) && isUsable(ffprobe)) {
     console.log(`setup: ffmpeg ${ffmpeg.version} and ffprobe ${ffprobe.version} found`);
+  } else {
+    if (!canApt) fail(installInstructions(Deno.build.os));
+    console.log(
+      "setup: ffmpeg/ffprobe missing or older than 4; installing Debian's ffmpeg with apt-get",
+    );
+    if (!(await apt(["ffmpeg"]))) fail("setup: apt-get install ffmpeg failed");
+    [ffmpeg, ffprobe] = await check();
+    if (!isUsable(ffmpeg) || !isUsable(ffprobe)) fail(installInstructions(Deno.build.os));
+    console.log(`setup: installed ffmpeg ${ffmpeg.version}`);
+  }
+
+  if (!args.includes("--browser")) return;
+  // The dashboard's browser tests drive the system's Chromium; none is downloaded.
+  const { CHROMIUM_APT_PACKAGES, findChromium } = await import("./lib/chromium.ts");
+  let chromium = await findChromium();
+  if (chromium) {
+    console.log(`setup: Chromium ${chromium.version} found at ${chromium.path}`);
     return;
   }
-  const canApt = Deno.build.os === "linux" && Deno.uid() === 0 &&
-    (await Deno.stat("/usr/bin/apt-get").catch(() => null)) !== null;
-  if (!canApt) fail(installInstructions(Deno.build.os));
-  console.log(
-    "setup: ffmpeg/ffprobe missing or older than 4; installing Debian's ffmpeg with apt-get",
-  );
-  const apt = (args: string[]) =>
-    new Deno.Command("apt-get", {
-      args,
-      stdin: "null",
-      stdout: "inherit",
-      stderr: "inherit",
-      env: { DEBIAN_FRONTEND: "noninteractive" },
-    }).output();
-  if (!(await apt(["update", "-q"])).success) fail("setup: apt-get update failed");
-  const install = await apt(["install", "-y", "-q", "--no-install-recommends", "ffmpeg"]);
-  if (!install.success) fail("setup: apt-get install ffmpeg failed");
-  [ffmpeg, ffprobe] = await check();
-  if (!isUsable(ffmpeg) || !isUsable(ffprobe)) fail(installInstructions(Deno.build.os));
-  console.log(`setup: installed ffmpeg ${ffmpeg.version}`);
+  if (!canApt || Deno.env.get("CHROMIUM_PATH")) {
+    fail(
+      "setup: Chromium is needed for the browser tests. Install it (Debian/Ubuntu: " +
+        "sudo apt-get install chromium), or point CHROMIUM_PATH at a Chromium or Chrome binary",
+    );
+  }
+  console.log("setup: Chromium missing; installing Debian's chromium with apt-get");
+  if (!(await apt(CHROMIUM_APT_PACKAGES))) fail("setup: apt-get install chromium failed");
+  chromium = await findChromium();
+  if (!chromium) fail("setup: chromium was installed but does not run");
+  console.log(`setup: installed Chromium ${chromium.version}`);
 }
 
 async function migrateCommand(): Promise<void> {
@@ -117,6 +145,12 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
     console.log(
       `Generated a token secret in ${secretPath(config.dataDir)} (mode 0600).\n` +
         "Mint a token with:  deno task token alice      (add --admin for an admin)",
+    );
+  }
+  if (config.devLogin) {
+    console.warn(
+      "DEV_LOGIN=1: anyone who can reach this server can sign in as any user, admins included. " +
+        "Never use it in production.",
     );
   }
   const concurrency = mode === "worker"
@@ -189,7 +223,7 @@ if (import.meta.main) {
       await tokenCommand(args);
       break;
     case "setup":
-      await setup();
+      await setup(args);
       break;
     default:
       fail(`Unknown command "${command}"; use serve, worker, migrate, token or setup`);
