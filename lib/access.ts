@@ -74,11 +74,14 @@ export async function loadVisibleAttachment(
   user: User,
 ): Promise<Attachment> {
   // One query: media range requests come often, and each statement blocks the event loop.
+  // Written out with an alias: drizzle renders a column inside a `sql` subquery
+  // without its table, and an unqualified `conversation_id = conversation_id`
+  // compared the participants table with itself, so a participant of any
+  // conversation could see every attachment.
   const [row] = await db.select({
     attachment: attachments,
-    member: sql<number>`EXISTS (SELECT 1 FROM ${conversationParticipants}
-      WHERE ${conversationParticipants.conversationId} = ${attachments.conversationId}
-        AND ${conversationParticipants.userId} = ${user.id})`,
+    member: sql<number>`EXISTS (SELECT 1 FROM conversation_participants AS cp
+      WHERE cp.conversation_id = "attachments"."conversation_id" AND cp.user_id = ${user.id})`,
   }).from(attachments)
     .where(and(eq(attachments.id, attachmentId), isNull(attachments.deletedAt)));
   if (!row || !(user.admin || Number(row.member) === 1)) throw notFound("Attachment");
