@@ -151,7 +151,8 @@ const RECIPES: Record<Exclude<FixtureName, Derived>, string[]> = {
 let dirPromise: Promise<string> | null = null;
 const made = new Map<FixtureName, Promise<string>>();
 
-async function ffmpeg(args: string[]): Promise<void> {
+/** Runs ffmpeg quietly for a test input; throws with its stderr when it fails. */
+export async function ffmpeg(args: string[]): Promise<void> {
   const out = await new Deno.Command("ffmpeg", {
     args: ["-nostdin", "-hide_banner", "-v", "error", ...args],
     stdin: "null",
