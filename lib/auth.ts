@@ -27,8 +27,10 @@ const USER_ID_PATTERN = /^[\w.@:+-]{1,128}$/;
 const MEDIA_AUDIENCE = "offchat-media";
 const MEDIA_TOKEN_CACHE_SIZE = 10_000;
 
-function unauthorized(detail = "Invalid or expired token"): ApiError {
-  return new ApiError("unauthorized", detail, { "www-authenticate": 'Bearer realm="offchat"' });
+function unauthorized(): ApiError {
+  return new ApiError("unauthorized", "Invalid or expired token", {
+    "www-authenticate": 'Bearer realm="offchat"',
+  });
 }
 
 async function deriveKey(secret: string, label: string): Promise<Uint8Array<ArrayBuffer>> {
@@ -93,7 +95,8 @@ export async function createAuth(config: Config, localSecret: string): Promise<A
 
   function toUser(payload: JWTPayload): User {
     if (typeof payload.sub !== "string" || !USER_ID_PATTERN.test(payload.sub)) {
-      throw unauthorized("Token subject is missing or not a valid user id");
+      // The same answer as a bad signature: saying why would confirm the signature was good.
+      throw unauthorized();
     }
     return { id: payload.sub, admin: payload.role === "admin" };
   }
