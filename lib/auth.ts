@@ -16,6 +16,8 @@ export interface Auth {
   verifyUserToken(token: string): Promise<User>;
   signMediaToken(user: User, attachmentId: string, purpose: MediaPurpose): Promise<string>;
   verifyMediaToken(token: string, attachmentId: string, purpose: MediaPurpose): Promise<User>;
+  /** The user a valid media token names, whatever it opens (for per-user limits). */
+  mediaTokenUser(token: string): Promise<User>;
   /** Mints a user token with the local HS256 secret; fails when an identity provider is configured. */
   signUserToken(
     userId: string,
@@ -89,7 +91,8 @@ export async function createAuth(config: Config, localSecret: string): Promise<A
   );
   // A player sends the same media token with every range request: remember
   // verified ones until they expire (bounded, oldest dropped first).
-  const verifiedMedia = new Map<string, { user: User; att: unknown; use: unknown; exp: number }>();
+  type MediaEntry = { user: User; att: unknown; use: unknown; exp: number };
+  const verifiedMedia = new Map<string, MediaEntry>();
   const localUserKey = new TextEncoder().encode(localSecret);
   const usesLocalSecret = !config.jwtPublicKey && !config.jwtJwksUrl;
 
@@ -99,6 +102,34 @@ export async function createAuth(config: Config, localSecret: string): Promise<A
       throw unauthorized();
     }
     return { id: payload.sub, admin: payload.role === "admin" };
+  }
+
+  async function verifiedMediaEntry(token: string): Promise<MediaEntry> {
+    let entry = verifiedMedia.get(token);
+    if (!entry || entry.exp * 1000 <= Date.now()) {
+      verifiedMedia.delete(token);
+      try {
+        const { payload } = await jwtVerify(token, mediaKey, {
+          algorithms: ["HS256"],
+          audience: MEDIA_AUDIENCE,
+          requiredClaims: ["exp", "sub"],
+        });
+        entry = {
+          user: { ...toUser(payload), admin: payload.adm === true },
+          att: payload.att,
+          use: payload.use,
+          exp: payload.exp!,
+        };
+      } catch (error) {
+        if (error instanceof ApiError) throw error;
+        throw unauthorized();
+      }
+      verifiedMedia.set(token, entry);
+      if (verifiedMedia.size > MEDIA_TOKEN_CACHE_SIZE) {
+        verifiedMedia.delete(verifiedMedia.keys().next().value!);
+      }
+    }
+    return entry;
   }
 
   return {
@@ -129,32 +160,12 @@ export async function createAuth(config: Config, localSecret: string): Promise<A
         .sign(mediaKey);
     },
     async verifyMediaToken(token, attachmentId, purpose) {
-      let entry = verifiedMedia.get(token);
-      if (!entry || entry.exp * 1000 <= Date.now()) {
-        verifiedMedia.delete(token);
-        try {
-          const { payload } = await jwtVerify(token, mediaKey, {
-            algorithms: ["HS256"],
-            audience: MEDIA_AUDIENCE,
-            requiredClaims: ["exp", "sub"],
-          });
-          entry = {
-            user: { ...toUser(payload), admin: payload.adm === true },
-            att: payload.att,
-            use: payload.use,
-            exp: payload.exp!,
-          };
-        } catch (error) {
-          if (error instanceof ApiError) throw error;
-          throw unauthorized();
-        }
-        verifiedMedia.set(token, entry);
-        if (verifiedMedia.size > MEDIA_TOKEN_CACHE_SIZE) {
-          verifiedMedia.delete(verifiedMedia.keys().next().value!);
-        }
-      }
+      const entry = await verifiedMediaEntry(token);
       if (entry.att !== attachmentId || entry.use !== purpose) throw unauthorized();
       return entry.user;
+    },
+    async mediaTokenUser(token) {
+      return (await verifiedMediaEntry(token)).user;
     },
     async signUserToken(userId, options = {}) {
       if (!usesLocalSecret) {

@@ -2,6 +2,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { HTTPException } from "hono/http-exception";
 import type { AppDeps, AppEnv } from "../lib/deps.ts";
 import { ApiError, problemResponse } from "../lib/errors.ts";
+import { concurrencyLimit, rateLimit } from "../lib/rate_limit.ts";
 import { requireAdmin, requireUser } from "./_auth.ts";
 import { newRouter } from "./_router.ts";
 import { adminRoutes } from "./admin.ts";
@@ -13,6 +14,9 @@ import { docsRoutes } from "./docs.ts";
 import { healthRoutes } from "./health.ts";
 import { createUiRoutes } from "./ui.ts";
 import { videoRoutes } from "./videos.ts";
+
+/** Requests for media bytes: download, stream, thumbnail and storyboard sprite. */
+const MEDIA_BYTES = /^\/api\/chat\/videos\/[^/]+\/(download|stream|thumbnail|storyboard\.jpg)\/?$/;
 
 /** Options for {@linkcode createApp}. */
 export interface CreateAppOptions {
@@ -31,9 +35,21 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
     c.set("deps", deps);
     await next();
   });
+  // A video player fetches media bytes many times a second; those are not counted.
+  app.use(
+    "/api/*",
+    rateLimit({
+      perMinute: deps.config.rateLimitPerMinute,
+      exempt: (c) =>
+        (c.req.method === "GET" || c.req.method === "HEAD") && MEDIA_BYTES.test(c.req.path),
+    }),
+  );
 
   const chat = newRouter();
   chat.use("/conversations/*", requireUser());
+  const uploadSlots = concurrencyLimit({ max: deps.config.maxConcurrentUploads, what: "uploads" });
+  chat.use("/videos/upload", uploadSlots);
+  chat.use("/videos/upload/", uploadSlots);
   // Attachment and message routes name their own auth: events also take a signed URL.
   chat.route("/conversations", conversationRoutes);
   chat.route("/messages", messageRoutes);

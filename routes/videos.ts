@@ -13,6 +13,7 @@ import { ingestVideo } from "../lib/ingest.ts";
 import { MEDIA_SECURITY_HEADERS } from "../lib/media_headers.ts";
 import { type StoryboardLayout, storyboardVtt } from "../lib/media/storyboard.ts";
 import { receiveMultipartFile } from "../lib/multipart_upload.ts";
+import { remainingQuota } from "../lib/quota.ts";
 import { serializeAttachment } from "../lib/serialize.ts";
 import { activityContext, urlContext } from "./_context.ts";
 import { requireMediaAccess, requireUser } from "./_auth.ts";
@@ -102,9 +103,15 @@ videoRoutes.post("/upload", requireUser(), async (c) => {
   if (queryMessageId) {
     message = await loadMessageForUpload(deps.db, parseMessageId(queryMessageId), user);
   }
+  const declared = Number(c.req.header("content-length") ?? NaN);
+  const quotaLeft = await remainingQuota(deps.db, {
+    userId: user.id,
+    quotaBytes: deps.config.userQuotaBytes,
+    declaredLength: Number.isFinite(declared) ? declared : null,
+  });
   const received = await receiveMultipartFile(c.req.raw, {
     tempDir: deps.storage.tempDir(),
-    maxBytes: deps.config.maxUploadBytes,
+    maxBytes: Math.min(deps.config.maxUploadBytes, quotaLeft ?? Infinity),
     beforeFile: async (fields) => {
       if (!message && fields.message_id !== undefined) {
         message = await loadMessageForUpload(deps.db, parseMessageId(fields.message_id), user);

@@ -1,0 +1,130 @@
+import type { Context, MiddlewareHandler } from "hono";
+import type { AppEnv } from "./deps.ts";
+import { ApiError } from "./errors.ts";
+
+/**
+ * Per-key token buckets: `capacity` requests at once, refilled continuously
+ * at `capacity` per `periodMs`. Unlike a fixed window, a client cannot spend
+ * two windows' worth at a boundary, and the wait until the next request is
+ * exact. The number of keys is bounded; the least recently used go first
+ * (a forgotten key starts again with a full bucket).
+ */
+export class TokenBuckets {
+  readonly #capacity: number;
+  readonly #perMs: number;
+  readonly #maxKeys: number;
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(capacity: number, periodMs: number, maxKeys = 100_000) {
+    this.#capacity = capacity;
+    this.#perMs = capacity / periodMs;
+    this.#maxKeys = maxKeys;
+  }
+
+  /** Takes one token for `key`; returns 0 when allowed, else the milliseconds until one is free. */
+  take(key: string, now: number): number {
+    const bucket = this.#buckets.get(key) ?? { tokens: this.#capacity, at: now };
+    this.#buckets.delete(key);
+    bucket.tokens = Math.min(this.#capacity, bucket.tokens + (now - bucket.at) * this.#perMs);
+    bucket.at = now;
+    this.#buckets.set(key, bucket);
+    if (this.#buckets.size > this.#maxKeys) {
+      this.#buckets.delete(this.#buckets.keys().next().value!);
+    }
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil((1 - bucket.tokens) / this.#perMs);
+  }
+}
+
+function bearer(header: string | undefined): string | null {
+  const match = header ? /^Bearer[ ]+([A-Za-z0-9\-_=.]+)\s*$/i.exec(header) : null;
+  return match ? match[1]! : null;
+}
+
+/**
+ * Whom a request counts against: the verified user of its bearer token or
+ * media token, otherwise its client address. Identity is never taken from
+ * an unverified token, so nobody can spend someone else's allowance.
+ */
+export async function requestIdentity(c: Context<AppEnv>): Promise<string> {
+  const auth = c.get("deps").auth;
+  try {
+    const token = bearer(c.req.header("authorization"));
+    if (token) return `user:${(await auth.verifyUserToken(token)).id}`;
+    const media = c.req.query("token");
+    if (media) return `user:${(await auth.mediaTokenUser(media)).id}`;
+  } catch {
+    // Not a valid token: the route will say 401; count it against the address.
+  }
+  const remote = (c.env as { remoteAddr?: { hostname?: string } } | undefined)?.remoteAddr;
+  return `addr:${remote?.hostname ?? "unknown"}`;
+}
+
+function tooMany(detail: string, retryAfterSeconds: number): ApiError {
+  return new ApiError("too_many_requests", detail, {
+    "retry-after": String(Math.max(1, retryAfterSeconds)),
+  });
+}
+
+/** Options for {@linkcode rateLimit}. */
+export interface RateLimitOptions {
+  /** Requests per minute per identity; 0 turns the limit off. */
+  perMinute: number;
+  /** Requests that do not count (checked before any token is verified). */
+  exempt?: (c: Context<AppEnv>) => boolean;
+  /** The clock, for tests. */
+  now?: () => number;
+}
+
+/**
+ * Limits each user (or, without a valid token, each client address) to
+ * `perMinute` requests a minute, with bursts of as many; past it, 429
+ * `too_many_requests` with `Retry-After` in seconds.
+ */
+export function rateLimit(options: RateLimitOptions): MiddlewareHandler<AppEnv> {
+  const buckets = new TokenBuckets(options.perMinute, 60_000);
+  const now = options.now ?? Date.now;
+  return async function rateLimit(c, next) {
+    if (options.perMinute > 0 && !options.exempt?.(c)) {
+      const waitMs = buckets.take(await requestIdentity(c), now());
+      if (waitMs > 0) {
+        throw tooMany(
+          `More than ${options.perMinute} requests a minute; try again later`,
+          Math.ceil(waitMs / 1000),
+        );
+      }
+    }
+    await next();
+  };
+}
+
+/**
+ * Lets each user have at most `max` requests of this route in progress at
+ * once (0 = unlimited); one more gets 429 with `Retry-After`. A request
+ * counts until its handler has finished, that is until an upload's body has
+ * been read and processed.
+ */
+export function concurrencyLimit(
+  options: { max: number; what: string },
+): MiddlewareHandler<AppEnv> {
+  const running = new Map<string, number>();
+  return async function concurrencyLimit(c, next) {
+    if (options.max <= 0) return await next();
+    const key = await requestIdentity(c);
+    const count = running.get(key) ?? 0;
+    if (count >= options.max) {
+      throw tooMany(`At most ${options.max} ${options.what} at once; wait for one to finish`, 5);
+    }
+    running.set(key, count + 1);
+    try {
+      await next();
+    } finally {
+      const left = (running.get(key) ?? 1) - 1;
+      if (left > 0) running.set(key, left);
+      else running.delete(key);
+    }
+  };
+}

@@ -1,0 +1,205 @@
+/**
+ * Point 7 of the threat model: per-user rate limit, concurrent-upload cap and
+ * storage quota.
+ */
+import assert from "node:assert/strict";
+import { SignJWT } from "jose";
+import { TokenBuckets } from "../../lib/rate_limit.ts";
+import { fixture } from "../_fixtures.ts";
+import { body, conversationWithMessage, createTestContext, TEST_SECRET } from "../_helpers.ts";
+import { assertNothingLeft, assertProblem, snapshot, uploadBytes } from "./_world.ts";
+
+Deno.test("rate limit: token buckets refill continuously and say exactly how long to wait", () => {
+  const buckets = new TokenBuckets(2, 60_000);
+  assert.equal(buckets.take("a", 0), 0);
+  assert.equal(buckets.take("a", 0), 0);
+  assert.equal(buckets.take("a", 0), 30_000);
+  assert.equal(buckets.take("b", 0), 0, "another key has its own bucket");
+  assert.equal(buckets.take("a", 29_999), 1);
+  assert.equal(buckets.take("a", 30_000), 0);
+  const few = new TokenBuckets(1, 1000, 2);
+  few.take("x", 0);
+  few.take("y", 0);
+  few.take("z", 0);
+  assert.equal(few.take("x", 0), 0, "the least recently used key was forgotten");
+});
+
+Deno.test("rate limit: 429 with Retry-After per user; forged tokens count against the address", async () => {
+  await using ctx = await createTestContext({ worker: false, env: { RATE_LIMIT_PER_MINUTE: "5" } });
+  const { messageId } = await conversationWithMessage(ctx, "alice"); // 2 of alice's 5
+  for (let i = 0; i < 3; i++) {
+    const ok = await ctx.request("alice", "/api/chat/conversations");
+    assert.equal(ok.status, 200);
+    await ok.body?.cancel();
+  }
+  const limited = await ctx.request("alice", "/api/chat/conversations");
+  assert.equal(limited.status, 429);
+  const retryAfter = Number(limited.headers.get("retry-after"));
+  assert.ok(retryAfter >= 1 && retryAfter <= 12, `Retry-After ${retryAfter}`);
+  const problem = await assertProblem(limited, "limited", [429]);
+  assert.equal(problem.code, "too_many_requests");
+  // Bob has his own allowance.
+  const bob = await ctx.request("bob", "/api/chat/conversations");
+  assert.equal(bob.status, 200);
+  await bob.body?.cancel();
+  // A token that is not valid cannot spend Bob's allowance: it counts against the address.
+  const forged = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("bob")
+    .setExpirationTime("1h").sign(new TextEncoder().encode("x".repeat(40)));
+  const statuses: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const response = await ctx.app.request("/api/chat/conversations", {
+      headers: { authorization: `Bearer ${forged}` },
+    });
+    statuses.push(response.status);
+    await response.body?.cancel();
+  }
+  assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429, 429]);
+  const stillBob = await ctx.request("bob", "/api/chat/conversations");
+  assert.equal(stillBob.status, 200);
+  await stillBob.body?.cancel();
+  // /healthz is outside the limit.
+  const health = await ctx.app.request("/healthz");
+  assert.equal(health.status, 200);
+  await health.body?.cancel();
+  assert.ok(messageId);
+});
+
+Deno.test("rate limit: media bytes are not counted; media tokens count as their user", async () => {
+  await using ctx = await createTestContext({ worker: false, env: { RATE_LIMIT_PER_MINUTE: "4" } });
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const video = await Deno.readFile(await fixture("h264.mp4"));
+  const attachment = await body(await uploadBytes(ctx, "alice", messageId, video, "a.mp4"));
+  // Three of four spent; a player's range requests do not count.
+  for (let i = 0; i < 30; i++) {
+    const range = await ctx.app.request(
+      String(attachment.url).replace("http://offchat.test", ""),
+      { headers: { range: `bytes=${i}-${i + 100}` } },
+    );
+    assert.equal(range.status, 206);
+    await range.body?.cancel();
+  }
+  const events = String(attachment.events_url).replace("http://offchat.test", "");
+  const first = await ctx.app.request(events);
+  assert.equal(first.status, 200);
+  await first.body?.cancel();
+  const second = await ctx.app.request(events);
+  assert.equal(second.status, 429, "a media token counts against its user");
+  await second.body?.cancel();
+});
+
+/** A multipart upload whose file part stalls until `release()` is called. */
+function stalledUpload(messageId: string): { body: ReadableStream<Uint8Array>; release(): void } {
+  const boundary = "----offchat-stall";
+  const enc = new TextEncoder();
+  let release = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const body = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      controller.enqueue(enc.encode(
+        `--${boundary}\r\nContent-Disposition: form-data; name="message_id"\r\n\r\n${messageId}\r\n` +
+          `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n` +
+          "Content-Type: video/mp4\r\n\r\n",
+      ));
+      controller.enqueue(new Uint8Array(1000));
+      await released;
+      controller.enqueue(enc.encode(`\r\n--${boundary}--\r\n`));
+      controller.close();
+    },
+  });
+  return { body, release: () => release() };
+}
+
+Deno.test("upload cap: a user's second concurrent upload is 429 with Retry-After; the slot is freed after", async () => {
+  await using ctx = await createTestContext({
+    worker: false,
+    env: { MAX_CONCURRENT_UPLOADS: "1" },
+  });
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const video = await Deno.readFile(await fixture("h264.mp4"));
+  const stalled = stalledUpload(messageId);
+  const first = ctx.app.request("/api/chat/videos/upload/", {
+    method: "POST",
+    body: stalled.body,
+    headers: {
+      authorization: `Bearer ${await ctx.token("alice")}`,
+      "content-type": "multipart/form-data; boundary=----offchat-stall",
+    },
+  });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  for (const path of ["/api/chat/videos/upload/", "/api/chat/videos/upload"]) {
+    const second = await ctx.request("alice", path, { method: "POST", body: new FormData() });
+    assert.equal(second.status, 429, path);
+    assert.ok(Number(second.headers.get("retry-after")) >= 1);
+    await assertProblem(second, "second upload", [429]);
+  }
+  // Another user is not held up by Alice's upload.
+  const bobs = await conversationWithMessage(ctx, "bob");
+  const bob = await uploadBytes(ctx, "bob", bobs.messageId, video, "b.mp4");
+  assert.equal(bob.status, 201);
+  await bob.body?.cancel();
+  stalled.release();
+  const done = await first;
+  assert.equal(done.status, 415, "the stalled upload ends (zero bytes are not a video)");
+  await done.body?.cancel();
+  const third = await uploadBytes(ctx, "alice", messageId, video, "c.mp4");
+  assert.equal(third.status, 201, "the slot was released");
+  await third.body?.cancel();
+});
+
+Deno.test("quota: USER_QUOTA_BYTES refuses before reading when Content-Length says so, and on the byte count", async () => {
+  const video = await Deno.readFile(await fixture("h264.mp4"));
+  await using ctx = await createTestContext({
+    worker: false,
+    env: { USER_QUOTA_BYTES: String(Math.floor(video.length * 1.5)) },
+  });
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const first = await uploadBytes(ctx, "alice", messageId, video, "a.mp4");
+  assert.equal(first.status, 201);
+  const attachment = await body(first);
+  const before = await snapshot(ctx);
+  // With a Content-Length: refused before the body is read.
+  const form1 = new FormData();
+  form1.append("message_id", messageId);
+  form1.append("file", new Blob([video]), "b.mp4");
+  const encoded1 = new Response(form1);
+  const bytes1 = new Uint8Array(await encoded1.arrayBuffer());
+  const declared = await ctx.app.request("/api/chat/videos/upload/", {
+    method: "POST",
+    body: bytes1,
+    headers: {
+      authorization: `Bearer ${await ctx.token("alice")}`,
+      "content-type": encoded1.headers.get("content-type")!,
+      "content-length": String(bytes1.length),
+    },
+  });
+  const problem = await assertProblem(declared, "declared", [413]);
+  assert.match(String(problem.detail), /quota/);
+  // Chunked, no Content-Length: cut off by the byte counter at what is left.
+  const form = new FormData();
+  form.append("message_id", messageId);
+  form.append("file", new Blob([video]), "c.mp4");
+  const encoded = new Response(form);
+  const chunked = await ctx.app.request("/api/chat/videos/upload/", {
+    method: "POST",
+    body: encoded.body,
+    headers: {
+      authorization: `Bearer ${await ctx.token("alice")}`,
+      "content-type": encoded.headers.get("content-type")!,
+    },
+  });
+  await assertProblem(chunked, "chunked", [413]);
+  await assertNothingLeft(ctx, before);
+  // Another user's quota is their own; deleting frees Alice's.
+  const bobs = await conversationWithMessage(ctx, "bob");
+  const bob = await uploadBytes(ctx, "bob", bobs.messageId, video, "d.mp4");
+  assert.equal(bob.status, 201);
+  await bob.body?.cancel();
+  const deleted = await ctx.request("alice", `/api/chat/attachments/${attachment.id}`, {
+    method: "DELETE",
+  });
+  assert.equal(deleted.status, 204);
+  const again = await uploadBytes(ctx, "alice", messageId, video, "e.mp4");
+  assert.equal(again.status, 201);
+  await again.body?.cancel();
+  assert.ok(TEST_SECRET);
+});
