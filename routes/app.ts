@@ -2,6 +2,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { HTTPException } from "hono/http-exception";
 import type { AppDeps, AppEnv } from "../lib/deps.ts";
 import { ApiError, problemResponse } from "../lib/errors.ts";
+import { MEDIA_SECURITY_HEADERS } from "../lib/media_headers.ts";
 import { concurrencyLimit, rateLimit } from "../lib/rate_limit.ts";
 import { requireAdmin, requireUser } from "./_auth.ts";
 import { newRouter } from "./_router.ts";
@@ -47,6 +48,13 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
 
   const chat = newRouter();
   chat.use("/conversations/*", requireUser());
+  // Media security headers on every answer of the media routes, their errors included.
+  chat.use("/videos/*", async function mediaSecurityHeaders(c, next) {
+    await next();
+    for (const [name, value] of Object.entries(MEDIA_SECURITY_HEADERS)) {
+      c.res.headers.set(name, value);
+    }
+  });
   const uploadSlots = concurrencyLimit({ max: deps.config.maxConcurrentUploads, what: "uploads" });
   chat.use("/videos/upload", uploadSlots);
   chat.use("/videos/upload/", uploadSlots);
