@@ -1,0 +1,399 @@
+/**
+ * The dashboard in a real Chromium against a real server: sign in, create a
+ * conversation, send a video while the progress bar moves (and survive a
+ * dropped connection), watch it be processed, play and seek it, download it;
+ * an admin sees the upload and the download in the activity log; another
+ * user cannot see any of it. Screenshots of each screen go to docs/screenshots/.
+ */
+import assert from "node:assert/strict";
+import type { BrowserContext, Page } from "playwright-core";
+import { launchChromium } from "./_browser.ts";
+import { serveApp } from "./_server.ts";
+
+const SCREENSHOTS = new URL("../../docs/screenshots/", import.meta.url);
+const VIDEO_SECONDS = 8;
+const VIDEO_WIDTH = 640;
+const VIDEO_HEIGHT = 360;
+
+/** The parts of DOM elements the test reads inside the page (the test itself has no DOM types). */
+interface VideoElement {
+  currentTime: number;
+  duration: number;
+  videoWidth: number;
+  videoHeight: number;
+  poster: string;
+  seeking: boolean;
+  readyState: number;
+  pause(): void;
+  querySelector(selector: string): { getAttribute(name: string): string | null } | null;
+}
+
+/** An H.264/AAC MP4 made by ffmpeg's lavfi sources: big enough for a throttled upload to take a while. */
+async function makeVideo(dir: string): Promise<string> {
+  const path = `${dir}/Harbour walk.mp4`;
+  const out = await new Deno.Command("ffmpeg", {
+    args: [
+      "-nostdin",
+      "-hide_banner",
+      "-v",
+      "error",
+      "-f",
+      "lavfi",
+      "-i",
+      `testsrc2=size=${VIDEO_WIDTH}x${VIDEO_HEIGHT}:rate=25:duration=${VIDEO_SECONDS}`,
+      "-f",
+      "lavfi",
+      "-i",
+      `sine=frequency=440:sample_rate=48000:duration=${VIDEO_SECONDS}`,
+      "-c:v",
+      "libx264",
+      "-preset",
+      "ultrafast",
+      "-b:v",
+      "1500k",
+      "-pix_fmt",
+      "yuv420p",
+      "-c:a",
+      "aac",
+      "-shortest",
+      "-movflags",
+      "+faststart",
+      "-y",
+      path,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(`ffmpeg failed: ${new TextDecoder().decode(out.stderr)}`);
+  return path;
+}
+
+/**
+ * Saves a screenshot of the page to docs/screenshots/NAME.png, reduced to a
+ * 96-colour palette by ffmpeg so the committed images stay small.
+ */
+async function screenshot(page: Page, name: string): Promise<void> {
+  const raw = await Deno.makeTempFile({ suffix: ".png" });
+  try {
+    await page.screenshot({ path: raw });
+    const out = await new Deno.Command("ffmpeg", {
+      args: [
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        raw,
+        "-vf",
+        "split[a][b];[a]palettegen=max_colors=96:stats_mode=full[p];[b][p]paletteuse=dither=none",
+        "-pred",
+        "mixed",
+        new URL(`${name}.png`, SCREENSHOTS).pathname,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!out.success) throw new Error(`ffmpeg: ${new TextDecoder().decode(out.stderr)}`);
+  } finally {
+    await Deno.remove(raw);
+  }
+}
+
+async function devSignIn(context: BrowserContext, url: string, user: string, admin = false) {
+  const page = await context.newPage();
+  await page.goto(`${url}/`);
+  await page.getByLabel("User name").fill(user);
+  if (admin) await page.getByLabel("Administrator").check();
+  await page.getByRole("button", { name: "Sign in as this user" }).click();
+  await page.getByRole("heading", { name: "Conversations", level: 1 }).waitFor();
+  return page;
+}
+
+async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+Deno.test({
+  name: "dashboard: send, watch, download and administer a video in Chromium",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const dir = await Deno.makeTempDir({ prefix: "offchat-e2e-" });
+    await using served = await serveApp();
+    await using browser = await launchChromium();
+    const { url } = served;
+    const videoPath = await makeVideo(dir);
+    const videoBytes = await Deno.readFile(videoPath);
+    await Deno.mkdir(SCREENSHOTS, { recursive: true });
+    const errors: string[] = [];
+    const watch = (page: Page) => {
+      page.on("pageerror", (error) => errors.push(`pageerror: ${error.message}`));
+      page.on("console", (message) => {
+        if (message.type() === "error") errors.push(`console: ${message.text()}`);
+      });
+      page.on("response", (response) => {
+        if (response.status() >= 400) errors.push(`${response.status()} ${response.url()}`);
+      });
+    };
+
+    const alice = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+    let page!: Page;
+    let conversationUrl = "";
+    let attachmentId = "";
+    // Later steps build on earlier ones: after a failure they are skipped, not timed out.
+    let failed = false;
+    const step = async (name: string, fn: () => Promise<void>) => {
+      failed = !(await t.step({ name, ignore: failed, fn })) || failed;
+    };
+
+    await step("sign in (dev sign-in)", async () => {
+      const signIn = await alice.newPage();
+      watch(signIn);
+      await signIn.goto(`${url}/`);
+      await signIn.getByRole("heading", { name: "Sign in", level: 1 }).waitFor();
+      await screenshot(signIn, "sign-in");
+      await signIn.close();
+      page = await devSignIn(alice, url, "alice");
+      watch(page);
+      await page.getByText("alice", { exact: true }).waitFor();
+    });
+
+    await step("create a conversation with bob", async () => {
+      await page.getByLabel("Title (optional)").fill("Harbour trip");
+      await page.getByLabel("Participants").fill("bob");
+      await page.getByRole("button", { name: "Create conversation" }).click();
+      await page.getByRole("heading", { name: "Harbour trip", level: 1 }).waitFor();
+      conversationUrl = page.url();
+      assert.match(conversationUrl, /#\/c\/[0-9a-f-]{36}$/);
+      // The limit and the formats are shown before anything is sent.
+      const hint = await page.locator("#video-hint").textContent();
+      assert.match(hint!, /Up to 100 MB/);
+      assert.match(hint!, /MP4.*WebM.*AVI/);
+    });
+
+    await t.step(
+      "send a video: the progress bar advances, a dropped connection resumes",
+      async () => {
+        // A slow uplink, so the progress bar has time to move.
+        const cdp = await alice.newCDPSession(page);
+        await cdp.send("Network.enable");
+        await cdp.send("Network.emulateNetworkConditions", {
+          offline: false,
+          latency: 20,
+          downloadThroughput: -1,
+          uploadThroughput: 400 * 1024,
+        });
+        const resumable = await page.evaluate<boolean>(
+          "fetch('/api/ui/config').then((r) => r.json()).then((c) => c.resumable_upload_url !== null)",
+        );
+        await page.getByLabel("Message", { exact: true }).fill("The harbour at dusk");
+        await page.locator("#video-file").setInputFiles(videoPath);
+        await page.getByText(/Ready to send: Harbour walk\.mp4/).waitFor();
+        await page.getByRole("button", { name: "Send" }).click();
+
+        const bar = page.locator("#upload-progress");
+        await bar.waitFor();
+        const seen = new Set<number>();
+        let figures = "";
+        const max = Number(await bar.getAttribute("max"));
+        assert.equal(max, videoBytes.length);
+        let dropped = false;
+        let shot = false;
+        while (true) {
+          // One look at the page per sample: the panel goes away when the upload is done.
+          const sample = await page.evaluate<{ value: number; text: string } | null>(`(() => {
+          const bar = document.querySelector("#upload-progress");
+          if (!bar) return null;
+          return { value: bar.value, text: document.querySelector(".upload-figures").textContent };
+        })()`);
+          if (sample === null) break;
+          const value = sample.value;
+          seen.add(value);
+          if (/\/s/.test(sample.text)) figures = sample.text;
+          if (!shot && value > max * 0.3) {
+            shot = true;
+            await screenshot(page, "upload");
+          }
+          if (resumable && !dropped && value > max * 0.3) {
+            dropped = true;
+            await alice.setOffline(true);
+            await page.getByText(/Connection lost/).waitFor();
+            await new Promise((resolve) => setTimeout(resolve, 1500));
+            await alice.setOffline(false);
+          }
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        await cdp.detach();
+        const intermediate = [...seen].filter((v) => v > 0 && v < max);
+        assert.ok(intermediate.length >= 3, `progress values seen: ${[...seen].join(", ")}`);
+        assert.equal(dropped, resumable, "a resumable upload was interrupted once");
+        assert.match(figures, /of .* · .*\/s · /, "speed and time left are shown");
+        assert.equal(await page.locator("#composer-error").textContent(), "");
+      },
+    );
+
+    await step("the thumbnail appears with the duration badge", async () => {
+      const card = page.locator("article.attachment").last();
+      await card.waitFor();
+      attachmentId = (await card.getAttribute("data-attachment-id"))!;
+      assert.ok(attachmentId);
+      await card.locator(".thumb img").waitFor({ timeout: 60_000 });
+      await page.locator(`article[data-attachment-id="${attachmentId}"][data-status="ready"]`)
+        .waitFor({ timeout: 90_000 });
+      assert.equal(await card.locator(".badge.duration").textContent(), "0:08");
+      const thumb = await card.locator(".thumb img").evaluate((img) => ({
+        complete: (img as { complete: boolean }).complete,
+        width: (img as { naturalWidth: number }).naturalWidth,
+      }));
+      assert.ok(thumb.complete && thumb.width > 0, "the thumbnail image loaded");
+      await card.locator("details.metadata summary").click();
+      const metadata = await card.locator("details.metadata dl").textContent();
+      assert.match(metadata!, /640 × 360/);
+      assert.match(metadata!, /h264/);
+      assert.match(metadata!, /25 fps/);
+      await screenshot(page, "conversation");
+    });
+
+    await step("play inline: time advances, the size is right, seek to the middle", async () => {
+      const card = page.locator(`article[data-attachment-id="${attachmentId}"]`);
+      await card.getByRole("button", { name: /^Play Harbour walk\.mp4/ }).click();
+      const video = card.locator("video");
+      await video.waitFor();
+      await page.waitForFunction(
+        (el) => (el as VideoElement).currentTime > 0.5,
+        await video.elementHandle(),
+        { timeout: 30_000 },
+      );
+      const state = await video.evaluate((el) => {
+        const v = el as VideoElement;
+        return {
+          width: v.videoWidth,
+          height: v.videoHeight,
+          duration: v.duration,
+          poster: v.poster,
+          track: v.querySelector("track")?.getAttribute("src") ?? "",
+        };
+      });
+      assert.equal(state.width, VIDEO_WIDTH);
+      assert.equal(state.height, VIDEO_HEIGHT);
+      assert.ok(Math.abs(state.duration - VIDEO_SECONDS) < 0.5, `duration ${state.duration}`);
+      assert.match(state.poster, /\/thumbnail\?token=/);
+      assert.match(state.track, /\/storyboard\.vtt\?token=/);
+
+      await video.evaluate((el) => {
+        const v = el as VideoElement;
+        v.pause();
+        v.currentTime = v.duration / 2;
+      });
+      await page.waitForFunction(
+        (el) => {
+          const v = el as VideoElement;
+          return !v.seeking && v.readyState >= 2 && Math.abs(v.currentTime - v.duration / 2) < 0.6;
+        },
+        await video.elementHandle(),
+        { timeout: 15_000 },
+      );
+
+      // The seek bar's preview shows the storyboard tile under the pointer.
+      const bar = card.locator(".seek-bar");
+      const box = (await bar.boundingBox())!;
+      await bar.hover({ position: { x: box.width * 0.75, y: box.height / 2 } });
+      const preview = card.locator(".seek-preview");
+      await preview.waitFor();
+      const background = await preview.evaluate((el) =>
+        (el as { style: { backgroundImage: string } }).style.backgroundImage
+      );
+      assert.match(background, /storyboard\.jpg\?token=/);
+      await screenshot(page, "player");
+    });
+
+    await step("download the original", async () => {
+      const card = page.locator(`article[data-attachment-id="${attachmentId}"]`);
+      const [download] = await Promise.all([
+        page.waitForEvent("download"),
+        card.getByRole("link", { name: /^Download Harbour walk\.mp4/ }).click(),
+      ]);
+      assert.equal(download.suggestedFilename(), "Harbour walk.mp4");
+      const saved = `${dir}/downloaded.mp4`;
+      await download.saveAs(saved);
+      assert.equal(await sha256(await Deno.readFile(saved)), await sha256(videoBytes));
+    });
+
+    await step("phone width: the conversation alone, readable", async () => {
+      // The same tab (the session lives in sessionStorage), made phone-sized.
+      const phone = page;
+      await phone.setViewportSize({ width: 390, height: 844 });
+      await phone.reload();
+      await phone.getByRole("heading", { name: "Harbour trip", level: 1 }).waitFor();
+      await phone.locator(`article[data-attachment-id="${attachmentId}"] .thumb img`).waitFor();
+      assert.equal(await phone.locator(".sidebar").isVisible(), false);
+      assert.equal(await phone.getByRole("link", { name: "← Conversations" }).isVisible(), true);
+      const overflow = await phone.evaluate<number>(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth",
+      );
+      assert.ok(overflow <= 0, `no horizontal scrolling (${overflow}px too wide)`);
+      await screenshot(phone, "phone");
+      await phone.setViewportSize({ width: 1100, height: 760 });
+    });
+
+    await step("another user not in the conversation cannot see it", async () => {
+      const mallory = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+      const other = await devSignIn(mallory, url, "mallory");
+      // (its 404s are the point here, so its page is not watched for errors)
+      await other.getByText("No conversations yet").waitFor();
+      await other.goto(conversationUrl);
+      await other.getByRole("heading", { name: "Conversation not found" }).waitFor();
+      const status = await other.evaluate(async (id) => {
+        const token = sessionStorage.getItem("offchat.token");
+        const response = await fetch(`/api/chat/attachments/${id}`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        return response.status;
+      }, attachmentId);
+      assert.equal(status, 404);
+      await mallory.close();
+    });
+
+    await step("admin: the upload and the download in the activity log", async () => {
+      const root = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+      const admin = await devSignIn(root, url, "root", true);
+      watch(admin);
+      await admin.getByRole("link", { name: "Admin" }).click();
+      await admin.getByRole("heading", { name: "Activity log" }).waitFor();
+      const log = admin.locator("table.activity tbody");
+      await log.locator("tr[data-action='video.upload']").first().waitFor();
+      await log.locator("tr[data-action='video.download']").first().waitFor();
+      assert.match(
+        (await log.locator("tr[data-action='video.download']").first().textContent())!,
+        /alice/,
+      );
+      await admin.getByRole("heading", { name: "Storage used" }).waitFor();
+      await admin.locator(".stat-grid").waitFor();
+      await screenshot(admin, "admin");
+
+      // Filters: only alice's downloads.
+      await admin.getByLabel("User").fill("alice");
+      await admin.getByLabel("Action").selectOption("video.download");
+      await admin.getByRole("button", { name: "Apply filters" }).click();
+      const onlyDownloads = async () => {
+        const actions = await log.locator("tr").evaluateAll((rows) =>
+          rows.map((row) => (row as unknown as { dataset: { action: string } }).dataset.action)
+        );
+        return actions.length > 0 && actions.every((action) => action === "video.download");
+      };
+      for (let i = 0; i < 50 && !(await onlyDownloads()); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.ok(await onlyDownloads(), "the filter leaves only downloads");
+      assert.ok(await log.locator("tr").count() >= 1);
+      await root.close();
+    });
+
+    await alice.close();
+    await Deno.remove(dir, { recursive: true });
+    assert.deepEqual(errors, [], "no script errors in the pages");
+  },
+});

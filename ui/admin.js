@@ -1,0 +1,306 @@
+/** The admin view: storage used, attachments that need attention, the activity log. */
+import { api, query } from "./api.js";
+import { h, replace, toast } from "./dom.js";
+import { formatBytes, formatTime } from "./format.js";
+
+const ACTIONS = [
+  "video.upload",
+  "video.download",
+  "attachment.delete",
+  "attachment.reprocess",
+  "conversation.create",
+  "participant.add",
+  "participant.remove",
+];
+
+/** Processing for longer than this looks stuck. */
+const STUCK_AFTER_MS = 15 * 60 * 1000;
+
+function short(id) {
+  return id ? h("code", { title: id }, id.slice(-8)) : "–";
+}
+
+function storagePanel() {
+  const body = h("div", { class: "stats" }, h("p", { class: "muted" }, "Loading…"));
+  const load = async () => {
+    try {
+      const usage = await api("/api/admin/storage");
+      const s = usage.attachments.by_status;
+      replace(
+        body,
+        h(
+          "dl",
+          { class: "stat-grid" },
+          h(
+            "div",
+            { class: "stat" },
+            h("dt", {}, "On disk"),
+            h("dd", {}, formatBytes(usage.disk.total_bytes)),
+          ),
+          h(
+            "div",
+            { class: "stat" },
+            h("dt", {}, "Originals"),
+            h("dd", {}, formatBytes(usage.attachments.original_bytes)),
+          ),
+          h("div", { class: "stat" }, h("dt", {}, "Videos"), h("dd", {}, usage.attachments.count)),
+          h(
+            "div",
+            { class: "stat" },
+            h("dt", {}, "Ready / processing / failed"),
+            h("dd", {}, `${s.ready.count} / ${s.processing.count} / ${s.failed.count}`),
+          ),
+        ),
+        h(
+          "table",
+          { class: "compact" },
+          h("caption", {}, "Bytes on disk by directory"),
+          h(
+            "thead",
+            {},
+            h(
+              "tr",
+              {},
+              h("th", { scope: "col" }, "Directory"),
+              h("th", { scope: "col", class: "num" }, "Files"),
+              h("th", { scope: "col", class: "num" }, "Size"),
+            ),
+          ),
+          h(
+            "tbody",
+            {},
+            usage.disk.directories.map((d) =>
+              h(
+                "tr",
+                {},
+                h("td", {}, d.name === "." ? "(top level: database, secret)" : d.name),
+                h("td", { class: "num" }, d.files),
+                h("td", { class: "num" }, formatBytes(d.bytes)),
+              )
+            ),
+          ),
+        ),
+      );
+    } catch (problem) {
+      replace(body, h("p", { class: "error", role: "alert" }, problem.message));
+    }
+  };
+  load();
+  return h(
+    "section",
+    { class: "panel", "aria-labelledby": "storage-heading" },
+    h(
+      "div",
+      { class: "panel-head" },
+      h("h2", { id: "storage-heading" }, "Storage used"),
+      h("button", { type: "button", class: "button-quiet", onclick: load }, "Refresh"),
+    ),
+    body,
+  );
+}
+
+function attentionPanel() {
+  const list = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  const status = h(
+    "select",
+    { id: "attention-status", onchange: () => load() },
+    h("option", { value: "failed" }, "Failed"),
+    h("option", { value: "processing" }, "Processing (stuck ones flagged)"),
+  );
+  const reprocess = async (attachment, button) => {
+    button.disabled = true;
+    try {
+      await api(`/api/admin/attachments/${attachment.id}/reprocess`, { method: "POST" });
+      toast(`Reprocessing ${attachment.file_name}`);
+      load();
+    } catch (problem) {
+      button.disabled = false;
+      toast(problem.message, "error");
+    }
+  };
+  const load = async () => {
+    try {
+      const page = await api(`/api/admin/attachments${query({ status: status.value, limit: 50 })}`);
+      if (page.items.length === 0) {
+        replace(list, h("p", { class: "muted" }, `No ${status.value} videos.`));
+        return;
+      }
+      replace(
+        list,
+        h(
+          "ul",
+          { class: "attention-list" },
+          page.items.map((a) => {
+            const age = Date.now() - Date.parse(a.uploaded_at ?? "");
+            const stuck = a.status === "processing" && age > STUCK_AFTER_MS;
+            const button = h("button", { type: "button" }, "Reprocess");
+            button.addEventListener("click", () => reprocess(a, button));
+            return h(
+              "li",
+              { class: "attention-item", dataset: { attachmentId: a.id } },
+              h(
+                "div",
+                {},
+                h("strong", {}, a.file_name),
+                " ",
+                stuck ? h("span", { class: "badge warn" }, "stuck?") : null,
+                h(
+                  "p",
+                  { class: "muted" },
+                  `${a.status} · ${formatBytes(a.file_size)} · by ${a.uploader_id} · ${
+                    formatTime(a.uploaded_at)
+                  }`,
+                ),
+                a.error ? h("p", { class: "error" }, a.error) : null,
+              ),
+              button,
+            );
+          }),
+        ),
+      );
+    } catch (problem) {
+      replace(list, h("p", { class: "error", role: "alert" }, problem.message));
+    }
+  };
+  load();
+  return h(
+    "section",
+    { class: "panel", "aria-labelledby": "attention-heading" },
+    h(
+      "div",
+      { class: "panel-head" },
+      h("h2", { id: "attention-heading" }, "Videos that need attention"),
+      h("label", { for: "attention-status", class: "inline" }, "Show ", status),
+    ),
+    list,
+  );
+}
+
+/** A local date (YYYY-MM-DD) as the ISO instant of that day's start, or its end. */
+function dayBound(value, end) {
+  if (!value) return undefined;
+  const [y, m, d] = value.split("-").map(Number);
+  const date = end ? new Date(y, m - 1, d, 23, 59, 59, 999) : new Date(y, m - 1, d);
+  return date.toISOString();
+}
+
+function activityPanel() {
+  const rows = h("tbody", {});
+  const more = h("button", { type: "button", hidden: true }, "Older entries");
+  const summary = h("p", { class: "muted", role: "status" });
+  let cursor = null;
+  const field = (id, label, input) =>
+    h("div", { class: "field" }, h("label", { for: id }, label), input);
+  const actor = h("input", {
+    id: "filter-actor",
+    name: "actor_id",
+    autocomplete: "off",
+    placeholder: "any",
+  });
+  const action = h(
+    "select",
+    { id: "filter-action", name: "action" },
+    h("option", { value: "" }, "any"),
+    ACTIONS.map((a) => h("option", { value: a }, a)),
+  );
+  const since = h("input", { id: "filter-since", name: "since", type: "date" });
+  const until = h("input", { id: "filter-until", name: "until", type: "date" });
+
+  const row = (item) =>
+    h(
+      "tr",
+      { dataset: { action: item.action } },
+      h("td", {}, h("time", { datetime: item.at }, formatTime(item.at))),
+      h("td", {}, item.actor_id),
+      h("td", {}, item.action),
+      h("td", {}, short(item.conversation_id)),
+      h("td", {}, short(item.attachment_id)),
+      h("td", {}, item.ip ?? "–"),
+      h("td", { class: "detail" }, item.detail ? JSON.stringify(item.detail) : ""),
+    );
+
+  const load = async (append) => {
+    const params = {
+      actor_id: actor.value.trim(),
+      action: action.value,
+      since: dayBound(since.value, false),
+      until: dayBound(until.value, true),
+      before: append ? cursor : undefined,
+      limit: 50,
+    };
+    try {
+      const page = await api(`/api/admin/activity${query(params)}`);
+      if (!append) rows.replaceChildren();
+      rows.append(...page.items.map(row));
+      cursor = page.next_cursor;
+      more.hidden = cursor === null;
+      summary.textContent = rows.children.length === 0
+        ? "No activity matches these filters."
+        : `${rows.children.length} entr${rows.children.length === 1 ? "y" : "ies"} shown`;
+    } catch (problem) {
+      summary.textContent = problem.message;
+    }
+  };
+  more.addEventListener("click", () => load(true));
+  const form = h(
+    "form",
+    {
+      class: "filters",
+      "aria-label": "Filter the activity log",
+      onsubmit: (event) => {
+        event.preventDefault();
+        load(false);
+      },
+    },
+    field("filter-actor", "User", actor),
+    field("filter-action", "Action", action),
+    field("filter-since", "From", since),
+    field("filter-until", "To", until),
+    h("div", { class: "field" }, h("button", { type: "submit" }, "Apply filters")),
+  );
+  load(false);
+  return h(
+    "section",
+    { class: "panel", "aria-labelledby": "activity-heading" },
+    h(
+      "div",
+      { class: "panel-head" },
+      h("h2", { id: "activity-heading" }, "Activity log"),
+    ),
+    form,
+    summary,
+    h(
+      "div",
+      { class: "table-scroll", tabindex: 0, role: "region", "aria-label": "Activity entries" },
+      h(
+        "table",
+        { class: "activity" },
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            ["Time", "User", "Action", "Conversation", "Video", "IP", "Detail"].map((t) =>
+              h("th", { scope: "col" }, t)
+            ),
+          ),
+        ),
+        rows,
+      ),
+    ),
+    more,
+  );
+}
+
+/** The whole admin page. */
+export function adminView() {
+  return h(
+    "div",
+    { class: "admin" },
+    h("h1", {}, "Administration"),
+    storagePanel(),
+    attentionPanel(),
+    activityPanel(),
+  );
+}
