@@ -27,7 +27,11 @@ export const MAX_RANGES = 16;
 export function parseRange(header: string | null, size: number): RangeRequest {
   if (header === null) return { kind: "full" };
   const match = /^\s*bytes\s*=\s*(.+)$/i.exec(header);
-  if (!match) return /^\s*[a-z]+\s*=/i.test(header) ? { kind: "full" } : { kind: "unsatisfiable" };
+  if (!match) {
+    // Another unit may be ignored; an empty or broken byte range is refused.
+    const otherUnit = /^\s*[a-z]+\s*=/i.test(header) && !/^\s*bytes\s*=/i.test(header);
+    return otherUnit ? { kind: "full" } : { kind: "unsatisfiable" };
+  }
   const specs = match[1]!.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
   if (specs.length === 0 || specs.length > MAX_RANGES) return { kind: "unsatisfiable" };
   const ranges: ByteRange[] = [];
