@@ -442,12 +442,6 @@ export interface ServerOptions {
   name?: string;
 }
 
-/** The `--v8-flags=…` arguments of `deno task start`, for anything measured as deployed. */
-export async function startV8Flags(): Promise<string[]> {
-  const tasks = JSON.parse(await Deno.readTextFile(`${REPO}/deno.json`)).tasks;
-  return (tasks.start.command as string).split(" ").filter((arg) => arg.startsWith("--v8-flags="));
-}
-
 /**
  * Starts `main.ts serve` with the V8 flags of `deno task start` (measured as
  * deployed), in-process storage and database under `tmp`, no job workers, and
@@ -458,7 +452,9 @@ export async function startServer(
   fileBytes: number,
   options: ServerOptions,
 ): Promise<Server> {
-  const v8Flags = await startV8Flags();
+  const tasks = JSON.parse(await Deno.readTextFile(`${REPO}/deno.json`)).tasks;
+  const v8Flags = (tasks.start.command as string).split(" ")
+    .filter((arg) => arg.startsWith("--v8-flags="));
   const name = options.name ?? "server";
   const port = freePort();
   const url = `http://127.0.0.1:${port}`;

@@ -27,13 +27,12 @@
  * front's origin, works) and runs with ACCEL_REDIRECT_PREFIX=/_offchat_media/;
  * a second `server {}` in the same nginx proxies to it and serves the
  * redirected path from an `internal` location aliased to DATA_DIR (see
- * `frontConfig`). D serves nginx's copy, with the V8 flags of
- * `deno task start`, read access to that one file and net access to its one
- * address. Full GETs run in rounds A, B, C, D, A, B, C, D… with
+ * `frontConfig`). D serves nginx's copy, with Deno's default V8 settings,
+ * read access to that one file and net access to its one address. Full GETs run in rounds D, A, B, C, D, A, B, C… with
  * `curl -o /dev/null`, timed as the wall time of the curl process. Range
  * throughput is `wrk` with a Lua script asking for
  * `Range: bytes=<random 64 KiB-aligned offset>-<offset + 65535>`, in rounds
- * A, B, C, D as well. Before measuring, a full GET of each is checked against
+ * D, A, B, C as well. Before measuring, a full GET of each is checked against
  * the file's SHA-256 and a few ranges against the file's bytes (206, 65536
  * bytes), and C's media headers against A's.
  *
@@ -79,7 +78,6 @@ import {
   sha256File,
   spawn,
   startServer,
-  startV8Flags,
   type Stats,
   stats,
   stopChild,
@@ -148,9 +146,16 @@ interface WrkSample {
   p99Us: number;
 }
 
-/** The four ways the file is served, in the order each round runs them. */
+/** The four ways the file is served, in the order the tables show them. */
 const SIDES = ["server", "nginx", "front", "bare"] as const;
 type Side = typeof SIDES[number];
+/**
+ * The order each round runs them: every comparison the report makes (this
+ * server with nginx and with bare `Deno.serve`, the front with nginx) is
+ * between neighbouring runs, which matters when other work on the machine
+ * comes and goes.
+ */
+const ROUND_ORDER: readonly Side[] = ["bare", "server", "nginx", "front"];
 
 /** Each side's samples, in round order. */
 type BySide<T> = Record<Side, T[]>;
@@ -657,7 +662,11 @@ ${indent(front, "    ")}
 `;
 }
 
-/** The bare `Deno.serve` peer (bench/peer_deno_static.ts), allowed to read `path` only. */
+/**
+ * The bare `Deno.serve` peer (bench/peer_deno_static.ts), allowed to read
+ * `path` only, with Deno's default V8 settings: the runtime's ceiling, not the
+ * service's memory-saving `--max-semi-space-size`.
+ */
 async function startBare(scratch: Scratch, path: string): Promise<{ child: Child; url: string }> {
   const port = freePort();
   const child = await spawn(
@@ -665,7 +674,6 @@ async function startBare(scratch: Scratch, path: string): Promise<{ child: Child
     Deno.execPath(),
     [
       "run",
-      ...await startV8Flags(),
       `--allow-read=${path}`,
       `--allow-net=127.0.0.1:${port}`,
       `${REPO}/bench/peer_deno_static.ts`,
@@ -681,18 +689,18 @@ async function startBare(scratch: Scratch, path: string): Promise<{ child: Child
 
 /**
  * One unmeasured run of each side (caches, connections, JIT), then `runs`
- * measured rounds, each running the sides in `SIDES` order.
+ * measured rounds, each running the sides in `ROUND_ORDER`.
  */
 async function warmedRounds<T>(
   runs: number,
   measure: (side: Side, warmUp: boolean) => Promise<T>,
   onRound: (run: number, round: Record<Side, T>) => void,
 ): Promise<BySide<T>> {
-  for (const side of SIDES) await measure(side, true);
+  for (const side of ROUND_ORDER) await measure(side, true);
   const result: BySide<T> = bySide((): T[] => []);
   for (let i = 0; i < runs; i++) {
     const round = {} as Record<Side, T>;
-    for (const side of SIDES) {
+    for (const side of ROUND_ORDER) {
       round[side] = await measure(side, false);
       result[side].push(round[side]);
     }
@@ -1107,7 +1115,6 @@ ${rangeRuns}`;
       ranges: rangeRatio,
       fullToBare,
       rangeToBare,
-      extraMs: wall[SIDES.indexOf("server")]!.median - wall[SIDES.indexOf("bare")]!.median,
       mib: Math.round(fileBytes / MIB),
     }),
   };
@@ -1124,8 +1131,6 @@ function streamReading(
     ranges: Record<Side, Stats>;
     fullToBare: Stats;
     rangeToBare: Stats;
-    /** This server's median full-GET wall time minus bare `Deno.serve`'s, in ms. */
-    extraMs: number;
     /** The file's size in MiB. */
     mib: number;
   },
@@ -1147,10 +1152,16 @@ function streamReading(
     : fullMet("server")
     ? `above the ${TARGET_FULL_GET}× target, as is this server`
     : `above the ${TARGET_FULL_GET}× target, so the gap is the service's`;
-  const extra = m.extraMs >= 0.5
-    ? `its median time is ${m.extraMs.toFixed(0)} ms more: what it does around the bytes, ` +
-      "verifying the signed URL's token, looking the attachment up, Hono's routing and middleware"
-    : "its median time is no more than the bare server's";
+  /** How this server compares with the bare one, when it is within 10 % or above. */
+  const closeToBare = (s: Stats): string | null =>
+    s.median > 1.1
+      ? "faster than the bare server, which on a machine this noisy only means no slower"
+      : s.median >= 0.9
+      ? "about the same"
+      : null;
+  const aroundTheBytes = "what it does around the bytes (verifying the signed URL's token, " +
+    "looking the attachment up, Hono's routing and middleware, the media headers)";
+  const fullVsBare = closeToBare(m.fullToBare);
   lines.push(
     `- A full GET is a copy of ${m.mib} MiB, and \`Deno.serve\` has no \`sendfile\`. This server ` +
       "answers a whole GET (and an open-ended `bytes=N-`) with the file's own `readable`, which " +
@@ -1159,16 +1170,26 @@ function streamReading(
       "`sendfile` has the kernel send page-cache pages without passing them through user space. " +
       "The bare `Deno.serve` (no framework, no authentication, no database) reaches median " +
       `${x(m.full.bare)} of nginx's speed, ${bareVerdict}. This server reaches median ` +
-      `${x(m.fullToBare)} of the bare server's speed (${extra}).`,
+      `${x(m.fullToBare)} of the bare server's speed, ${
+        fullVsBare
+          ? `${fullVsBare}: ${aroundTheBytes} is small next to the copy`
+          : `and the rest is ${aroundTheBytes}`
+      }.`,
   );
+  const rangesVsBare = closeToBare(m.rangeToBare);
+  const caches = "the media-token cache, the two-second access memory and the open-file cache " +
+    "(`lib/open_files.ts`: handles kept open for the same two seconds, like nginx's " +
+    "`open_file_cache`), each range read with one synchronous seek and read as the bare server " +
+    "does";
   lines.push(
     "- For 64 KiB ranges the runtime's own per-request work sets the ceiling: the bare " +
       "`Deno.serve`, which does nothing but a seek and a read, reaches median " +
-      `${x(m.ranges.bare)} of nginx's requests/s. This server reaches ${x(m.rangeToBare)} of ` +
-      "the bare server's, keeping its own work small with the media-token cache, the two-second " +
-      "access memory and the open-file cache (`lib/open_files.ts`: handles kept open for the " +
-      "same two seconds, like nginx's `open_file_cache`), each range one synchronous seek and " +
-      "read.",
+      `${x(m.ranges.bare)} of nginx's requests/s. This server reaches median ` +
+      `${x(m.rangeToBare)} of the bare server's${
+        rangesVsBare
+          ? `, ${rangesVsBare}: ${aroundTheBytes} is kept small by ${caches}`
+          : `; the rest is ${aroundTheBytes}, kept small by ${caches}`
+      }.`,
   );
   const frontAll = fullMet("front") && rangesMet("front");
   lines.push(
@@ -1288,8 +1309,8 @@ ${COMMAND}
 It needs curl, ffmpeg, nginx and wrk on the \`PATH\` (Debian: \`apt-get install nginx wrk\`).
 
 Measured ${date}: ${options.runs} full-GET rounds, ${options.rangeRuns} range rounds of ${options.rangeSeconds} s
-each, ${options.transcodeRuns} transcode pairs; each round runs this server, then nginx, then this
-server behind nginx, then bare \`Deno.serve\`, so each ratio compares runs of the same round (for
+each, ${options.transcodeRuns} transcode pairs; each round runs bare \`Deno.serve\`, then this
+server, then nginx, then this server behind nginx, so each ratio compares neighbouring runs (for
 transcoding, each pair runs bare ffmpeg first and then the wrapper). Load average (\`/proc/loadavg\`, 1 min)
 ${load.before} before the run, ${load.after} after it: other work on the machine shows here.
 
@@ -1323,8 +1344,9 @@ How it is measured:
   synchronous seek and read, and answers a whole GET with the file's own \`readable\`
   (\`lib/file_response.ts\`).
 - Bare \`Deno.serve\` is \`bench/peer_deno_static.ts\`, serving nginx's copy of the file, run with
-  the V8 flags of \`deno task start\`, \`--allow-read\` for that one file and \`--allow-net\` for
-  its one address. It answers a whole GET with a fresh handle's \`readable\` and
+  \`--allow-read\` for that one file, \`--allow-net\` for its one address and Deno's default V8
+  settings: it stands for the runtime's ceiling, and in trials here the service's
+  \`--max-semi-space-size=2\` cost a process this small some of its range requests/s. It answers a whole GET with a fresh handle's \`readable\` and
   \`Content-Length\`, and a 64 KiB range with one synchronous seek and read from a handle opened at
   start-up: the same reads as this server, without routing, authentication, the database or the
   media headers.
