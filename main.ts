@@ -126,6 +126,8 @@ async function tokenCommand(args: string[]): Promise<void> {
 
 /** Temp files older than this are leftovers of a crash (uploads are far shorter). */
 const TEMP_MAX_AGE_MS = 6 * 3600 * 1000;
+/** How often stale temporary files and expired resumable uploads are swept. */
+const SWEEP_INTERVAL_MS = 15 * 60 * 1000;
 
 /**
  * `serve` (HTTP with an in-process worker unless WORKER_CONCURRENCY=0) or
@@ -170,9 +172,14 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
         return 0;
       });
     if (removed > 0) console.log(`removed ${removed} stale temporary file(s)`);
+    const expired = await deps.resumableUploads.sweepExpired().catch((error) => {
+      console.error("upload sweep failed:", error);
+      return 0;
+    });
+    if (expired > 0) console.log(`removed ${expired} expired resumable upload(s)`);
   };
   await sweep();
-  const sweepTimer = setInterval(sweep, TEMP_MAX_AGE_MS);
+  const sweepTimer = setInterval(sweep, SWEEP_INTERVAL_MS);
 
   let server: Deno.HttpServer | null = null;
   if (mode === "worker") {

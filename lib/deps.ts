@@ -3,6 +3,7 @@ import type { Config } from "./config.ts";
 import type { Database } from "../db/client.ts";
 import type { MediaTools } from "./media/tools.ts";
 import type { RecentAccess } from "./recent_access.ts";
+import type { ResumableUploads } from "./resumable_uploads.ts";
 import type { Storage } from "./storage.ts";
 
 /** A source of the current time; tests may pass a fixed one. */
@@ -24,6 +25,8 @@ export interface AppDeps {
   jobs: JobSignal;
   /** Short-lived memory of media access checks, for range requests. */
   recentAccess: RecentAccess;
+  /** The tus server for resumable uploads. */
+  resumableUploads: ResumableUploads;
 }
 
 /** Hono environment shared by every sub-app. */

@@ -7,6 +7,7 @@ export type ErrorCode =
   | "forbidden"
   | "not_found"
   | "conflict"
+  | "gone"
   | "file_too_large"
   | "unsupported_media_type"
   | "range_not_satisfiable"
@@ -21,6 +22,7 @@ const TITLES: Record<ErrorCode, [ContentfulStatusCode, string]> = {
   forbidden: [403, "Forbidden"],
   not_found: [404, "Not found"],
   conflict: [409, "Conflict"],
+  gone: [410, "Gone"],
   file_too_large: [413, "File too large"],
   unsupported_media_type: [415, "Unsupported media type"],
   range_not_satisfiable: [416, "Range not satisfiable"],

@@ -6,6 +6,7 @@ import type { AppDeps, Clock } from "./deps.ts";
 import { loadOrCreateSecret } from "./secrets.ts";
 import { DiskStorage } from "./storage.ts";
 import { RecentAccess } from "./recent_access.ts";
+import { ResumableUploads } from "./resumable_uploads.ts";
 import { Semaphore } from "./semaphore.ts";
 import type { Worker } from "./worker.ts";
 
@@ -38,20 +39,31 @@ export async function openDeps(
       ? { secret: config.jwtSecret, created: false }
       : await loadOrCreateSecret(config.dataDir);
     let worker: Worker | null = null;
+    const storage = new DiskStorage(config.dataDir);
+    const media = {
+      ffmpegPath: config.ffmpegPath,
+      ffprobePath: config.ffprobePath,
+      probeTimeoutMs: config.probeTimeoutMs,
+      probeSlots: new Semaphore(PROBE_SLOTS),
+    };
+    const jobs = { notify: () => worker?.notify() };
     const deps: AppDeps = {
       config,
       db: handle.db,
-      storage: new DiskStorage(config.dataDir),
+      storage,
       auth: await createAuth(config, local.secret),
-      media: {
-        ffmpegPath: config.ffmpegPath,
-        ffprobePath: config.ffprobePath,
-        probeTimeoutMs: config.probeTimeoutMs,
-        probeSlots: new Semaphore(PROBE_SLOTS),
-      },
+      media,
       clock,
-      jobs: { notify: () => worker?.notify() },
+      jobs,
       recentAccess: new RecentAccess(),
+      resumableUploads: await ResumableUploads.open({
+        config,
+        db: handle.db,
+        storage,
+        media,
+        clock,
+        jobs,
+      }),
     };
     return {
       deps,

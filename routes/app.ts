@@ -14,6 +14,7 @@ import { devLoginRoutes } from "./dev_login.ts";
 import { docsRoutes } from "./docs.ts";
 import { healthRoutes } from "./health.ts";
 import { createUiRoutes } from "./ui.ts";
+import { uploadRoutes } from "./uploads.ts";
 import { videoRoutes } from "./videos.ts";
 
 /** Requests for media bytes: download, stream, thumbnail and storyboard sprite. */
@@ -62,6 +63,7 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
   chat.route("/conversations", conversationRoutes);
   chat.route("/messages", messageRoutes);
   chat.route("/attachments", attachmentRoutes);
+  chat.route("/videos", uploadRoutes);
   chat.route("/videos", videoRoutes);
 
   const admin = newRouter();

@@ -1,0 +1,301 @@
+import { createHash } from "node:crypto";
+import { and, count, eq, gt, lte } from "drizzle-orm";
+import { FileStore } from "@tus/file-store";
+import { Metadata, Server, type Upload as TusUpload } from "@tus/server";
+import { type Message, type Upload, uploads } from "../db/schema.ts";
+import { loadMessageForUpload } from "./access.ts";
+import type { ActivityContext } from "./activity.ts";
+import type { User } from "./auth.ts";
+import type { AppDeps } from "./deps.ts";
+import { ApiError } from "./errors.ts";
+import { sanitizeFileName } from "./file_name.ts";
+import { idSchema } from "./api_schemas.ts";
+import { newId } from "./ids.ts";
+import { ingestVideo } from "./ingest.ts";
+import { serializeAttachment, type UrlContext } from "./serialize.ts";
+
+/** Where the tus endpoint is mounted; upload URLs are `<path>/<id>`. */
+export const UPLOADS_PATH = "/api/chat/videos/uploads";
+
+/** Who sends a tus request, as the route has authenticated them. */
+export interface UploadCaller {
+  user: User;
+  actor: ActivityContext;
+  urls: UrlContext;
+}
+
+/** What one request carries between the route and the tus server's hooks. */
+interface Call extends UploadCaller {
+  /** The id the upload being created gets (POST only). */
+  id?: string;
+  /** Why the last byte did not make an attachment; the route answers with it. */
+  failure?: unknown;
+  /** The upload completed (made an attachment or failed): its files and row go. */
+  finished?: boolean;
+}
+
+type Deps = Pick<AppDeps, "config" | "db" | "storage" | "media" | "clock" | "jobs">;
+
+function parseLength(header: string | null): number | null {
+  if (header === null || !/^\d{1,16}$/.test(header)) return null;
+  return Number(header);
+}
+
+function notFound(): ApiError {
+  return new ApiError("not_found", "Upload not found");
+}
+
+/** SHA-256 of a file, read in a stream. */
+async function hashFile(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  using file = await Deno.open(path, { read: true });
+  for await (const chunk of file.readable) hash.update(chunk);
+  return hash.digest("hex");
+}
+
+async function removeIfPresent(path: string): Promise<void> {
+  await Deno.remove(path).catch((error) => {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  });
+}
+
+/**
+ * Resumable uploads over tus 1.0, served by `@tus/server` with
+ * `@tus/file-store` under `DATA_DIR/tus/`. This class adds what the protocol
+ * leaves to the application: every request is authenticated and checked
+ * before the library reads a byte (the size limit, the message, the
+ * per-user cap, the owner of the upload); a row in `uploads` records who
+ * owns an upload and when it expires; the last byte hands the file to the
+ * same ingest as a multipart upload, and the answer carries the Attachment
+ * JSON or the same problem+json.
+ */
+export class ResumableUploads {
+  readonly directory: string;
+  readonly #deps: Deps;
+  readonly #server: Server;
+  readonly #calls = new WeakMap<Request, Call>();
+
+  private constructor(deps: Deps, directory: string) {
+    this.#deps = deps;
+    this.directory = directory;
+    this.#server = new Server({
+      path: UPLOADS_PATH,
+      // The store's own expiry is off: the `uploads` row is the one clock, and
+      // the store would look for the file again after the last byte has made
+      // it an attachment.
+      datastore: new FileStore({ directory }),
+      maxSize: deps.config.maxUploadBytes,
+      // Resolved against the endpoint by clients; no trust in Host headers.
+      relativeLocation: true,
+      namingFunction: (req) => {
+        const id = this.#calls.get(req)?.id;
+        if (!id) throw new Error("an upload was created without the route's checks");
+        return id;
+      },
+      onUploadFinish: (req, upload) => this.#finish(req, upload),
+    });
+  }
+
+  /** Creates the upload directory (owner-only) and the tus server. */
+  static async open(deps: Deps): Promise<ResumableUploads> {
+    const directory = `${deps.config.dataDir}/tus`;
+    await Deno.mkdir(directory, { recursive: true, mode: 0o700 });
+    return new ResumableUploads(deps, directory);
+  }
+
+  /**
+   * Answers one tus request from an authenticated caller (OPTIONS needs
+   * none). Refusals are problem+json with the tus headers a client needs.
+   */
+  async handle(request: Request, caller: UploadCaller | null): Promise<Response> {
+    if (request.method === "OPTIONS") return await this.#server.handleWeb(request);
+    if (!caller) throw new ApiError("unauthorized", "Missing bearer token");
+    const call: Call = { ...caller };
+    this.#calls.set(request, call);
+    switch (request.method) {
+      case "POST":
+        return await this.#create(request, call);
+      case "HEAD":
+      case "PATCH":
+      case "DELETE":
+        return await this.#resume(request, call);
+      default:
+        // GET would let the library send the partial bytes back: not offered.
+        throw notFound();
+    }
+  }
+
+  /** Removes expired uploads; safe with several processes (each row is claimed once). */
+  async sweepExpired(): Promise<number> {
+    const now = this.#deps.clock().getTime();
+    const expired = await this.#deps.db.delete(uploads).where(lte(uploads.expiresAt, now))
+      .returning({ id: uploads.id });
+    for (const { id } of expired) await this.#removeFiles(id);
+    // Files whose row is gone (a crash between the two) once they are older than any upload.
+    let orphans = 0;
+    const maxAgeMs = this.#deps.config.uploadExpiry * 1000;
+    for await (const entry of Deno.readDir(this.directory)) {
+      const id = entry.name.replace(/\.json$/, "");
+      if (!entry.isFile || !idSchema.safeParse(id).success) continue;
+      const info = await Deno.stat(`${this.directory}/${entry.name}`).catch(() => null);
+      if (!info?.mtime || now - info.mtime.getTime() < maxAgeMs) continue;
+      const [row] = await this.#deps.db.select({ id: uploads.id }).from(uploads)
+        .where(eq(uploads.id, id));
+      if (row) continue;
+      await removeIfPresent(`${this.directory}/${entry.name}`);
+      orphans++;
+    }
+    return expired.length + orphans;
+  }
+
+  async #create(request: Request, call: Call): Promise<Response> {
+    const { config, db } = this.#deps;
+    if (request.headers.get("upload-defer-length") !== null) {
+      throw new ApiError("invalid_request", "Upload-Length is required (no deferred length)");
+    }
+    if (request.headers.get("upload-concat") !== null) {
+      throw new ApiError("invalid_request", "Concatenation is not supported");
+    }
+    const size = parseLength(request.headers.get("upload-length"));
+    if (size === null) throw new ApiError("invalid_request", "Upload-Length must be a byte count");
+    if (size > config.maxUploadBytes) {
+      throw new ApiError(
+        "file_too_large",
+        `The file is ${size} bytes; the limit is ${config.maxUploadBytes} bytes`,
+      );
+    }
+    let metadata: Record<string, string | null>;
+    try {
+      metadata = Metadata.parse(request.headers.get("upload-metadata") ?? undefined) ?? {};
+    } catch {
+      throw new ApiError("invalid_request", "Upload-Metadata is malformed");
+    }
+    const messageId = idSchema.safeParse(metadata.message_id ?? "");
+    if (!messageId.success) {
+      throw new ApiError("invalid_request", 'Upload-Metadata "message_id" must be a UUID');
+    }
+    const message: Message = await loadMessageForUpload(db, messageId.data, call.user);
+    const now = this.#deps.clock().getTime();
+    const row: Upload = {
+      id: newId(),
+      userId: call.user.id,
+      messageId: message.id,
+      fileName: sanitizeFileName(metadata.filename ?? "", "video"),
+      size,
+      createdAt: now,
+      expiresAt: now + config.uploadExpiry * 1000,
+    };
+    await db.transaction(async (tx) => {
+      const [open] = await tx.select({ n: count() }).from(uploads)
+        .where(and(eq(uploads.userId, call.user.id), gt(uploads.expiresAt, now)));
+      if ((open?.n ?? 0) >= config.maxUnfinishedUploads) {
+        throw new ApiError(
+          "too_many_requests",
+          `At most ${config.maxUnfinishedUploads} unfinished uploads at once: finish or ` +
+            "delete one first",
+          { "retry-after": "60" },
+        );
+      }
+      await tx.insert(uploads).values(row);
+    });
+    call.id = row.id;
+    let response: Response;
+    try {
+      response = await this.#server.handleWeb(request);
+    } catch (error) {
+      await this.#forget(row.id);
+      throw error;
+    }
+    return await this.#answer(response, call, row);
+  }
+
+  async #resume(request: Request, call: Call): Promise<Response> {
+    const id = new URL(request.url).pathname.split("/").pop() ?? "";
+    if (!idSchema.safeParse(id).success) throw notFound();
+    const [row] = await this.#deps.db.select().from(uploads)
+      .where(and(eq(uploads.id, id), eq(uploads.userId, call.user.id)));
+    // Someone else's upload is as missing as one that never was.
+    if (!row) throw notFound();
+    if (row.expiresAt <= this.#deps.clock().getTime()) {
+      throw new ApiError("gone", "The upload expired; start a new one");
+    }
+    const response = await this.#server.handleWeb(request);
+    if (request.method === "DELETE" && response.status === 204) await this.#forget(id);
+    return await this.#answer(response, call, row);
+  }
+
+  /** The tus answer, or the failure of the last byte's ingest in its place. */
+  async #answer(response: Response, call: Call, row: Upload): Promise<Response> {
+    if (call.finished) await this.#forget(row.id);
+    else if (response.status >= 400 && !(await this.#exists(row.id))) {
+      // Refused before the store made anything: nothing to resume.
+      await this.#forget(row.id);
+    }
+    if (call.failure !== undefined) {
+      await response.body?.cancel();
+      throw call.failure;
+    }
+    if (!call.finished && response.status < 300) {
+      response.headers.set("upload-expires", new Date(row.expiresAt).toUTCString());
+    }
+    return response;
+  }
+
+  /** The last byte arrived: the same checks and pipeline as a multipart upload. */
+  async #finish(
+    request: Request,
+    upload: TusUpload,
+  ): Promise<{ status_code?: number; body?: string; headers?: Record<string, string> }> {
+    const call = this.#calls.get(request);
+    if (!call) throw new Error("a tus request reached the store without the route");
+    call.finished = true;
+    try {
+      const [row] = await this.#deps.db.select().from(uploads).where(eq(uploads.id, upload.id));
+      if (!row) throw notFound();
+      // Membership may have changed since the upload was created.
+      const message = await loadMessageForUpload(this.#deps.db, row.messageId, call.user);
+      const tempPath = `${this.directory}/${upload.id}`;
+      const attachment = await ingestVideo(
+        this.#deps,
+        {
+          tempPath,
+          size: upload.offset,
+          sha256: await hashFile(tempPath),
+          fileName: row.fileName,
+        },
+        message,
+        call.actor,
+      );
+      return {
+        // A creation that carried every byte still answers 201 with its Location.
+        status_code: request.method === "POST" ? 201 : 200,
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(await serializeAttachment(attachment, call.urls)),
+      };
+    } catch (error) {
+      call.failure = error;
+      // The library answers something; the route replaces it with this failure.
+      throw { status_code: 500, body: "failed\n" };
+    }
+  }
+
+  async #exists(id: string): Promise<boolean> {
+    try {
+      await Deno.stat(`${this.directory}/${id}.json`);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Removes an upload's row and files (a finished one's data file was moved or removed). */
+  async #forget(id: string): Promise<void> {
+    await this.#deps.db.delete(uploads).where(eq(uploads.id, id));
+    await this.#removeFiles(id);
+  }
+
+  async #removeFiles(id: string): Promise<void> {
+    await removeIfPresent(`${this.directory}/${id}`);
+    await removeIfPresent(`${this.directory}/${id}.json`);
+  }
+}
