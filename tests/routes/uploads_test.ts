@@ -517,3 +517,34 @@ Deno.test("uploads: an upload resumes after the server process is killed and sta
     await child.status.catch(() => {});
   }
 });
+
+Deno.test("uploads: two processes sweeping at once remove each expired upload once", async () => {
+  await using first = await createTestContext({ worker: false });
+  // A second set of deps on the same data directory and database: another process.
+  await using second = await createTestContext({ worker: false, dataDir: first.dataDir });
+  await using server = serve(first);
+  const { messageId } = await conversationWithMessage(first, "alice");
+  const alice = await first.token("alice");
+  for (let i = 0; i < 3; i++) {
+    const created = await fetch(`${server.origin}${ENDPOINT_PATH}`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${alice}`,
+        "tus-resumable": "1.0.0",
+        "upload-length": "1000",
+        "upload-metadata": `message_id ${btoa(messageId)}`,
+      },
+    });
+    assert.equal(created.status, 201);
+    await created.body?.cancel();
+  }
+  assert.equal((await listFiles(`${first.dataDir}/tus`)).length, 6);
+  await first.deps.db.update(uploads).set({ expiresAt: Date.now() - 1 });
+  const removed = await Promise.all([
+    first.deps.resumableUploads.sweepExpired(),
+    second.deps.resumableUploads.sweepExpired(),
+  ]);
+  assert.equal(removed[0] + removed[1], 3);
+  assert.deepEqual(await listFiles(`${first.dataDir}/tus`), []);
+  assert.equal((await first.deps.db.select().from(uploads)).length, 0);
+});
