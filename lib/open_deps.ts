@@ -3,6 +3,7 @@ import { migrate } from "../db/migrate.ts";
 import { createAuth } from "./auth.ts";
 import type { Config } from "./config.ts";
 import type { AppDeps, Clock } from "./deps.ts";
+import { mediaLimitsOf } from "./media/limits.ts";
 import { loadOrCreateSecret } from "./secrets.ts";
 import { DiskStorage } from "./storage.ts";
 import { RecentAccess } from "./recent_access.ts";
@@ -45,6 +46,7 @@ export async function openDeps(
       ffprobePath: config.ffprobePath,
       probeTimeoutMs: config.probeTimeoutMs,
       probeSlots: new Semaphore(PROBE_SLOTS),
+      limits: mediaLimitsOf(config),
     };
     const jobs = { notify: () => worker?.notify() };
     const deps: AppDeps = {

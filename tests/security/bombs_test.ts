@@ -14,7 +14,8 @@ import { bombs } from "./_payloads.ts";
 import { assertNothingLeft, assertProblem, pollHealth, snapshot, uploadBytes } from "./_world.ts";
 
 Deno.test("bombs: each is a 422 over real HTTP, leaves nothing, and /healthz keeps answering", async () => {
-  await using ctx = await createTestContext();
+  // All at once from one user: the concurrent-upload cap is lifted to let them through.
+  await using ctx = await createTestContext({ env: { MAX_CONCURRENT_UPLOADS: "0" } });
   await using server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
     (request) => ctx.app.fetch(request),
