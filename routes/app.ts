@@ -4,6 +4,7 @@ import type { AppDeps, AppEnv } from "../lib/deps.ts";
 import { ApiError, problemResponse } from "../lib/errors.ts";
 import { MEDIA_SECURITY_HEADERS } from "../lib/media_headers.ts";
 import { concurrencyLimit, rateLimit } from "../lib/rate_limit.ts";
+import { UPLOADS_PATH } from "../lib/resumable_uploads.ts";
 import { requireAdmin, requireUser } from "./_auth.ts";
 import { newRouter } from "./_router.ts";
 import { adminRoutes } from "./admin.ts";
@@ -77,7 +78,7 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
   app.route("/", docsRoutes);
   // Dev sign-in exists only when DEV_LOGIN=1, which config allows only with the generated secret.
   if (deps.config.devLogin) app.route("/api/dev", devLoginRoutes);
-  app.route("/", createUiRoutes(deps.config, { resumableUploadPath: null }));
+  app.route("/", createUiRoutes(deps.config, { resumableUploadPath: `${UPLOADS_PATH}/` }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",

@@ -108,6 +108,7 @@ export function uploadResumable(file, options) {
   const progress = progressReporter(file.size, onProgress);
   let cancelled = false;
   let waitingForNetwork = null;
+  let interrupted = false;
   let upload = null;
   let rejectDone = () => {};
 
@@ -126,11 +127,24 @@ export function uploadResumable(file, options) {
         ),
       headers: { Authorization: `Bearer ${session.token}` },
       metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
-      onProgress: (sent) => progress.report(sent),
+      onProgress: (sent) => {
+        if (interrupted) {
+          interrupted = false;
+          onState("Resumed where the connection dropped.");
+        }
+        progress.report(sent);
+      },
       onShouldRetry: (error) => {
         const status = error?.originalResponse?.getStatus() ?? 0;
         const retry = status === 0 || status >= 500 || status === 409 || status === 423;
-        if (retry) onState(status === 0 ? "Connection lost; retrying…" : "Retrying…");
+        if (retry) {
+          interrupted = true;
+          progress.reset();
+          // 409/423: the server was still closing the broken request; the offset is asked again.
+          onState(
+            status >= 500 ? "The server had a problem; retrying…" : "Connection lost; resuming…",
+          );
+        }
         return retry && navigator.onLine;
       },
       onSuccess: (payload) => {
@@ -145,6 +159,7 @@ export function uploadResumable(file, options) {
         const problem = tusProblem(error);
         if (problem.status === 0 && upload.url) {
           // The bytes so far are kept on the server: carry on from there when back online.
+          interrupted = true;
           onState("Connection lost. The upload will resume when the connection is back.");
           waitingForNetwork = () => {
             waitingForNetwork = null;
