@@ -2,31 +2,38 @@
 /**
  * Benchmark: one ~100 MB multipart upload, this server (A) against a minimal
  * Node `http` + busboy server (B, bench/peer_node_busboy.mjs) doing the same
- * streaming work minus ffprobe and the database.
+ * streaming work minus ffprobe and the database; and the same file as a tus
+ * upload in 5 MiB PATCHes (C: another process of this server, driven by
+ * tus-js-client in bench/tus_client.ts), against A.
  *
  *   deno task bench:upload                 print the table
  *   deno task bench:upload -- --write      also update docs/BENCHMARKS.md
  *
- * Options: --runs N (uploads per server, default 5), --warmup N (unmeasured
- * uploads per server first, default 0: a warm-up would hide the first upload's
- * growth, since freed memory stays in the process), --size-mib N (default
- * 100), --keep (leave the temporary directory behind).
+ * Options: --runs N (rounds of one upload per contender, default 5), --warmup
+ * N (unmeasured rounds first, default 0: a warm-up would hide the first
+ * upload's growth, since freed memory stays in the process), --size-mib N
+ * (default 100), --keep (leave the temporary directory behind).
  *
  * The video is a few seconds of H.264 from ffmpeg's lavfi `testsrc2` with
  * `+faststart`, padded with an ISO-BMFF `free` box to the target size, so it
- * stays a valid file that ffprobe reads. Uploads alternate A, B, A, B… with
- * curl; each is timed from the bench (curl's process wall time) while the
- * receiving server's VmRSS is sampled from /proc every ~10 ms.
+ * stays a valid file that ffprobe reads. Each round uploads C, A, B: A and B
+ * with curl, timed from the bench (curl's process wall time) and by curl
+ * (`time_total`); C with tus-js-client, which times itself from the creation
+ * POST to the final answer. The receiving server's VmRSS is sampled from /proc
+ * every ~10 ms.
  */
 
+import { createHash } from "node:crypto";
 import {
-  alternate,
   apiSession,
+  capture,
   type Child,
   type CommonOptions,
   curlUpload,
   delay,
+  DOC_PATH,
   freePort,
+  loadAverage,
   logTail,
   type Machine,
   machineInfo,
@@ -53,12 +60,18 @@ import {
   withScratch,
   writeSection,
 } from "./_shared.ts";
+import type { TusClientResult } from "./tus_client.ts";
 
-const SECTION_TITLE = "Upload (multipart, 100 MB)";
+const SECTION_TITLE = "Upload (multipart and tus, 100 MB)";
+/** The section's title before tus joined it, renamed in place so `--write` replaces it. */
+const OLD_SECTION_TITLE = "Upload (multipart, 100 MB)";
 const COMMAND = "deno task bench:upload -- --write";
 const TARGET_RSS_GROWTH_BYTES = 64 * MIB;
 const TARGET_RATIO = 1.2;
 const SAMPLE_INTERVAL_MS = 10;
+const TUS_CHUNK_MIB = 5;
+/** TUS_TOKEN, then what graceful-fs (loaded by tus-js-client's node build) reads. */
+const TUS_CLIENT_ENV = "TUS_TOKEN,GRACEFUL_FS_PLATFORM,NODE_DEBUG,TEST_GRACEFUL_FS_GLOBAL_PATCH";
 
 interface Options extends CommonOptions {
   runs: number;
@@ -66,16 +79,34 @@ interface Options extends CommonOptions {
   sizeMiB: number;
 }
 
-interface Sample {
-  /** Wall time of the curl process, in milliseconds. */
-  wallMs: number;
-  /** curl's own `time_total`, in milliseconds. */
-  curlMs: number;
+/** The receiving server's memory during one upload, in bytes. */
+interface Rss {
   rssBefore: number;
   rssPeak: number;
   /** Peak RSS from VmHWM after resetting it (null where the kernel does not allow the reset). */
   hwmPeak: number | null;
   samples: number;
+}
+
+/** One multipart upload with curl. */
+interface Sample extends Rss {
+  /** Wall time of the curl process, in milliseconds. */
+  wallMs: number;
+  /** curl's own `time_total`, in milliseconds. */
+  curlMs: number;
+}
+
+/** One tus upload with bench/tus_client.ts. */
+interface TusSample extends Rss {
+  /** The client's own time from the creation POST to the final answer, in milliseconds. */
+  clientMs: number;
+  /** The final PATCH alone: it carries the last chunk and waits for the attachment. */
+  lastMs: number;
+  /** The PATCHes before the final one, median. */
+  patchMs: number;
+  /** Wall time of the client process, Deno's start-up included, in milliseconds. */
+  processMs: number;
+  requests: Record<string, number>;
 }
 
 interface Target {
@@ -87,9 +118,20 @@ interface Target {
   fields: () => Promise<Record<string, string>>;
 }
 
-/** The shared machine facts plus node, which runs the peer. */
+/** This server's tus endpoint, as tus-js-client uploads to it. */
+interface TusTarget {
+  name: string;
+  endpoint: string;
+  pid: number;
+  token: string;
+  /** A fresh message for each upload. */
+  messageId: () => Promise<string>;
+}
+
+/** The shared machine facts plus node, which runs the peer, and the tus client's version. */
 interface UploadMachine extends Machine {
   node: string;
+  tusClient: string;
 }
 
 function parseOptions(args: string[]): Options {
@@ -210,6 +252,78 @@ async function upload(
   };
 }
 
+/** One tus upload of `videoPath` by bench/tus_client.ts, checked like a multipart answer. */
+async function uploadTus(
+  sampler: RssSampler,
+  target: TusTarget,
+  videoPath: string,
+  expectedSha256: string,
+  expectedSize: number,
+): Promise<TusSample> {
+  const messageId = await target.messageId();
+  await delay(300);
+  const before = await sampler.start(target.pid);
+  const started = performance.now();
+  const out = await capture(Deno.execPath(), [
+    "run",
+    `--allow-net=${new URL(target.endpoint).host}`,
+    `--allow-read=${videoPath}`,
+    `--allow-env=${TUS_CLIENT_ENV}`,
+    `${REPO}/bench/tus_client.ts`,
+    target.endpoint,
+    videoPath,
+    messageId,
+    String(TUS_CHUNK_MIB),
+  ], { TUS_TOKEN: target.token, NO_COLOR: "1" });
+  const processMs = performance.now() - started;
+  const after = await sampler.stop();
+  if (!out.success) throw new Error(`${target.name}: tus_client.ts failed:\n${out.stderr}`);
+  const result = JSON.parse(out.stdout) as TusClientResult;
+  const { answer } = result;
+  if (result.status !== 200 || answer.file_size !== expectedSize) {
+    throw new Error(
+      `${target.name}: the final PATCH answered ${result.status}: ${
+        JSON.stringify(answer).slice(0, 500)
+      }`,
+    );
+  }
+  if (answer.sha256 !== expectedSha256) {
+    throw new Error(
+      `${target.name}: the server saw sha256 ${answer.sha256}; sent sha256 ${expectedSha256}`,
+    );
+  }
+  const patches = result.requestMs.slice(result.requests.POST ?? 0, -1);
+  return {
+    clientMs: result.ms,
+    lastMs: result.requestMs.at(-1) ?? 0,
+    patchMs: patches.length ? stats(patches).median : 0,
+    processMs,
+    requests: result.requests,
+    rssBefore: before.rss,
+    rssPeak: after.peak,
+    hwmPeak: before.hwmReset ? after.hwm : null,
+    samples: after.samples,
+  };
+}
+
+/**
+ * A SHA-256 pass over `path` as lib/resumable_uploads.ts makes one on a
+ * finished tus upload (node:crypto over the file's stream); the median of
+ * `runs` passes, in milliseconds.
+ */
+async function hashPass(path: string, runs: number): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const started = performance.now();
+    const hash = createHash("sha256");
+    using file = await Deno.open(path, { read: true });
+    for await (const chunk of file.readable) hash.update(chunk);
+    hash.digest("hex");
+    times.push(performance.now() - started);
+  }
+  return stats(times).median;
+}
+
 function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(2)} s`;
 }
@@ -218,38 +332,76 @@ function mib(bytes: number): string {
   return `${(bytes / MIB).toFixed(1)} MiB`;
 }
 
-function growth(sample: Sample): number {
+function milliseconds(ms: number): string {
+  return `${ms.toFixed(0)} ms`;
+}
+
+function growth(sample: Rss): number {
   return Math.max(0, sample.rssPeak - sample.rssBefore);
 }
 
-function hwmGrowth(sample: Sample): number | null {
+function hwmGrowth(sample: Rss): number | null {
   return sample.hwmPeak === null ? null : Math.max(0, sample.hwmPeak - sample.rssBefore);
 }
 
 interface Report {
   table: string;
   runs: string;
+  tusTable: string;
+  tusRuns: string;
   verdict: string;
-  ratioMedian: number;
-  growthA: number;
-  growthB: number;
+  /** The tus comparison's medians, for the section's prose. */
+  tus: {
+    ratio: number;
+    requests: { total: number; each: string };
+    lastMs: number;
+    patchMs: number;
+  };
 }
 
-function report(a: Sample[], b: Sample[], fileBytes: number): Report {
+/** "n/a" where the kernel did not allow the VmHWM reset, else the largest growth. */
+function hwmText(samples: Rss[]): string {
+  const values = samples.map(hwmGrowth);
+  return values.some((v) => v === null) ? "n/a" : mib(Math.max(...values as number[]));
+}
+
+/** The highest peak over all runs minus the RSS before the first. */
+function totalGrowth(samples: Rss[]): number {
+  return Math.max(0, Math.max(...samples.map((s) => s.rssPeak)) - samples[0]!.rssBefore);
+}
+
+/** 21 and "1 POST, 20 PATCH" */
+function requestCount(requests: Record<string, number>): { total: number; each: string } {
+  const total = Object.values(requests).reduce((sum, n) => sum + n, 0);
+  const each = Object.entries(requests).map(([method, n]) => `${n} ${method}`).join(", ");
+  return { total, each };
+}
+
+/** What the tus path adds to an upload, from the medians. */
+function tusProse(tus: Report["tus"], hashMs: number): string {
+  const { total, each } = tus.requests;
+  return `At the median tus takes ${tus.ratio.toFixed(2)}× multipart's time. What it adds: ` +
+    `${total} requests (${each}) instead of one, each a round trip through authentication, ` +
+    `a database lookup and the file store (median ${milliseconds(tus.patchMs)} for a ` +
+    `${TUS_CHUNK_MIB} MiB \`PATCH\` before the last); and a SHA-256 pass over the finished file ` +
+    `before the last answer, where multipart hashes while it streams. The last \`PATCH\` takes ` +
+    `a median ${milliseconds(tus.lastMs)}, ${milliseconds(tus.lastMs - tus.patchMs)} more than ` +
+    `one before it, for that pass, ffprobe, the database transaction and the move into storage; ` +
+    `the same pass (node:crypto over the file's stream, as \`lib/resumable_uploads.ts\` does ` +
+    `it) takes a median ${milliseconds(hashMs)} in the bench process.`;
+}
+
+function report(a: Sample[], b: Sample[], c: TusSample[], fileBytes: number): Report {
   const timeA = stats(a.map((s) => s.wallMs));
   const timeB = stats(b.map((s) => s.wallMs));
   const ratios = a.map((s, i) => s.wallMs / b[i]!.wallMs);
   const ratio = stats(ratios);
   const growthA = Math.max(...a.map(growth));
   const growthB = Math.max(...b.map(growth));
-  const total = (samples: Sample[]): number =>
-    Math.max(0, Math.max(...samples.map((s) => s.rssPeak)) - samples[0]!.rssBefore);
-  const totalA = total(a);
-  const totalB = total(b);
-  const hwm = (samples: Sample[]): string => {
-    const values = samples.map(hwmGrowth);
-    return values.some((v) => v === null) ? "n/a" : mib(Math.max(...values as number[]));
-  };
+  const growthC = Math.max(...c.map(growth));
+  const totalA = totalGrowth(a);
+  const totalB = totalGrowth(b);
+  const totalC = totalGrowth(c);
   const table = markdownTable(["", "This server (Deno + Hono)", "Peer (Node `http` + busboy)"], [
     ["Wall time, median", seconds(timeA.median), seconds(timeB.median)],
     ["Wall time, min", seconds(timeA.min), seconds(timeB.min)],
@@ -261,7 +413,7 @@ function report(a: Sample[], b: Sample[], fileBytes: number): Report {
     ],
     ["RSS before the first measured upload", mib(a[0]!.rssBefore), mib(b[0]!.rssBefore)],
     ["Peak RSS growth during an upload (max over runs)", mib(growthA), mib(growthB)],
-    ["Same, from VmHWM (kernel peak)", hwm(a), hwm(b)],
+    ["Same, from VmHWM (kernel peak)", hwmText(a), hwmText(b)],
     ["RSS growth over all runs (highest peak − RSS before the first)", mib(totalA), mib(totalB)],
     ["Ratio this server / peer, per pair", ratioText(ratio), ""],
   ]);
@@ -277,24 +429,105 @@ function report(a: Sample[], b: Sample[], fileBytes: number): Report {
     ]),
     "right",
   );
+
+  // tus against multipart, both timed by their client.
+  const curlA = stats(a.map((s) => s.curlMs));
+  const timeC = stats(c.map((s) => s.clientMs));
+  const tusRatios = c.map((s, i) => s.clientMs / a[i]!.curlMs);
+  const tusRatio = stats(tusRatios);
+  const lastC = stats(c.map((s) => s.lastMs));
+  const patchC = stats(c.map((s) => s.patchMs));
+  const range = (s: { min: number; max: number }): string =>
+    `${seconds(s.min)} – ${seconds(s.max)}`;
+  const requests = requestCount(c[0]!.requests);
+  const tusTable = markdownTable([
+    "",
+    "Multipart (`POST …/upload/`, curl)",
+    `tus (\`…/uploads/\`, tus-js-client, ${TUS_CHUNK_MIB} MiB PATCHes)`,
+  ], [
+    ["Time measured by the client, median", seconds(curlA.median), seconds(timeC.median)],
+    ["Same, min – max", range(curlA), range(timeC)],
+    [
+      "Throughput at the median",
+      throughput(fileBytes, curlA.median),
+      throughput(fileBytes, timeC.median),
+    ],
+    ["Requests", "1", `${requests.total} (${requests.each})`],
+    ["One PATCH before the last, median (its chunk only)", "", milliseconds(patchC.median)],
+    [
+      "The last PATCH, median (last chunk, hash, ffprobe, database, move)",
+      "",
+      milliseconds(
+        lastC.median,
+      ),
+    ],
+    [
+      "Client process wall time, median (start-up included)",
+      seconds(stats(a.map((s) => s.wallMs)).median),
+      seconds(stats(c.map((s) => s.processMs)).median),
+    ],
+    ["RSS before the first measured upload", mib(a[0]!.rssBefore), mib(c[0]!.rssBefore)],
+    ["Peak RSS growth during an upload (max over runs)", mib(growthA), mib(growthC)],
+    ["Same, from VmHWM (kernel peak)", hwmText(a), hwmText(c)],
+    ["RSS growth over all runs (highest peak − RSS before the first)", mib(totalA), mib(totalC)],
+    ["Ratio tus / multipart, per round", "", ratioText(tusRatio)],
+  ]);
+  const tusRuns = markdownTable(
+    ["Round", "Multipart", "RSS growth", "tus", "Last PATCH", "RSS growth", "tus / multipart"],
+    c.map((s, i) => [
+      String(i + 1),
+      seconds(a[i]!.curlMs),
+      mib(growth(a[i]!)),
+      seconds(s.clientMs),
+      milliseconds(s.lastMs),
+      mib(growth(s)),
+      `${tusRatios[i]!.toFixed(2)}×`,
+    ]),
+    "right",
+  );
+
   const rssOk = Math.max(growthA, totalA) < TARGET_RSS_GROWTH_BYTES;
+  const tusRssOk = Math.max(growthC, totalC) < TARGET_RSS_GROWTH_BYTES;
   const timeOk = ratio.median <= TARGET_RATIO;
   const verdict = [
-    `- Server RSS growth under 64 MB: ${met(rssOk)} ` +
+    `- Server RSS growth under 64 MB, multipart: ${met(rssOk)} ` +
     `(max ${mib(growthA)} during one upload, ${mib(totalA)} over all runs).`,
-    `- Upload time within ${TARGET_RATIO}× of the peer: ${met(timeOk)} ` +
+    `- Server RSS growth under 64 MB, tus: ${met(tusRssOk)} ` +
+    `(max ${mib(growthC)} during one upload, ${mib(totalC)} over all runs).`,
+    `- Multipart upload time within ${TARGET_RATIO}× of the peer: ${met(timeOk)} ` +
     `(median ratio ${ratio.median.toFixed(2)}×).`,
+    `- tus upload time (no target; for information): ${tusRatio.median.toFixed(2)}× multipart ` +
+    `at the median.`,
   ].join("\n");
-  return { table, runs, verdict, ratioMedian: ratio.median, growthA, growthB };
+  return {
+    table,
+    runs,
+    tusTable,
+    tusRuns,
+    verdict,
+    tus: { ratio: tusRatio.median, requests, lastMs: lastC.median, patchMs: patchC.median },
+  };
 }
 
 async function machine(): Promise<UploadMachine> {
-  return { ...await machineInfo(), node: await versionLine("node", ["--version"]) };
+  return {
+    ...await machineInfo(),
+    node: await versionLine("node", ["--version"]),
+    tusClient: await tusClientVersion(),
+  };
 }
 
 /** The versions after Deno's, in the order the docs list them. */
 function tools(host: UploadMachine): string[] {
-  return [`Node ${host.node}`, host.ffmpeg, host.curl];
+  return [`Node ${host.node}`, host.ffmpeg, host.curl, `tus-js-client ${host.tusClient}`];
+}
+
+/** The version of tus-js-client that deno.json's import map resolves to (from the lock file). */
+async function tusClientVersion(): Promise<string> {
+  const lock = await Deno.readTextFile(`${REPO}/deno.lock`).catch(() => "{}");
+  const specifiers = (JSON.parse(lock) as { specifiers?: Record<string, string> }).specifiers ?? {};
+  const key = Object.keys(specifiers).find((k) => k.startsWith("npm:tus-js-client@"));
+  return key ? specifiers[key]!.split("_")[0]! : "?";
 }
 
 function section(
@@ -303,15 +536,20 @@ function section(
   options: Options,
   fileBytes: number,
   videoInfo: string,
+  load: { before: string; after: string },
+  hashMs: number,
 ): string {
   const date = new Date().toISOString().slice(0, 10);
+  const chunks = Math.ceil(fileBytes / (TUS_CHUNK_MIB * MIB));
   return `## ${SECTION_TITLE}
 
 One multipart upload of a ${(fileBytes / MIB).toFixed(0)} MiB (${fileBytes} bytes) MP4 to
 \`POST /api/chat/videos/upload/\`, against a minimal Node \`http\` + busboy server
 (\`bench/peer_node_busboy.mjs\`) doing the same streaming work minus ffprobe and the database:
 the file part is streamed to a temporary file, counted and hashed with SHA-256, then moved into
-place and answered with 201 JSON.
+place and answered with 201 JSON. And the same file as a resumable upload (tus 1.0) to
+\`/api/chat/videos/uploads/\` in ${TUS_CHUNK_MIB} MiB chunks: one creation \`POST\`, then
+${chunks} \`PATCH\`es, the last of which answers 200 with the Attachment JSON.
 
 Reproduce with:
 
@@ -319,18 +557,34 @@ Reproduce with:
 ${COMMAND}
 \`\`\`
 
-Measured ${date}: ${options.runs} uploads per server, alternating this server, peer, this server,
-peer…, ${
+Measured ${date}: ${options.runs} rounds, each a tus upload, a multipart upload to this server
+and one to the peer, ${
     options.warmup === 0
-      ? "starting with fresh processes (the first upload is measured)"
-      : `after ${options.warmup} unmeasured warm-up upload(s) each`
-  }.
+      ? "starting with fresh processes (the first upload of each is measured)"
+      : `after ${options.warmup} unmeasured warm-up round(s)`
+  }. Load average (\`/proc/loadavg\`, 1 min) ${load.before} before the run, ${load.after} after
+it: other work on the machine shows here.
+
+### Multipart: this server against the peer
 
 ${result.table}
 
 Per pair:
 
 ${result.runs}
+
+### tus against multipart
+
+Both timed by their client: curl's \`time_total\` for multipart, tus-js-client from sending the
+creation \`POST\` to the last \`PATCH\`'s answer.
+
+${result.tusTable}
+
+Per round:
+
+${result.tusRuns}
+
+${tusProse(result.tus, hashMs)}
 
 Targets:
 
@@ -344,25 +598,49 @@ How it is measured:
 
 - The video is ${videoInfo}, made in a second by ffmpeg's lavfi \`testsrc2\` with
   \`-movflags +faststart\`, then padded with one ISO-BMFF \`free\` box of random bytes to the
-  target size. ffprobe still reads it, and both servers must answer 201 with the file's size and
+  target size. ffprobe still reads it, and every upload must answer with the file's size and
   SHA-256.
-- Both servers listen on 127.0.0.1; the file and both data directories are on the same local
+- All servers listen on 127.0.0.1; the file and the data directories are on the same local
   disk. This server runs with \`WORKER_CONCURRENCY=0\` (no thumbnail jobs) and
-  \`MAX_UPLOAD_BYTES\` of 200 MiB.
-- Each upload is one \`curl -F message_id=… -F file=@video.mp4\` (with \`Expect:\` cleared on both),
-  timed as the wall time of the curl process. This server's time includes the ffprobe run, the
-  database transaction and the move into storage; the message is created before the clock starts.
+  \`MAX_UPLOAD_BYTES\` of 200 MiB, as two processes: one takes the multipart uploads, the other
+  the tus uploads, so each path's first upload lands in a fresh process and neither reuses
+  memory the other freed.
+- Each multipart upload is one \`curl -F message_id=… -F file=@video.mp4\` (with \`Expect:\`
+  cleared on both servers), timed as the wall time of the curl process (this server against the
+  peer) and by curl's \`time_total\` (against tus). This server's time includes the ffprobe run,
+  the database transaction and the move into storage; the message is created before the clock
+  starts.
+- Each tus upload is one run of \`bench/tus_client.ts\`: tus-js-client ${host.tusClient}
+  (the reference JavaScript client) under \`deno run\` with network access to the server's
+  address, read access to the video and nothing else, given the file as an \`fs.ReadStream\` and
+  \`chunkSize\` ${TUS_CHUNK_MIB} MiB, so each \`PATCH\` body is read from disk as it is sent. It
+  prints its own time from the creation \`POST\` to the last answer, leaving out Deno's
+  start-up; the process wall time is in the table for reference. The message is created before
+  the clock starts; the \`POST\` carries no bytes.
 - RSS is the receiving process's \`VmRSS\` from \`/proc/<pid>/status\`, sampled every ~10 ms
   (by \`bench/rss_sampler.mjs\` under node, as Deno reads \`/proc\` only with \`--allow-all\`);
   growth is the peak during the upload minus the value just before it. The VmHWM row resets the
   kernel's peak (\`/proc/<pid>/clear_refs\`) before each upload and reads it afterwards, which
-  catches peaks shorter than the sampling interval. ffprobe is a child process and is not counted.
+  catches peaks shorter than the sampling interval. ffprobe and the clients are other processes
+  and are not counted.
 - Memory freed after an upload mostly stays in the process, so later uploads reuse it and show
   less growth than the first: the first upload into a fresh process and the growth over all runs
   are the figures to compare with the target. The target is read as 64 MiB.
 - Shared or virtual machines are noisy: quote the medians and the per-pair ratio, not single runs
   or the minimum/maximum.
 `;
+}
+
+/**
+ * Renames the section's old heading in docs/BENCHMARKS.md, so `writeSection`
+ * replaces it in place rather than appending a second Upload section.
+ */
+async function renameOldSection(): Promise<void> {
+  const doc = await Deno.readTextFile(DOC_PATH).catch(() => "");
+  const old = `\n## ${OLD_SECTION_TITLE}\n`;
+  if (doc.includes(old)) {
+    await Deno.writeTextFile(DOC_PATH, doc.replace(old, `\n## ${SECTION_TITLE}\n`));
+  }
 }
 
 async function main(): Promise<void> {
@@ -373,6 +651,11 @@ async function main(): Promise<void> {
     const video = await prepareVideo(tmp, videoPath, fileBytes);
 
     const server = await startServer({ tmp, children }, fileBytes, { publicUrl: false });
+    const tusServer = await startServer({ tmp, children }, fileBytes, {
+      publicUrl: false,
+      dataDir: `${tmp}/server-tus-data`,
+      name: "server-tus",
+    });
     const peerPort = freePort();
     const peer = await spawn("peer", "node", [`${REPO}/bench/peer_node_busboy.mjs`], {
       PEER_PORT: String(peerPort),
@@ -388,10 +671,13 @@ async function main(): Promise<void> {
     const peerUrl = `http://127.0.0.1:${peerPort}`;
     await Promise.all([
       waitReady(`${server.url}/readyz`, server.child),
+      waitReady(`${tusServer.url}/readyz`, tusServer.child),
       waitReady(`${peerUrl}/healthz`, peer),
     ]);
     console.error(
-      `server pid ${server.child.process.pid} at ${server.url}, peer pid ${peer.process.pid} at ${peerUrl}`,
+      `server pid ${server.child.process.pid} at ${server.url}, ` +
+        `tus server pid ${tusServer.child.process.pid} at ${tusServer.url}, ` +
+        `peer pid ${peer.process.pid} at ${peerUrl}`,
     );
 
     const session = await apiSession(server);
@@ -412,30 +698,72 @@ async function main(): Promise<void> {
       fields: (): Promise<Record<string, string>> =>
         Promise.resolve({ message_id: crypto.randomUUID() }),
     };
+    const tusSession = await apiSession(tusServer);
+    const targetC: TusTarget = {
+      name: "tus",
+      endpoint: `${tusServer.url}/api/chat/videos/uploads/`,
+      pid: tusServer.child.process.pid,
+      token: tusSession.token,
+      messageId: () => postMessage(tusSession, "benchmark tus upload"),
+    };
 
     const responsePath = `${tmp}/response.json`;
     const once = (target: Target): Promise<Sample> =>
       upload(sampler, target, videoPath, video.sha256, fileBytes, responsePath);
-    await alternate(options.warmup, () => once(targetA), () => once(targetB));
-    const measured = (target: Target) => async (run: number): Promise<Sample> => {
-      const sample = await once(target);
+    const tusOnce = (): Promise<TusSample> =>
+      uploadTus(sampler, targetC, videoPath, video.sha256, fileBytes);
+    for (let i = 0; i < options.warmup; i++) {
+      await tusOnce();
+      await once(targetA);
+      await once(targetB);
+    }
+    const rss = (sample: Rss): string =>
+      `RSS ${mib(sample.rssBefore)} → peak ${mib(sample.rssPeak)} (+${
+        mib(growth(sample))
+      }, ${sample.samples} samples${
+        sample.hwmPeak === null ? "" : `, HWM +${mib(hwmGrowth(sample)!)}`
+      })`;
+    const loadBefore = await loadAverage();
+    const a: Sample[] = [];
+    const b: Sample[] = [];
+    const c: TusSample[] = [];
+    for (let run = 0; run < options.runs; run++) {
+      const round = `run ${run + 1}/${options.runs}`;
+      const tus = await tusOnce();
       console.error(
-        `run ${run + 1}/${options.runs} ${target.name.padEnd(6)} ${seconds(sample.wallMs)} ` +
-          `(curl ${seconds(sample.curlMs)}), RSS ${mib(sample.rssBefore)} → peak ${
-            mib(sample.rssPeak)
-          } (+${mib(growth(sample))}, ${sample.samples} samples` +
-          `${sample.hwmPeak === null ? "" : `, HWM +${mib(hwmGrowth(sample)!)}`})`,
+        `${round} tus    ${seconds(tus.clientMs)} (last PATCH ${milliseconds(tus.lastMs)}, ` +
+          `process ${seconds(tus.processMs)}), ${rss(tus)}`,
       );
-      return sample;
-    };
-    const [a, b] = await alternate(options.runs, measured(targetA), measured(targetB));
+      for (const [target, into] of [[targetA, a], [targetB, b]] as const) {
+        const sample = await once(target);
+        console.error(
+          `${round} ${target.name.padEnd(6)} ${seconds(sample.wallMs)} ` +
+            `(curl ${seconds(sample.curlMs)}), ${rss(sample)}`,
+        );
+        into.push(sample);
+      }
+      c.push(tus);
+    }
+    const loadAfter = await loadAverage();
+    const hashMs = await hashPass(videoPath, 3);
 
-    const result = report(a, b, fileBytes);
+    const result = report(a, b, c, fileBytes);
     const host = await machine();
-    console.log(`\n${result.table}\n\n${result.runs}\n\n${result.verdict}\n`);
+    console.log(
+      `\n${result.table}\n\n${result.runs}\n\n${result.tusTable}\n\n${result.tusRuns}\n\n` +
+        `${result.verdict}\n`,
+    );
+    console.log(`Load average (1 min): ${loadBefore} before, ${loadAfter} after`);
+    console.log(`A SHA-256 pass over the video as the tus path makes it: ${milliseconds(hashMs)}`);
     console.log(machineSummary(host, tools(host)));
     if (options.write) {
-      await writeSection(section(result, host, options, fileBytes, video.info));
+      await renameOldSection();
+      await writeSection(
+        section(result, host, options, fileBytes, video.info, {
+          before: loadBefore,
+          after: loadAfter,
+        }, hashMs),
+      );
     }
   });
 }
