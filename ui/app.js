@@ -577,6 +577,8 @@ function conversationView(id) {
     const shown = new Set();
     const add = (message, where = "end") => {
       if (!message || shown.has(message.id)) return;
+      // A message left empty by a refused or cancelled upload has nothing to show.
+      if (!message.body && message.attachments.length === 0) return;
       shown.add(message.id);
       const item = messageItem(message);
       if (where === "end") list.append(item);
@@ -597,14 +599,14 @@ function conversationView(id) {
       }
     });
     const empty = h("p", { class: "muted empty" }, "No messages yet. Send the first video.");
-    empty.hidden = page.messages.length > 0;
+    empty.hidden = shown.size > 0;
 
     const poll = async () => {
       try {
         const latest = await api(`/api/chat/conversations/${id}/messages?limit=20`);
         const before = shown.size;
         latest.messages.forEach((m) => add(m));
-        if (shown.size !== before) empty.hidden = true;
+        if (shown.size !== before) empty.hidden = shown.size > 0;
       } catch {
         // the next poll tries again
       }
@@ -633,7 +635,7 @@ function conversationView(id) {
       composer(conversation, (message) => {
         if (message) {
           add(message);
-          empty.hidden = true;
+          empty.hidden = shown.size > 0;
           list.lastElementChild?.scrollIntoView({ block: "nearest" });
         } else poll();
       }),

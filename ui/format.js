@@ -12,7 +12,8 @@ export function formatBytes(bytes) {
     unit += 1;
   }
   const digits = unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2;
-  return `${value.toFixed(digits)} ${UNITS[unit]}`;
+  // 8.00 MB reads as 8 MB; 1.50 MB as 1.5 MB.
+  return `${Number.parseFloat(value.toFixed(digits))} ${UNITS[unit]}`;
 }
 
 /** Bytes per second → `2.4 MB/s`. */

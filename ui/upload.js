@@ -46,6 +46,10 @@ export function checkFile(file, config) {
   return null;
 }
 
+function sentence(text) {
+  return /[.!?]$/.test(text) ? text : `${text}.`;
+}
+
 /** A clear sentence for an upload the server refused. */
 export function explainUploadError(problem, file, config) {
   switch (problem.status) {
@@ -55,7 +59,7 @@ export function explainUploadError(problem, file, config) {
       return `“${file.name}” is not in an accepted format. The server looks at the content, ` +
         `not the name; accepted formats: ${acceptedLabels(config)}.`;
     case 422:
-      return `“${file.name}” could not be read as a video: ${problem.message}`;
+      return `“${file.name}” could not be used as a video. ${sentence(problem.message)}`;
     case 429:
       return `Too many uploads at once: ${problem.message}`;
     case 401:
