@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { and, count, eq, gt, lte } from "drizzle-orm";
+import { and, count, eq, gt, lte, sql } from "drizzle-orm";
 import { FileStore } from "@tus/file-store";
 import { Metadata, Server, type Upload as TusUpload } from "@tus/server";
 import { type Message, type Upload, uploads } from "../db/schema.ts";
@@ -12,6 +12,7 @@ import { sanitizeFileName } from "./file_name.ts";
 import { idSchema } from "./api_schemas.ts";
 import { newId } from "./ids.ts";
 import { ingestVideo } from "./ingest.ts";
+import { remainingQuota } from "./quota.ts";
 import { serializeAttachment, type UrlContext } from "./serialize.ts";
 
 /** Where the tus endpoint is mounted; upload URLs are `<path>/<id>`. */
@@ -176,6 +177,17 @@ export class ResumableUploads {
     }
     const message: Message = await loadMessageForUpload(db, messageId.data, call.user);
     const now = this.#deps.clock().getTime();
+    if (config.userQuotaBytes > 0) {
+      // Unfinished uploads hold their size against the quota until they finish or expire.
+      const [pending] = await db.select({
+        bytes: sql<number>`coalesce(sum(${uploads.size}), 0)`,
+      }).from(uploads).where(and(eq(uploads.userId, call.user.id), gt(uploads.expiresAt, now)));
+      await remainingQuota(db, {
+        userId: call.user.id,
+        quotaBytes: config.userQuotaBytes,
+        declaredLength: size + Number(pending?.bytes ?? 0),
+      });
+    }
     const row: Upload = {
       id: newId(),
       userId: call.user.id,
@@ -252,8 +264,14 @@ export class ResumableUploads {
     try {
       const [row] = await this.#deps.db.select().from(uploads).where(eq(uploads.id, upload.id));
       if (!row) throw notFound();
-      // Membership may have changed since the upload was created.
+      // Membership may have changed since the upload was created, and other
+      // uploads may have used the quota meanwhile.
       const message = await loadMessageForUpload(this.#deps.db, row.messageId, call.user);
+      await remainingQuota(this.#deps.db, {
+        userId: call.user.id,
+        quotaBytes: this.#deps.config.userQuotaBytes,
+        declaredLength: upload.offset,
+      });
       const tempPath = `${this.directory}/${upload.id}`;
       const attachment = await ingestVideo(
         this.#deps,

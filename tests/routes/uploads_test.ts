@@ -548,3 +548,30 @@ Deno.test("uploads: two processes sweeping at once remove each expired upload on
   assert.deepEqual(await listFiles(`${first.dataDir}/tus`), []);
   assert.equal((await first.deps.db.select().from(uploads)).length, 0);
 });
+
+Deno.test("uploads: unfinished uploads hold their size against USER_QUOTA_BYTES", async () => {
+  await using ctx = await createTestContext({
+    worker: false,
+    env: { USER_QUOTA_BYTES: "2000000" },
+  });
+  await using server = serve(ctx);
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const alice = await ctx.token("alice");
+  const create = (length: number) =>
+    fetch(`${server.origin}${ENDPOINT_PATH}`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${alice}`,
+        "tus-resumable": "1.0.0",
+        "upload-length": String(length),
+        "upload-metadata": `message_id ${btoa(messageId)}`,
+      },
+    });
+  const first = await create(1_500_000);
+  assert.equal(first.status, 201);
+  await first.body?.cancel();
+  const second = await create(1_000_000);
+  assert.equal(second.status, 413);
+  assert.equal((await body(second)).code, "file_too_large");
+  assert.equal((await ctx.deps.db.select().from(uploads)).length, 1);
+});
