@@ -7,6 +7,26 @@ import { api, session } from "./api.js";
 import { h, replace, toast } from "./dom.js";
 import { formatBytes, formatDuration, formatTime } from "./format.js";
 
+const MEDIA_FIELDS = ["url", "stream_url", "thumbnail_url", "storyboard_url", "events_url"];
+
+/**
+ * The media URLs, on the page's own origin. They are signed on PUBLIC_URL,
+ * which may name this server differently (localhost vs 127.0.0.1, say); the
+ * event stream and the storyboard track only load from the page's origin.
+ * The token does not depend on the host, so only the origin changes.
+ */
+function onThisOrigin(attachment) {
+  const local = { ...attachment };
+  for (const field of MEDIA_FIELDS) {
+    if (!local[field]) continue;
+    const url = new URL(local[field], location.href);
+    if (url.origin !== location.origin && url.pathname.startsWith("/api/chat/")) {
+      local[field] = `${location.origin}${url.pathname}${url.search}`;
+    }
+  }
+  return local;
+}
+
 /** How often, at most, a processing attachment is re-read to pick up its thumbnail. */
 const REFRESH_MS = 1000;
 
@@ -102,7 +122,7 @@ function previewBar(video, track) {
  * (event streams), `onChange(attachment)` tells the owner about a new state.
  */
 export function attachmentCard(initial, scope) {
-  let attachment = initial;
+  let attachment = onThisOrigin(initial);
   let events = null;
   let lastRefresh = 0;
   let percent = null;
@@ -115,7 +135,7 @@ export function attachmentCard(initial, scope) {
   const refresh = async () => {
     lastRefresh = Date.now();
     try {
-      attachment = await api(`/api/chat/attachments/${attachment.id}`);
+      attachment = onThisOrigin(await api(`/api/chat/attachments/${attachment.id}`));
       render();
     } catch (problem) {
       if (problem.status === 404) {
@@ -160,7 +180,7 @@ export function attachmentCard(initial, scope) {
   }
 
   function play(thumbButton) {
-    api(`/api/chat/attachments/${attachment.id}`).then((fresh) => {
+    api(`/api/chat/attachments/${attachment.id}`).then(onThisOrigin).then((fresh) => {
       // Signed URLs last an hour: play from a fresh copy.
       attachment = fresh;
       if (!fresh.stream_url) return render();

@@ -2,7 +2,7 @@ import { createTestContext, type TestContext } from "../_helpers.ts";
 
 /** The app behind a real HTTP server, reached through a TCP relay that can drop connections. */
 export interface ServedApp {
-  /** The address the browser uses (the relay's), also the app's `PUBLIC_URL`. */
+  /** The address the browser uses (the relay's); `PUBLIC_URL` names it `localhost`. */
   url: string;
   ctx: TestContext;
   /** Closes every open connection at once, as a network drop would, and keeps accepting. */
@@ -56,9 +56,8 @@ function startRelay(port: number) {
 
 /**
  * Serves a test app over HTTP on 127.0.0.1 behind a relay, with `PUBLIC_URL`
- * set to the relay's address (signed media URLs must point where the browser
- * goes), dev sign-in on and the generated secret (dev sign-in refuses a
- * configured one).
+ * naming the relay `localhost`, dev sign-in on and the generated secret (dev
+ * sign-in refuses a configured one).
  */
 export async function serveApp(env: Record<string, string> = {}): Promise<ServedApp> {
   let handler: Deno.ServeHandler = () => new Response("starting", { status: 503 });
@@ -71,7 +70,14 @@ export async function serveApp(env: Record<string, string> = {}): Promise<Served
   let ctx: TestContext;
   try {
     ctx = await createTestContext({
-      env: { PUBLIC_URL: url, DEV_LOGIN: "1", JWT_SECRET: "", ...env },
+      // The browser goes to 127.0.0.1 while the server signs its media URLs for
+      // localhost, as with the default PUBLIC_URL: the page must cope.
+      env: {
+        PUBLIC_URL: `http://localhost:${relay.port}`,
+        DEV_LOGIN: "1",
+        JWT_SECRET: "",
+        ...env,
+      },
     });
   } catch (error) {
     await relay.close();

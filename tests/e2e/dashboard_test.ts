@@ -123,8 +123,6 @@ async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
 
 Deno.test({
   name: "dashboard: send, watch, download and administer a video in Chromium",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     const dir = await Deno.makeTempDir({ prefix: "offchat-e2e-" });
     await using served = await serveApp({ MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES) });
@@ -286,6 +284,7 @@ Deno.test({
       attachmentId = (await card.getAttribute("data-attachment-id"))!;
       assert.ok(attachmentId);
       await card.locator(".thumb img").waitFor({ timeout: 60_000 });
+      // Only the events stream moves a card on (nothing else polls it): ready means SSE worked.
       await page.locator(`article[data-attachment-id="${attachmentId}"][data-status="ready"]`)
         .waitFor({ timeout: 90_000 });
       assert.equal(await card.locator(".badge.duration").textContent(), "0:08");
