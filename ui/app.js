@@ -621,8 +621,10 @@ function conversationView(id) {
       { class: "conversation-head" },
       h("a", { href: "#/", class: "back" }, "← Conversations"),
       h("h1", { id: "conversation-title" }, conversationTitle(conversation)),
-      participantsPanel(conversation, (updated) => {
-        header.replaceChild(participantsPanel(updated, () => {}), header.lastChild);
+      participantsPanel(conversation, function added(updated) {
+        const panel = participantsPanel(updated, added);
+        panel.open = true;
+        header.replaceChild(panel, header.lastChild);
         toast("Participant added");
       }),
     );

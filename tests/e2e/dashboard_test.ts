@@ -189,12 +189,17 @@ Deno.test({
       await page.getByText("alice", { exact: true }).waitFor();
     });
 
-    await step("create a conversation with bob", async () => {
+    await step("create a conversation with bob, then add dave", async () => {
       await page.getByLabel("Title (optional)").fill("Harbour trip");
       await page.getByLabel("Participants").fill("bob");
       await page.getByRole("button", { name: "Create conversation" }).click();
       await page.getByRole("heading", { name: "Harbour trip", level: 1 }).waitFor();
       conversationUrl = page.url();
+      await page.locator("details.participants summary", { hasText: "2 participants" }).click();
+      await page.getByLabel("Add a participant").fill("dave");
+      await page.getByRole("button", { name: "Add", exact: true }).click();
+      await page.locator(".chip", { hasText: "dave" }).waitFor();
+      await page.locator("details.participants summary", { hasText: "3 participants" }).click();
       assert.match(conversationUrl, /#\/c\/[0-9a-f-]{36}$/);
       // The limit and the formats are shown before anything is sent.
       const hint = await page.locator("#video-hint").textContent();
@@ -464,7 +469,15 @@ Deno.test({
 
     await step("another user not in the conversation cannot see it", async () => {
       const mallory = await browser.newContext({ viewport: { width: 1100, height: 760 } });
-      const other = await devSignIn(mallory, url, "mallory");
+      // This one pastes a token, as with an identity provider.
+      const other = await mallory.newPage();
+      await other.goto(`${url}/`);
+      await other.getByLabel("Access token").fill("not-a-token");
+      await other.getByRole("button", { name: "Sign in", exact: true }).click();
+      await other.getByText("That does not look like a token").waitFor();
+      await other.getByLabel("Access token").fill(await served.ctx.token("mallory"));
+      await other.getByRole("button", { name: "Sign in", exact: true }).click();
+      await other.getByRole("heading", { name: "Conversations", level: 1 }).waitFor();
       // (its 404s are the point here, so its page is not watched for errors)
       await other.getByText("No conversations yet").waitFor();
       await other.goto(conversationUrl);
