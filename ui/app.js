@@ -14,6 +14,8 @@ import {
 
 /** New messages from others are looked for this often while a conversation is open. */
 const POLL_MS = 10_000;
+/** Fired on window when a conversation's participants change. */
+const CONVERSATIONS_CHANGED = "offchat:conversations-changed";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -261,6 +263,9 @@ function conversationList(activeId) {
     }
   };
   load();
+  // A participant added in the open conversation changes its line here too.
+  addEventListener(CONVERSATIONS_CHANGED, load);
+  scope.onClose(() => removeEventListener(CONVERSATIONS_CHANGED, load));
 
   const title = h("input", { id: "new-title", name: "title", maxlength: 200 });
   const people = h("input", {
@@ -625,6 +630,7 @@ function conversationView(id) {
         const panel = participantsPanel(updated, added);
         panel.open = true;
         header.replaceChild(panel, header.lastChild);
+        dispatchEvent(new Event(CONVERSATIONS_CHANGED));
         toast("Participant added");
       }),
     );

@@ -199,6 +199,7 @@ Deno.test({
       await page.getByLabel("Add a participant").fill("dave");
       await page.getByRole("button", { name: "Add", exact: true }).click();
       await page.locator(".chip", { hasText: "dave" }).waitFor();
+      await page.locator(".conversation-list", { hasText: "3 participants" }).waitFor();
       await page.locator("details.participants summary", { hasText: "3 participants" }).click();
       assert.match(conversationUrl, /#\/c\/[0-9a-f-]{36}$/);
       // The limit and the formats are shown before anything is sent.
