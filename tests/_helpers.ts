@@ -151,3 +151,11 @@ export async function countRows(ctx: TestContext, table: string): Promise<number
   const rows = await ctx.deps.db.all<{ n: number }>(sql.raw(`SELECT COUNT(*) AS n FROM ${table}`));
   return Number(rows[0]!.n);
 }
+
+/** A TCP port nothing listens on right now, for a server started in another process. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}

@@ -4,18 +4,12 @@ import {
   body,
   conversationWithMessage,
   createTestContext,
+  freePort,
   uploadFile,
   waitForProcessed,
 } from "./_helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
 
 async function waitForHealthy(
   url: string,

@@ -9,6 +9,7 @@ import {
   body,
   conversationWithMessage,
   createTestContext,
+  freePort,
   listFiles,
   type TestContext,
   waitForProcessed,
@@ -439,13 +440,6 @@ Deno.test("uploads: an expired upload answers 410 and the sweep removes it", asy
   });
   assert.equal(after.status, 404);
 });
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
 
 async function startServerProcess(
   dataDir: string,
