@@ -110,6 +110,8 @@ export const uploads = sqliteTable("uploads", {
   size: integer("size").notNull(),
   createdAt: integer("created_at").notNull(),
   expiresAt: integer("expires_at").notNull(),
+  /** Set when the upload completed: the attachment it made. */
+  attachmentId: text("attachment_id"),
 }, (t) => [
   index("uploads_user_idx").on(t.userId),
   index("uploads_expires_idx").on(t.expiresAt),

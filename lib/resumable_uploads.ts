@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { and, count, eq, gt, lte, sql } from "drizzle-orm";
+import { and, count, eq, gt, isNull, lte, sql } from "drizzle-orm";
 import { FileStore } from "@tus/file-store";
 import { Metadata, Server, type Upload as TusUpload } from "@tus/server";
 import { type Message, type Upload, uploads } from "../db/schema.ts";
@@ -14,6 +14,9 @@ import { newId } from "./ids.ts";
 import { ingestVideo } from "./ingest.ts";
 import { remainingQuota } from "./quota.ts";
 import { serializeAttachment, type UrlContext } from "./serialize.ts";
+
+/** On the answers about a completed upload: the id of the attachment it made. */
+export const ATTACHMENT_ID_HEADER = "OffChat-Attachment-Id";
 
 /** Where the tus endpoint is mounted; upload URLs are `<path>/<id>`. */
 export const UPLOADS_PATH = "/api/chat/videos/uploads";
@@ -31,8 +34,10 @@ interface Call extends UploadCaller {
   id?: string;
   /** Why the last byte did not make an attachment; the route answers with it. */
   failure?: unknown;
-  /** The upload completed (made an attachment or failed): its files and row go. */
+  /** The upload completed (made an attachment or failed): its files go. */
   finished?: boolean;
+  /** The attachment the completed upload made. */
+  attachmentId?: string;
 }
 
 type Deps = Pick<AppDeps, "config" | "db" | "storage" | "media" | "clock" | "jobs">;
@@ -97,6 +102,7 @@ export class ResumableUploads {
       maxSize: deps.config.maxUploadBytes,
       // Resolved against the endpoint by clients; no trust in Host headers.
       relativeLocation: true,
+      exposedHeaders: [ATTACHMENT_ID_HEADER],
       namingFunction: (req) => {
         const id = this.#calls.get(req)?.id;
         if (!id) throw new Error("an upload was created without the route's checks");
@@ -190,7 +196,13 @@ export class ResumableUploads {
       // Unfinished uploads hold their size against the quota until they finish or expire.
       const [pending] = await db.select({
         bytes: sql<number>`coalesce(sum(${uploads.size}), 0)`,
-      }).from(uploads).where(and(eq(uploads.userId, call.user.id), gt(uploads.expiresAt, now)));
+      }).from(uploads).where(
+        and(
+          eq(uploads.userId, call.user.id),
+          gt(uploads.expiresAt, now),
+          isNull(uploads.attachmentId),
+        ),
+      );
       await remainingQuota(db, {
         userId: call.user.id,
         quotaBytes: config.userQuotaBytes,
@@ -205,10 +217,17 @@ export class ResumableUploads {
       size,
       createdAt: now,
       expiresAt: now + config.uploadExpiry * 1000,
+      attachmentId: null,
     };
     await db.transaction(async (tx) => {
       const [open] = await tx.select({ n: count() }).from(uploads)
-        .where(and(eq(uploads.userId, call.user.id), gt(uploads.expiresAt, now)));
+        .where(
+          and(
+            eq(uploads.userId, call.user.id),
+            gt(uploads.expiresAt, now),
+            isNull(uploads.attachmentId),
+          ),
+        );
       if ((open?.n ?? 0) >= config.maxUnfinishedUploads) {
         throw new ApiError(
           "too_many_requests",
@@ -240,6 +259,7 @@ export class ResumableUploads {
     if (row.expiresAt <= this.#deps.clock().getTime()) {
       throw new ApiError("gone", "The upload expired; start a new one");
     }
+    if (row.attachmentId) return await this.#completed(request, row, row.attachmentId);
     const response = await this.#server.handleWeb(request);
     if (request.method === "DELETE" && response.status === 204) await this.#forget(id);
     return await this.#answer(response, call, row);
@@ -247,7 +267,13 @@ export class ResumableUploads {
 
   /** The tus answer, or the failure of the last byte's ingest in its place. */
   async #answer(response: Response, call: Call, row: Upload): Promise<Response> {
-    if (call.finished) await this.#forget(row.id);
+    if (call.finished && call.attachmentId) {
+      // Remembered until it expires: the client may not have received this answer.
+      await this.#removeFiles(row.id);
+      await this.#deps.db.update(uploads).set({ attachmentId: call.attachmentId })
+        .where(eq(uploads.id, row.id));
+      response.headers.set(ATTACHMENT_ID_HEADER, call.attachmentId);
+    } else if (call.finished) await this.#forget(row.id);
     else if (response.status >= 400 && !(await this.#exists(row.id))) {
       // Refused before the store made anything: nothing to resume.
       await this.#forget(row.id);
@@ -293,6 +319,7 @@ export class ResumableUploads {
         message,
         call.actor,
       );
+      call.attachmentId = attachment.id;
       return {
         // A creation that carried every byte still answers 201 with its Location.
         status_code: request.method === "POST" ? 201 : 200,
@@ -304,6 +331,31 @@ export class ResumableUploads {
       // The library answers something; the route replaces it with this failure.
       throw { status_code: 500, body: "failed\n" };
     }
+  }
+
+  /**
+   * Requests about an upload that already made its attachment: `HEAD` says it
+   * is complete (a client that lost the last answer then reports success),
+   * `PATCH` has nothing left to send, `DELETE` forgets it (the attachment
+   * stays; delete that with its own endpoint).
+   */
+  async #completed(request: Request, row: Upload, attachmentId: string): Promise<Response> {
+    const headers = new Headers({
+      "tus-resumable": "1.0.0",
+      "upload-offset": String(row.size),
+      "upload-length": String(row.size),
+      "cache-control": "no-store",
+      [ATTACHMENT_ID_HEADER]: attachmentId,
+    });
+    if (request.method === "DELETE") {
+      await this.#forget(row.id);
+      return new Response(null, { status: 204, headers: { "tus-resumable": "1.0.0" } });
+    }
+    if (request.method === "HEAD") return new Response(null, { status: 200, headers });
+    await request.body?.cancel();
+    throw new ApiError("conflict", "The upload is complete: HEAD it for its attachment", {
+      ...Object.fromEntries(headers),
+    });
   }
 
   async #exists(id: string): Promise<boolean> {

@@ -3,7 +3,7 @@
  * (tus-js-client, vendored) or, on a server without tus, a multipart POST.
  * Both report bytes sent, speed and time left, and can be cancelled.
  */
-import { ApiProblem, problemFrom, session } from "./api.js";
+import { api, ApiProblem, problemFrom, session } from "./api.js";
 import { formatBytes, formatList, RateMeter } from "./format.js";
 
 /** Retry delays after a failed request (ms); then the upload waits for the connection. */
@@ -152,10 +152,15 @@ export function uploadResumable(file, options) {
         return retry && navigator.onLine;
       },
       onSuccess: (payload) => {
+        const last = payload.lastResponse;
         try {
-          resolve(JSON.parse(payload.lastResponse.getBody()));
+          resolve(JSON.parse(last.getBody()));
         } catch {
-          reject(new ApiProblem(0, "bad_answer", "The server's answer could not be read."));
+          // The answer to the last request was lost and the resume found the upload
+          // complete: the server names the attachment it made.
+          const id = last.getHeader("OffChat-Attachment-Id");
+          if (id) api(`/api/chat/attachments/${encodeURIComponent(id)}`).then(resolve, reject);
+          else reject(new ApiProblem(0, "bad_answer", "The server's answer could not be read."));
         }
       },
       onError: (error) => {

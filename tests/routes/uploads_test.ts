@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import * as tus from "tus-js-client";
-import { eq } from "drizzle-orm";
+import { eq, isNull } from "drizzle-orm";
 import { attachments, uploads } from "../../db/schema.ts";
 import { fixture } from "../_fixtures.ts";
 import {
@@ -93,6 +93,8 @@ interface TusRun {
   done: Promise<Record<string, unknown>>;
   /** Every progress event's offset: the first is where this run started. */
   offsets: number[];
+  /** The attachment id header of the final response, once `done` settled. */
+  attachmentId(): string | undefined;
 }
 
 /** Starts a tus-js-client upload of `bytes` (no retries: a failure ends it). */
@@ -109,6 +111,7 @@ function startTus(
 ): TusRun {
   const offsets: number[] = [];
   let upload!: tus.Upload;
+  let attachmentId: string | undefined;
   const done = new Promise<Record<string, unknown>>((resolve, reject) => {
     upload = new tus.Upload(Buffer.from(bytes), {
       endpoint,
@@ -122,6 +125,7 @@ function startTus(
         offsets.push(sent);
       },
       onSuccess(payload) {
+        attachmentId = payload.lastResponse.getHeader("offchat-attachment-id");
         const text = payload.lastResponse.getBody();
         resolve(text ? JSON.parse(text) : {});
       },
@@ -129,7 +133,7 @@ function startTus(
     });
     upload.start();
   });
-  return { upload, done, offsets };
+  return { upload, done, offsets, attachmentId: () => attachmentId };
 }
 
 /**
@@ -233,9 +237,41 @@ Deno.test("uploads: tus-js-client uploads in chunks and the attachment ends read
   const done = await waitForProcessed(ctx, "alice", String(attachment.id));
   assert.equal(done.status, "ready");
   assert.ok(done.thumbnail_url);
-  // Nothing of the upload is left behind; the activity log has the upload.
+  assert.equal(run.attachmentId(), attachment.id);
+  // No bytes of the upload are left behind; only its record, until it expires.
   assert.deepEqual(await listFiles(`${ctx.dataDir}/tus`), []);
-  assert.equal((await ctx.deps.db.select().from(uploads)).length, 0);
+  const [record] = await ctx.deps.db.select().from(uploads);
+  assert.equal(record?.attachmentId, attachment.id);
+
+  // A client that lost the last answer resumes: HEAD says complete and names the attachment.
+  const again = startTus(`${server.origin}${ENDPOINT_PATH}`, await ctx.token("alice"), bytes, {
+    messageId,
+    uploadUrl: run.upload.url!,
+  });
+  assert.deepEqual(await again.done, {});
+  assert.equal(again.attachmentId(), attachment.id);
+  const count = await body(
+    await ctx.request("alice", `/api/chat/messages/${messageId}/attachments`),
+  );
+  assert.equal((count.attachments as unknown[]).length, 1, "no second attachment");
+  const late = await fetch(run.upload.url!, {
+    method: "PATCH",
+    headers: {
+      authorization: `Bearer ${await ctx.token("alice")}`,
+      "tus-resumable": "1.0.0",
+      "upload-offset": "0",
+      "content-type": "application/offset+octet-stream",
+    },
+    body: bytes.subarray(0, 100),
+  });
+  assert.equal(late.status, 409);
+  assert.equal(late.headers.get("upload-offset"), String(bytes.length));
+  await late.body?.cancel();
+  // It no longer counts as unfinished.
+  assert.equal(
+    (await ctx.deps.db.select().from(uploads).where(isNull(uploads.attachmentId))).length,
+    0,
+  );
   const log = await body<{ items: { action: string }[] }>(
     await ctx.app.request("/api/admin/activity", {
       headers: { authorization: `Bearer ${await ctx.token("root", { admin: true })}` },
