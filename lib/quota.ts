@@ -10,8 +10,14 @@ import { ApiError } from "./errors.ts";
  * declares a `Content-Length` that cannot fit, before any byte is read.
  */
 export async function remainingQuota(
-  db: Database,
-  options: { userId: string; quotaBytes: number; declaredLength: number | null },
+  db: Pick<Database, "select">,
+  options: {
+    userId: string;
+    quotaBytes: number;
+    declaredLength: number | null;
+    /** Bytes of framing around the file in `declaredLength` (64 KiB of multipart by default). */
+    envelopeBytes?: number;
+  },
 ): Promise<number | null> {
   if (options.quotaBytes <= 0) return null;
   const [row] = await db.select({
@@ -22,7 +28,7 @@ export async function remainingQuota(
   const remaining = options.quotaBytes - Number(row?.used ?? 0);
   // The multipart envelope around the file is small; a declared length well past
   // what is left cannot be a file that fits.
-  const envelope = 64 * 1024;
+  const envelope = options.envelopeBytes ?? 64 * 1024;
   if (
     remaining <= 0 ||
     (options.declaredLength !== null && options.declaredLength > remaining + envelope)

@@ -57,3 +57,24 @@ export async function checkReadiness(
     ffmpeg_features: ffmpegFeatures!,
   };
 }
+
+/** How long one readiness answer is reused: the checks start four child processes. */
+const READINESS_TTL_MS = 5000;
+const recent = new WeakMap<object, { at: number; result: Promise<Record<string, CheckResult>> }>();
+
+/**
+ * {@linkcode checkReadiness}, at most once per {@linkcode READINESS_TTL_MS}
+ * per set of dependencies: `/readyz` is public, and without this every request
+ * to it would start ffmpeg and ffprobe four times. Concurrent callers share
+ * one run.
+ */
+export function recentReadiness(
+  deps: Pick<AppDeps, "db" | "storage" | "media">,
+  now = performance.now(),
+): Promise<Record<string, CheckResult>> {
+  const cached = recent.get(deps.media);
+  if (cached && now - cached.at < READINESS_TTL_MS) return cached.result;
+  const result = checkReadiness(deps);
+  recent.set(deps.media, { at: now, result });
+  return result;
+}

@@ -93,16 +93,22 @@ export class ResumableUploads {
   private constructor(deps: Deps, directory: string) {
     this.#deps = deps;
     this.directory = directory;
+    const store = new FileStore({ directory });
+    // The route refuses deferred lengths (the size must be known before any byte),
+    // so OPTIONS must not offer them.
+    store.extensions = store.extensions.filter((name) => name !== "creation-defer-length");
     this.#server = new Server({
       path: UPLOADS_PATH,
       // The store's own expiry is off: the `uploads` row is the one clock, and
       // the store would look for the file again after the last byte has made
       // it an attachment.
-      datastore: new FileStore({ directory }),
+      datastore: store,
       maxSize: deps.config.maxUploadBytes,
       // Resolved against the endpoint by clients; no trust in Host headers.
       relativeLocation: true,
       exposedHeaders: [ATTACHMENT_ID_HEADER],
+      // Same-origin only, like the rest of the API (the library's default is any origin).
+      allowedOrigins: [],
       namingFunction: (req) => {
         const id = this.#calls.get(req)?.id;
         if (!id) throw new Error("an upload was created without the route's checks");
@@ -192,23 +198,6 @@ export class ResumableUploads {
     }
     const message: Message = await loadMessageForUpload(db, messageId.data, call.user);
     const now = this.#deps.clock().getTime();
-    if (config.userQuotaBytes > 0) {
-      // Unfinished uploads hold their size against the quota until they finish or expire.
-      const [pending] = await db.select({
-        bytes: sql<number>`coalesce(sum(${uploads.size}), 0)`,
-      }).from(uploads).where(
-        and(
-          eq(uploads.userId, call.user.id),
-          gt(uploads.expiresAt, now),
-          isNull(uploads.attachmentId),
-        ),
-      );
-      await remainingQuota(db, {
-        userId: call.user.id,
-        quotaBytes: config.userQuotaBytes,
-        declaredLength: size + Number(pending?.bytes ?? 0),
-      });
-    }
     const row: Upload = {
       id: newId(),
       userId: call.user.id,
@@ -235,6 +224,25 @@ export class ResumableUploads {
             "delete one first",
           { "retry-after": "60" },
         );
+      }
+      if (config.userQuotaBytes > 0) {
+        // Unfinished uploads hold their size against the quota until they finish or
+        // expire; checked in this transaction so concurrent creations cannot all pass.
+        const [pending] = await tx.select({
+          bytes: sql<number>`coalesce(sum(${uploads.size}), 0)`,
+        }).from(uploads).where(
+          and(
+            eq(uploads.userId, call.user.id),
+            gt(uploads.expiresAt, now),
+            isNull(uploads.attachmentId),
+          ),
+        );
+        await remainingQuota(tx, {
+          userId: call.user.id,
+          quotaBytes: config.userQuotaBytes,
+          declaredLength: size + Number(pending?.bytes ?? 0),
+          envelopeBytes: 0,
+        });
       }
       await tx.insert(uploads).values(row);
     });
@@ -306,6 +314,7 @@ export class ResumableUploads {
         userId: call.user.id,
         quotaBytes: this.#deps.config.userQuotaBytes,
         declaredLength: upload.offset,
+        envelopeBytes: 0,
       });
       const tempPath = `${this.directory}/${upload.id}`;
       const attachment = await ingestVideo(

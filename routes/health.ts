@@ -1,13 +1,13 @@
 import { sql } from "drizzle-orm";
 import { Hono } from "hono";
 import type { AppEnv } from "../lib/deps.ts";
-import { checkReadiness } from "../lib/readiness.ts";
+import { recentReadiness } from "../lib/readiness.ts";
 
 /** `/healthz`, `/readyz` and `/metrics`: unauthenticated operational endpoints. */
 export const healthRoutes = new Hono<AppEnv>({ strict: false })
   .get("/healthz", (c) => c.json({ status: "ok" }))
   .get("/readyz", async (c) => {
-    const checks = await checkReadiness(c.get("deps"));
+    const checks = await recentReadiness(c.get("deps"));
     const ok = Object.values(checks).every((check) => check.ok);
     return c.json({ status: ok ? "ok" : "unavailable", checks }, ok ? 200 : 503);
   })

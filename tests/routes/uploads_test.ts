@@ -23,10 +23,16 @@ function sha256(bytes: Uint8Array): string {
 }
 
 /** Serves a test context's app on an ephemeral port; dispose to stop. */
-function serve(ctx: TestContext): Deno.HttpServer<Deno.NetAddr> & { origin: string } {
+function serve(
+  ctx: TestContext,
+  seen: string[] = [],
+): Deno.HttpServer<Deno.NetAddr> & { origin: string } {
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    (req, info) => ctx.app.fetch(req, { remoteAddr: info.remoteAddr }),
+    (req, info) => {
+      seen.push(req.method);
+      return ctx.app.fetch(req, { remoteAddr: info.remoteAddr });
+    },
   );
   return Object.assign(server, { origin: `http://127.0.0.1:${server.addr.port}` });
 }
@@ -220,7 +226,8 @@ async function headOffset(url: string, token: string): Promise<number> {
 
 Deno.test("uploads: tus-js-client uploads in chunks and the attachment ends ready", async () => {
   await using ctx = await createTestContext();
-  await using server = serve(ctx);
+  const methods: string[] = [];
+  await using server = serve(ctx, methods);
   const { messageId } = await conversationWithMessage(ctx, "alice");
   const bytes = await Deno.readFile(await fixture("h264.mp4"));
   const run = startTus(`${server.origin}${ENDPOINT_PATH}`, await ctx.token("alice"), bytes, {
@@ -233,7 +240,11 @@ Deno.test("uploads: tus-js-client uploads in chunks and the attachment ends read
   assert.equal(attachment.file_name, "holiday.mp4");
   assert.equal(attachment.file_size, bytes.length);
   assert.equal(attachment.sha256, sha256(bytes));
-  assert.ok(run.offsets.length > 1, "sent in several PATCHes");
+  assert.equal(
+    methods.filter((m) => m === "PATCH").length,
+    Math.ceil(bytes.length / (16 * 1024)),
+    "one PATCH per 16 KiB chunk",
+  );
   const done = await waitForProcessed(ctx, "alice", String(attachment.id));
   assert.equal(done.status, "ready");
   assert.ok(done.thumbnail_url);
@@ -411,7 +422,9 @@ Deno.test("uploads: creation is refused before any byte is read", async () => {
       "upload-metadata": metadata(messageId),
     });
     assert.equal(ok.status, 201);
-    assert.ok(ok.headers.get("upload-expires"));
+    const expires = Date.parse(ok.headers.get("upload-expires") ?? "");
+    const expected = Date.now() + ctx.deps.config.uploadExpiry * 1000;
+    assert.ok(Math.abs(expires - expected) < 5000, "Upload-Expires is UPLOAD_EXPIRY from now");
     await ok.body?.cancel();
   }
   const capped = await create(alice, {
@@ -422,9 +435,17 @@ Deno.test("uploads: creation is refused before any byte is read", async () => {
   assert.equal(capped.headers.get("retry-after"), "60");
   await capped.body?.cancel();
 
-  const options = await fetch(`${server.origin}${ENDPOINT_PATH}`, { method: "OPTIONS" });
+  const options = await fetch(`${server.origin}${ENDPOINT_PATH}`, {
+    method: "OPTIONS",
+    headers: { origin: "https://elsewhere.example" },
+  });
   assert.equal(options.headers.get("tus-max-size"), "1000000");
-  assert.match(options.headers.get("tus-extension") ?? "", /creation/);
+  assert.deepEqual(
+    (options.headers.get("tus-extension") ?? "").split(",").sort(),
+    ["creation", "creation-with-upload", "expiration", "termination"],
+    "no deferred length: the size is checked before any byte",
+  );
+  assert.equal(options.headers.get("access-control-allow-origin"), null, "same-origin only");
   await options.body?.cancel();
   assert.equal((await ctx.deps.db.select().from(uploads)).length, 2);
 });
@@ -582,7 +603,7 @@ Deno.test("uploads: two processes sweeping at once remove each expired upload on
 Deno.test("uploads: unfinished uploads hold their size against USER_QUOTA_BYTES", async () => {
   await using ctx = await createTestContext({
     worker: false,
-    env: { USER_QUOTA_BYTES: "2000000" },
+    env: { USER_QUOTA_BYTES: "2000000", MAX_UNFINISHED_UPLOADS: "20" },
   });
   await using server = serve(ctx);
   const { messageId } = await conversationWithMessage(ctx, "alice");
@@ -603,5 +624,42 @@ Deno.test("uploads: unfinished uploads hold their size against USER_QUOTA_BYTES"
   const second = await create(1_000_000);
   assert.equal(second.status, 413);
   assert.equal((await body(second)).code, "file_too_large");
+  // Exact sizes: what is left is exactly 500000 bytes.
+  const over = await create(500_001);
+  assert.equal(over.status, 413);
+  await over.body?.cancel();
   assert.equal((await ctx.deps.db.select().from(uploads)).length, 1);
+  // Concurrent creations cannot all slip under the quota.
+  const racing = await Promise.all(Array.from({ length: 8 }, () => create(200_000)));
+  for (const response of racing) await response.body?.cancel();
+  assert.equal(racing.filter((r) => r.status === 201).length, 2);
+  assert.ok(racing.every((r) => r.status === 201 || r.status === 413));
+});
+
+Deno.test("uploads: a creation that carries every byte answers 201 with the attachment", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  await using server = serve(ctx);
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const bytes = await Deno.readFile(await fixture("h264.mp4"));
+  const response = await fetch(`${server.origin}${ENDPOINT_PATH}`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${await ctx.token("alice")}`,
+      "tus-resumable": "1.0.0",
+      "upload-length": String(bytes.length),
+      "upload-metadata": `message_id ${btoa(messageId)},filename ${btoa("one go.mp4")}`,
+      "content-type": "application/offset+octet-stream",
+    },
+    body: bytes,
+  });
+  assert.equal(response.status, 201);
+  assert.match(
+    response.headers.get("location") ?? "",
+    /^\/api\/chat\/videos\/uploads\/[0-9a-f-]{36}$/,
+  );
+  const attachment = await body(response);
+  assert.equal(attachment.file_name, "one go.mp4");
+  assert.equal(attachment.sha256, sha256(bytes));
+  assert.equal(response.headers.get("offchat-attachment-id"), attachment.id);
+  assert.deepEqual(await listFiles(`${ctx.dataDir}/tus`), []);
 });
