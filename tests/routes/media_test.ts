@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { SignJWT } from "jose";
 import { fixture } from "../_fixtures.ts";
 import {
   body,
@@ -7,6 +8,7 @@ import {
   createTestContext,
   listFiles,
   localPath,
+  TEST_SECRET,
   type TestContext,
   uploadFile,
   waitForProcessed,
@@ -97,36 +99,173 @@ Deno.test("media: download sends the original with safe headers and logs one act
   assert.equal(await countRows(ctx, "activity_log WHERE action = 'video.download'"), 1);
 });
 
-Deno.test("media: single ranges, 416, 304 and If-Range", async () => {
+Deno.test("media: single ranges serve exactly the file's bytes; 416, 304 and If-Range", async () => {
   await using ctx = await createTestContext();
   const { attachment } = await readyVideo(ctx);
+  const original = await Deno.readFile(await fixture("h264.mp4"));
   const size = Number(attachment.file_size);
+  assert.equal(size, original.length);
   const url = `/api/chat/videos/${attachment.id}/stream`;
-  const cases: [string, number, string | null, number | null][] = [
-    ["bytes=0-0", 206, `bytes 0-0/${size}`, 1],
-    ["bytes=0-1", 206, `bytes 0-1/${size}`, 2],
-    ["bytes=-500", 206, `bytes ${size - 500}-${size - 1}/${size}`, 500],
-    ["bytes=100-", 206, `bytes 100-${size - 1}/${size}`, size - 100],
+  // A faststart H.264 MP4 plays as it is: the stream is the original, byte for byte.
+  const whole = await ctx.request("alice", url);
+  assert.equal(whole.status, 200);
+  assert.deepEqual(new Uint8Array(await whole.arrayBuffer()), original);
+  const mid = [Math.floor(size / 3), Math.floor(size / 3) + 4095];
+  // [Range, status, Content-Range, the bytes of the file it must carry: [start, end) or null]
+  const cases: [string, number, string | null, [number, number] | null][] = [
+    ["bytes=0-0", 206, `bytes 0-0/${size}`, [0, 1]],
+    ["bytes=0-1", 206, `bytes 0-1/${size}`, [0, 2]],
+    ["bytes=-500", 206, `bytes ${size - 500}-${size - 1}/${size}`, [size - 500, size]],
+    ["bytes=100-", 206, `bytes 100-${size - 1}/${size}`, [100, size]],
+    [`bytes=${mid[0]}-${mid[1]}`, 206, `bytes ${mid[0]}-${mid[1]}/${size}`, [mid[0]!, mid[1]! + 1]],
+    // The end past the file is clamped to it.
+    [`bytes=${size - 10}-${size + 1000}`, 206, `bytes ${size - 10}-${size - 1}/${size}`, [
+      size - 10,
+      size,
+    ]],
     [`bytes=${size}-`, 416, `bytes */${size}`, null],
     ["bytes=5-1", 416, `bytes */${size}`, null],
     ["bytes=abc", 416, `bytes */${size}`, null],
-    ["bytes=0-1,4-5", 200, null, size],
+    // Several ranges are answered with the whole file.
+    ["bytes=0-1,4-5", 200, null, [0, size]],
   ];
-  for (const [range, status, contentRange, length] of cases) {
+  for (const [range, status, contentRange, slice] of cases) {
     const response = await ctx.request("alice", url, { headers: { range } });
     assert.equal(response.status, status, range);
     assert.equal(response.headers.get("content-range"), contentRange, range);
-    const bytes = await response.arrayBuffer();
-    if (length !== null) assert.equal(bytes.byteLength, length, range);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    if (slice === null) {
+      assert.equal(response.headers.get("content-type"), "application/problem+json", range);
+      assert.equal((JSON.parse(new TextDecoder().decode(bytes))).code, "range_not_satisfiable");
+      continue;
+    }
+    const expected = original.subarray(slice[0], slice[1]);
+    assert.equal(response.headers.get("content-length"), String(expected.length), range);
+    assert.deepEqual(bytes, expected, range);
   }
-  const etag = String((await ctx.request("alice", url, { method: "HEAD" })).headers.get("etag"));
+
+  const head = await ctx.request("alice", url, { method: "HEAD" });
+  const etag = head.headers.get("etag") ?? "";
+  assert.match(etag, /^"[^"]+"$/, "a strong ETag");
+  const lastModified = head.headers.get("last-modified") ?? "";
+  assert.match(lastModified, /^\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT$/);
+  assert.ok(Math.abs(Date.parse(lastModified) - Date.now()) < 10 * 60_000, lastModified);
   const notModified = await ctx.request("alice", url, { headers: { "if-none-match": etag } });
   assert.equal(notModified.status, 304);
+  assert.equal(await notModified.text(), "");
+  // If-Range with the current ETag: the range is still good.
+  const freshIfRange = await ctx.request("alice", url, {
+    headers: { range: "bytes=10-19", "if-range": etag },
+  });
+  assert.equal(freshIfRange.status, 206);
+  assert.equal(freshIfRange.headers.get("content-range"), `bytes 10-19/${size}`);
+  assert.deepEqual(new Uint8Array(await freshIfRange.arrayBuffer()), original.subarray(10, 20));
+  // With a stale one the file changed under the client: the whole file, not a range of it.
   const staleIfRange = await ctx.request("alice", url, {
     headers: { range: "bytes=0-9", "if-range": '"stale"' },
   });
   assert.equal(staleIfRange.status, 200);
-  await staleIfRange.body?.cancel();
+  assert.equal(staleIfRange.headers.get("content-range"), null);
+  assert.equal(staleIfRange.headers.get("content-length"), String(size));
+  assert.deepEqual(new Uint8Array(await staleIfRange.arrayBuffer()), original);
+});
+
+Deno.test("media: ranges beyond the in-memory size are streamed with the right bytes", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const original = await Deno.readFile(await fixture("padded.mp4"));
+  const attachment = await body(
+    await uploadFile(ctx, "alice", messageId, await fixture("padded.mp4")),
+  );
+  const size = original.length;
+  const url = `/api/chat/videos/${attachment.id}/download`;
+  // Over 1 MiB (streamed from the file, not read in one go), in the middle and to the end.
+  for (const [start, end] of [[1000, 3 * 1024 * 1024 + 7], [size - 2 * 1024 * 1024, size - 1]]) {
+    const response = await ctx.request("alice", url, {
+      headers: { range: `bytes=${start}-${end}` },
+    });
+    assert.equal(response.status, 206);
+    assert.equal(response.headers.get("content-range"), `bytes ${start}-${end}/${size}`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    assert.equal(bytes.length, end! - start! + 1);
+    assert.deepEqual(bytes, original.subarray(start, end! + 1), `bytes=${start}-${end}`);
+  }
+});
+
+/**
+ * A media token signed the way lib/auth.ts signs them (HS256 with the key it
+ * derives from the secret, its audience and claims), with any expiry.
+ */
+async function mediaToken(
+  attachmentId: string,
+  purpose: string,
+  expiresAt: number,
+): Promise<string> {
+  const secret = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(TEST_SECRET),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const key = new Uint8Array(
+    await crypto.subtle.sign("HMAC", secret, new TextEncoder().encode("offchat media url v1")),
+  );
+  return await new SignJWT({ att: attachmentId, use: purpose })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject("alice")
+    .setAudience("offchat-media")
+    .setIssuedAt(expiresAt - 3600)
+    .setExpirationTime(expiresAt)
+    .sign(key);
+}
+
+Deno.test("media: an expired media token is a 401", async () => {
+  await using ctx = await createTestContext();
+  const { attachment } = await readyVideo(ctx);
+  const now = Math.floor(Date.now() / 1000);
+  const open = (token: string) =>
+    ctx.app.request(`/api/chat/videos/${attachment.id}/download?token=${token}`);
+  // The same token with an expiry ahead opens the file: the signature is right.
+  const valid = await open(await mediaToken(String(attachment.id), "download", now + 600));
+  assert.equal(valid.status, 200);
+  await valid.body?.cancel();
+  for (const purpose of ["download", "stream"] as const) {
+    const token = await mediaToken(String(attachment.id), purpose, now - 60);
+    const expired = await ctx.app.request(
+      `/api/chat/videos/${attachment.id}/${purpose}?token=${token}`,
+    );
+    assert.equal(expired.status, 401, purpose);
+    assert.equal(expired.headers.get("accept-ranges"), null);
+    assert.equal((await body(expired)).code, "unauthorized", purpose);
+  }
+});
+
+Deno.test("media: the thumbnail is a JPEG with a strong ETag, cached immutably, and 304s", async () => {
+  await using ctx = await createTestContext();
+  const { attachment } = await readyVideo(ctx);
+  const url = localPath(String(attachment.thumbnail_url));
+  const response = await ctx.app.request(url);
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("content-type"), "image/jpeg");
+  assert.equal(response.headers.get("x-content-type-options"), "nosniff");
+  const etag = response.headers.get("etag") ?? "";
+  assert.match(etag, /^"[^"]+"$/, `a strong ETag: ${etag}`);
+  assert.match(
+    response.headers.get("cache-control") ?? "",
+    /^private, max-age=[1-9]\d*, immutable$/,
+  );
+  const jpeg = new Uint8Array(await response.arrayBuffer());
+  assert.deepEqual([...jpeg.subarray(0, 3)], [0xff, 0xd8, 0xff], "JPEG magic");
+  assert.equal(response.headers.get("content-length"), String(jpeg.length));
+
+  const again = await ctx.app.request(url, { headers: { "if-none-match": etag } });
+  assert.equal(again.status, 304);
+  assert.equal(again.headers.get("etag"), etag);
+  assert.equal(await again.text(), "");
+  const other = await ctx.app.request(url, { headers: { "if-none-match": '"something-else"' } });
+  assert.equal(other.status, 200);
+  assert.deepEqual(new Uint8Array(await other.arrayBuffer()), jpeg);
 });
 
 Deno.test("media: a signed URL opens one attachment for one purpose", async () => {
