@@ -4,14 +4,24 @@
  * keeps answering `/healthz` while it deals with them.
  */
 import assert from "node:assert/strict";
-import { assertWithinLimits, DEFAULT_MEDIA_LIMITS } from "../../lib/media/limits.ts";
+import { ApiError } from "../../lib/errors.ts";
+import {
+  assertWithinLimits,
+  DEFAULT_MEDIA_LIMITS,
+  MAX_FRAMES_PER_SECOND,
+  type MediaLimits,
+} from "../../lib/media/limits.ts";
 import { parseProbeOutput } from "../../lib/media/probe.ts";
 import { limitedCommand, runTool, TOOL_ENV } from "../../lib/media/run_tool.ts";
+import { sniffContainer } from "../../lib/media/sniff.ts";
 import { hardenedInputArgs } from "../../lib/media/tools.ts";
 import { fixture } from "../_fixtures.ts";
 import { conversationWithMessage, createTestContext } from "../_helpers.ts";
 import { bombs } from "./_payloads.ts";
 import { assertNothingLeft, assertProblem, pollHealth, snapshot, uploadBytes } from "./_world.ts";
+
+/** The most frames a stream may declare under the default limits. */
+const MAX_FRAMES = DEFAULT_MEDIA_LIMITS.maxDurationSeconds * MAX_FRAMES_PER_SECOND;
 
 Deno.test("bombs: each is a 422 over real HTTP, leaves nothing, and /healthz keeps answering", async () => {
   // All at once from one user: the concurrent-upload cap is lifted to let them through.
@@ -40,33 +50,150 @@ Deno.test("bombs: each is a 422 over real HTTP, leaves nothing, and /healthz kee
     assert.ok(stats.polls > 0);
     assert.ok(stats.slowestMs < 1000, `/healthz took ${stats.slowestMs} ms`);
     await assertNothingLeft(ctx, before);
-    // Each bomb is stopped by the check meant for it (or by ffmpeg's own ceiling).
-    assert.match(String(details["16000×16000 frames"]), /dimensions|pixels/);
-    assert.match(String(details["50 million frames"]), /frames/);
-    assert.match(
-      String(details["a header claiming six days"]),
-      /duration "500000" s|declares 500000 s/,
+    // Each bomb gets the answer of the check that stopped it (see the next test for why
+    // two of them say only that the file could not be read).
+    const unreadable = "The file could not be read as a video";
+    assert.deepEqual(Object.keys(details).sort(), Object.keys(payloads).sort());
+    assert.deepEqual(
+      {
+        ...details,
+        "truncated MP4 (index whole, samples cut)": String(
+          details["truncated MP4 (index whole, samples cut)"],
+        ).replace(/\d+/g, "N"),
+      },
+      {
+        // ffprobe's -max_pixels refuses to open the decoder: no dimensions are reported.
+        "16000×16000 frames": 'Video dimensions "0x0" are outside 1..8192',
+        "50 million frames": `A stream declares 50000000 frames; the limit is ${MAX_FRAMES}`,
+        "a header claiming six days": 'Video duration "500000" s is over the limit of 86400 s',
+        // ffprobe's -max_streams refuses the file.
+        "300 streams": unreadable,
+        "truncated MP4 (index whole, samples cut)":
+          "The video stream declares N frames but the file holds N: it is truncated",
+        // No moov atom: nothing to read.
+        "truncated MP4 (no index)": unreadable,
+      },
     );
-    assert.match(String(details["300 streams"]), /could not be read|streams/);
-    assert.match(String(details["truncated MP4 (index whole, samples cut)"]), /truncated/);
-    assert.match(String(details["truncated MP4 (no index)"]), /could not be read/);
+    const [declared, held] = String(details["truncated MP4 (index whole, samples cut)"])
+      .match(/\d+/g)!.map(Number);
+    assert.ok(held! < declared!, "fewer frames held than declared");
+  } finally {
+    await Deno.remove(scratch, { recursive: true });
+  }
+});
+
+/** ffprobe as the service runs it (hardened input, every packet counted) on bytes. */
+async function probeBytes(
+  dir: string,
+  bytes: Uint8Array,
+  limits: MediaLimits,
+): Promise<{ code: number; stderr: string; stdout: string }> {
+  const path = `${dir}/probe-${crypto.randomUUID()}`;
+  await Deno.writeFile(path, bytes);
+  const container = sniffContainer(bytes.subarray(0, 64));
+  assert.ok(container, "an accepted container");
+  return await runTool("ffprobe", [
+    "-v",
+    "error",
+    ...hardenedInputArgs(container.demuxer, path, limits),
+    "-count_packets",
+    "-show_format",
+    "-show_streams",
+    "-of",
+    "json",
+  ], { timeoutMs: 20_000 });
+}
+
+Deno.test("bombs: ffmpeg's ceilings stop the pixel and stream bombs, and limits.ts would stop each one behind them", async () => {
+  const scratch = await Deno.makeTempDir({ prefix: "offchat-bombs-" });
+  try {
+    const payloads = await bombs(scratch);
+    const lifted: MediaLimits = { ...DEFAULT_MEDIA_LIMITS, maxPixels: 2 ** 30, maxStreams: 1000 };
+    // What the service's ffprobe says of the two the server answers generically for.
+    const pixels = await probeBytes(scratch, payloads["16000×16000 frames"]!, DEFAULT_MEDIA_LIMITS);
+    assert.match(
+      pixels.stderr,
+      new RegExp(`16000x16000 exceeds specified max pixel count ${DEFAULT_MEDIA_LIMITS.maxPixels}`),
+    );
+    const streams = await probeBytes(scratch, payloads["300 streams"]!, DEFAULT_MEDIA_LIMITS);
+    assert.notEqual(streams.code, 0);
+    assert.match(
+      streams.stderr,
+      new RegExp(`exceeds max_streams parameter \\(${DEFAULT_MEDIA_LIMITS.maxStreams}\\)`),
+    );
+    const noIndex = await probeBytes(
+      scratch,
+      payloads["truncated MP4 (no index)"]!,
+      DEFAULT_MEDIA_LIMITS,
+    );
+    assert.notEqual(noIndex.code, 0);
+    assert.match(noIndex.stderr, /moov atom not found/);
+
+    // With ffmpeg's ceilings lifted (and the probe's own dimension and duration bounds
+    // too), the checks of limits.ts refuse each bomb for its own reason.
+    const backstop: Record<string, string> = {};
+    for (const [label, bytes] of Object.entries(payloads)) {
+      if (label === "truncated MP4 (no index)") continue;
+      const probe = await probeBytes(scratch, bytes, lifted);
+      assert.equal(probe.code, 0, `${label}: ${probe.stderr}`);
+      const { inventory } = parseProbeOutput(probe.stdout, {
+        maxDimension: 100_000,
+        maxDurationSeconds: 1e9,
+      }, { countedPackets: true });
+      try {
+        assertWithinLimits(inventory, DEFAULT_MEDIA_LIMITS);
+        backstop[label] = "accepted";
+      } catch (error) {
+        assert.ok(error instanceof ApiError, label);
+        assert.equal(error.code, "invalid_video", label);
+        backstop[label] = error.message.replace(/declares \d+ frames but the file holds \d+/, "…");
+      }
+    }
+    const { maxPixels, maxStreams, maxDurationSeconds } = DEFAULT_MEDIA_LIMITS;
+    assert.deepEqual(backstop, {
+      "16000×16000 frames": `A video stream has ${16000 * 16000} pixels per frame; ` +
+        `the limit is ${maxPixels}`,
+      "50 million frames": `A stream declares 50000000 frames; the limit is ${MAX_FRAMES}`,
+      "a header claiming six days":
+        `The file declares 500000 s; the limit is ${maxDurationSeconds} s`,
+      "300 streams": `The file has 300 streams; the limit is ${maxStreams}`,
+      "truncated MP4 (index whole, samples cut)": "The video stream …: it is truncated",
+    });
   } finally {
     await Deno.remove(scratch, { recursive: true });
   }
 });
 
 Deno.test("bombs: the probe-result limits are configurable", async () => {
-  await using ctx = await createTestContext({
-    worker: false,
-    env: { MAX_PIXELS: String(320 * 240 - 1), MAX_STREAMS: "1", MAX_DURATION_SECONDS: "1" },
-  });
-  const { messageId } = await conversationWithMessage(ctx, "alice");
-  const before = await snapshot(ctx);
-  // h264.mp4: 320×240, 2 s, video and audio: over each of the three limits.
+  // h264.mp4: 320×240, 2 s, video and audio. Each limit on its own: one below the file
+  // is refused (with what says so, or ffprobe's refusal for its own ceilings), the
+  // file's own value is accepted, so the refusal is the limit's doing.
   const bytes = await Deno.readFile(await fixture("h264.mp4"));
-  const response = await uploadBytes(ctx, "alice", messageId, bytes, "clip.mp4");
-  await assertProblem(response, "over the configured limits", [422]);
-  await assertNothingLeft(ctx, before);
+  const unreadable = "The file could not be read as a video";
+  const cases: [Record<string, string>, string | null][] = [
+    [{ MAX_PIXELS: String(320 * 240 - 1) }, unreadable],
+    [{ MAX_PIXELS: String(320 * 240) }, null],
+    [{ MAX_STREAMS: "1" }, unreadable],
+    [{ MAX_STREAMS: "2" }, null],
+    [{ MAX_DURATION_SECONDS: "1" }, "The file declares 2 s; the limit is 1 s"],
+    [{ MAX_DURATION_SECONDS: "3" }, null],
+  ];
+  for (const [env, detail] of cases) {
+    const label = JSON.stringify(env);
+    await using ctx = await createTestContext({ worker: false, env });
+    const { messageId } = await conversationWithMessage(ctx, "alice");
+    const before = await snapshot(ctx);
+    const response = await uploadBytes(ctx, "alice", messageId, bytes, "clip.mp4");
+    if (detail === null) {
+      assert.equal(response.status, 201, label);
+      await response.body?.cancel();
+      continue;
+    }
+    const problem = await assertProblem(response, label, [422]);
+    assert.equal(problem.code, "invalid_video", label);
+    assert.equal(problem.detail, detail, label);
+    await assertNothingLeft(ctx, before);
+  }
 
   const json = JSON.stringify({
     streams: [{
@@ -82,11 +209,18 @@ Deno.test("bombs: the probe-result limits are configurable", async () => {
   const { inventory } = parseProbeOutput(json);
   assert.throws(
     () => assertWithinLimits(inventory, { ...DEFAULT_MEDIA_LIMITS, maxPixels: 320 * 240 - 1 }),
-    /pixels/,
+    {
+      code: "invalid_video",
+      message: "A video stream has 76800 pixels per frame; the limit is 76799",
+    },
   );
   assert.throws(
     () => assertWithinLimits(inventory, { ...DEFAULT_MEDIA_LIMITS, maxDurationSeconds: 1 }),
-    /declares 2 s/,
+    { code: "invalid_video", message: "The file declares 2 s; the limit is 1 s" },
+  );
+  assert.throws(
+    () => assertWithinLimits(inventory, { ...DEFAULT_MEDIA_LIMITS, maxStreams: 0 }),
+    { code: "invalid_video", message: "The file has 1 streams; the limit is 0" },
   );
   assertWithinLimits(inventory, DEFAULT_MEDIA_LIMITS);
 });
