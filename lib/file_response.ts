@@ -88,10 +88,25 @@ function fileStream(file: Deno.FsFile, start: number, length: number): ReadableS
   });
 }
 
+/** `If-None-Match`: weak comparison, so `W/"x"` and `"x"` match, and `*` matches. */
 function etagMatches(header: string | null, etag: string): boolean {
   if (!header) return false;
   if (header.trim() === "*") return true;
   return header.split(",").some((t) => t.trim().replace(/^W\//, "") === `"${etag}"`);
+}
+
+/**
+ * `If-Range`: the range applies only to the very representation the client
+ * has. An entity tag is compared strongly (a weak one never matches); a date
+ * must equal `Last-Modified` exactly.
+ */
+function ifRangeHolds(header: string, etag: string, lastModified: Date | null): boolean {
+  const value = header.trim();
+  if (value.startsWith('"')) return value === `"${etag}"`;
+  if (value.startsWith("W/")) return false;
+  const date = Date.parse(value);
+  return lastModified !== null && !Number.isNaN(date) &&
+    Math.floor(lastModified.getTime() / 1000) === Math.floor(date / 1000);
 }
 
 /**
@@ -127,7 +142,7 @@ export function fileResponse(
     return new Response(null, { status: 304, headers });
   }
   const ifRange = request.headers.get("if-range");
-  const rangeHeader = ifRange && !etagMatches(ifRange, options.etag)
+  const rangeHeader = ifRange && !ifRangeHolds(ifRange, options.etag, mtime)
     ? null
     : request.headers.get("range");
   const range = parseRange(rangeHeader, size);

@@ -219,7 +219,9 @@ videoRoutes
   .openapi(
     mediaRoute("/{id}/stream", "stream", "The playable video, inline (Range supported)"),
     async (c) => {
-      const attachment = await loadMediaAttachment(c);
+      // A row remembered while processing (say, by the thumbnail) predates the
+      // playback decision: it would serve the original in place of the rendition.
+      const attachment = await loadMediaAttachment(c, (a) => a.playback !== null);
       const rendition = attachment.playbackKey;
       return await serveStored(c, rendition ?? attachment.storageKey, {
         contentType: rendition ? "video/mp4" : attachment.mimeType,

@@ -610,11 +610,6 @@ Deno.test({
 
     await step("keyboard: the player and the buttons work with Enter and Space", async () => {
       const card = page.locator(`article.attachment[aria-label="${longCard}"]`);
-      // KNOWN BUG (routes/videos.ts, see "playback: right after ready, /stream serves the
-      // rendition" in tests/routes/playback_test.ts): for RecentAccess.ttlMs after ready, a
-      // viewer whose thumbnail loaded during processing is streamed the AVI original, which
-      // Chromium cannot open. Wait that window out so this step tests the keyboard.
-      await new Promise((resolve) => setTimeout(resolve, served.ctx.deps.recentAccess.ttlMs + 250));
       // Back from Send to this card's play button.
       await tabTo(
         page,

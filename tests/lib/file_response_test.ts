@@ -105,3 +105,41 @@ Deno.test("OpenFiles: handles close when they expire, when evicted and on clear"
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("fileResponse: If-Range compares entity tags strongly and dates exactly", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/f.bin`;
+  using files = new OpenFiles();
+  try {
+    await Deno.writeFile(path, new Uint8Array(1000).map((_, i) => i % 251));
+    const lastModified = (await Deno.stat(path)).mtime!.toUTCString();
+    const ask = (ifRange: string) =>
+      fileResponse(
+        new Request("http://x/", { headers: { range: "bytes=10-19", "if-range": ifRange } }),
+        {
+          path,
+          contentType: "application/octet-stream",
+          etag: "e",
+          cacheControl: "private",
+          files,
+        },
+      );
+    const cases: [string, number][] = [
+      ['"e"', 206],
+      ['W/"e"', 200],
+      ['"other"', 200],
+      [lastModified, 206],
+      [new Date(Date.parse(lastModified) - 60_000).toUTCString(), 200],
+      ["not a date", 200],
+    ];
+    for (const [ifRange, status] of cases) {
+      const response = ask(ifRange);
+      assert.equal(response.status, status, ifRange);
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      assert.equal(bytes.length, status === 206 ? 10 : 1000, ifRange);
+    }
+  } finally {
+    files.clear();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

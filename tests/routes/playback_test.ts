@@ -260,13 +260,8 @@ Deno.test("playback: an HDR10 HEVC source is flagged and tone-mapped to 8-bit BT
 Deno.test({
   name:
     "playback: right after ready, /stream serves the rendition to a viewer who saw the thumbnail",
-  // KNOWN BUG, left for the owner of routes/videos.ts: the stream route takes the
-  // attachment from RecentAccess whatever it holds, and the thumbnail route put it there
-  // while processing (playback not decided): for up to RecentAccess.ttlMs after ready,
-  // /stream answers with the original (here an AVI no browser plays) and `no-cache`.
-  // A fix: the stream route asks RecentAccess only for a row whose playback is decided,
-  // `loadMediaAttachment(c, (a) => a.playback !== null)`. Remove `ignore` with it.
-  ignore: true,
+  // The thumbnail route remembers the row while processing (playback not decided);
+  // /stream must not serve the original from that memory once the rendition exists.
   async fn() {
     // Polled as often as a page re-renders: no rate limit in the way.
     await using ctx = await createTestContext({ env: { RATE_LIMIT_PER_MINUTE: "0" } });
