@@ -10,7 +10,13 @@ import { probeVideo } from "../../lib/media/probe.ts";
 import { runTool } from "../../lib/media/run_tool.ts";
 import { type Container, DEMUXER_ALLOWLIST } from "../../lib/media/sniff.ts";
 import { fixture } from "../_fixtures.ts";
-import { body, conversationWithMessage, createTestContext, uploadFile } from "../_helpers.ts";
+import {
+  body,
+  conversationWithMessage,
+  createTestContext,
+  uploadFile,
+  waitForProcessed,
+} from "../_helpers.ts";
 import {
   disguisedPayloads,
   mkvWithPlaylistAttachment,
@@ -47,6 +53,9 @@ Deno.test("demuxers: hostile uploads under any name are 4xx problems; nothing is
     const victim = await body(
       await uploadFile(ctx, "bob", bobs.messageId, await fixture("h264.mp4")),
     );
+    // Its thumbnail, rendition and storyboard are made first, so that what the
+    // payloads leave (nothing) is not confused with the victim's own files.
+    assert.equal((await waitForProcessed(ctx, "bob", String(victim.id))).status, "ready");
     const victimPath = await storedPath(ctx, String(victim.id));
     const targets: Targets = {
       victim: victimPath,
