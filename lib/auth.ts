@@ -80,6 +80,29 @@ async function userKey(
  * default, from it, and their own audience, so a media token can never pass
  * as a user token.
  */
+const BEARER = /^Bearer[ ]+([A-Za-z0-9\-_=.]+)\s*$/i;
+
+/** The token of an `Authorization: Bearer …` header; null when there is none or it is malformed. */
+export function bearerToken(header: string | undefined): string | null {
+  const match = header ? BEARER.exec(header) : null;
+  return match ? match[1]! : null;
+}
+
+const verifiedRequests = new WeakMap<Request, Promise<User>>();
+
+/**
+ * `auth.verifyUserToken(token)` at most once per request: the rate limiter,
+ * the upload cap and `requireUser` all need the caller of the same request.
+ */
+export function verifyRequestUser(auth: Auth, request: Request, token: string): Promise<User> {
+  let verified = verifiedRequests.get(request);
+  if (!verified) {
+    verified = auth.verifyUserToken(token);
+    verifiedRequests.set(request, verified);
+  }
+  return verified;
+}
+
 export async function createAuth(config: Config, localSecret: string): Promise<Auth> {
   const { key, algorithms } = await userKey(config, localSecret);
   const mediaKey = await crypto.subtle.importKey(

@@ -1,5 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { AppEnv } from "./deps.ts";
+import { bearerToken, verifyRequestUser } from "./auth.ts";
 import { ApiError } from "./errors.ts";
 
 /**
@@ -39,11 +40,6 @@ export class TokenBuckets {
   }
 }
 
-function bearer(header: string | undefined): string | null {
-  const match = header ? /^Bearer[ ]+([A-Za-z0-9\-_=.]+)\s*$/i.exec(header) : null;
-  return match ? match[1]! : null;
-}
-
 /**
  * Whom a request counts against: the verified user of its bearer token or
  * media token, otherwise its client address. Identity is never taken from
@@ -52,8 +48,8 @@ function bearer(header: string | undefined): string | null {
 export async function requestIdentity(c: Context<AppEnv>): Promise<string> {
   const auth = c.get("deps").auth;
   try {
-    const token = bearer(c.req.header("authorization"));
-    if (token) return `user:${(await auth.verifyUserToken(token)).id}`;
+    const token = bearerToken(c.req.header("authorization"));
+    if (token) return `user:${(await verifyRequestUser(auth, c.req.raw, token)).id}`;
     const media = c.req.query("token");
     if (media) return `user:${(await auth.mediaTokenUser(media)).id}`;
   } catch {

@@ -1,29 +1,22 @@
 import type { MiddlewareHandler } from "hono";
-import type { MediaPurpose } from "../lib/auth.ts";
+import { bearerToken, type MediaPurpose, verifyRequestUser } from "../lib/auth.ts";
 import type { AppEnv } from "../lib/deps.ts";
 import { ApiError } from "../lib/errors.ts";
 
-function bearerToken(header: string | undefined): string | null {
-  if (!header) return null;
-  const match = /^Bearer[ ]+([A-Za-z0-9\-_=.]+)\s*$/i.exec(header);
-  if (!match) {
-    throw new ApiError("unauthorized", "Malformed Authorization header", {
-      "www-authenticate": 'Bearer realm="offchat"',
-    });
-  }
-  return match[1]!;
+/** The request's bearer token; 401 when it is missing (`missing` says so) or malformed. */
+function requiredBearer(header: string | undefined, missing: string): string {
+  const token = bearerToken(header);
+  if (token) return token;
+  throw new ApiError("unauthorized", header ? "Malformed Authorization header" : missing, {
+    "www-authenticate": 'Bearer realm="offchat"',
+  });
 }
 
 /** Requires a valid user token in `Authorization: Bearer`. */
 export function requireUser(): MiddlewareHandler<AppEnv> {
   return async function requireUser(c, next) {
-    const token = bearerToken(c.req.header("authorization"));
-    if (!token) {
-      throw new ApiError("unauthorized", "Missing bearer token", {
-        "www-authenticate": 'Bearer realm="offchat"',
-      });
-    }
-    c.set("user", await c.get("deps").auth.verifyUserToken(token));
+    const token = requiredBearer(c.req.header("authorization"), "Missing bearer token");
+    c.set("user", await verifyRequestUser(c.get("deps").auth, c.req.raw, token));
     await next();
   };
 }
@@ -48,13 +41,11 @@ export function requireMediaAccess(purpose: MediaPurpose): MiddlewareHandler<App
     if (mediaToken) {
       c.set("user", await auth.verifyMediaToken(mediaToken, c.req.param("id") ?? "", purpose));
     } else {
-      const token = bearerToken(c.req.header("authorization"));
-      if (!token) {
-        throw new ApiError("unauthorized", "Missing bearer token or media token", {
-          "www-authenticate": 'Bearer realm="offchat"',
-        });
-      }
-      c.set("user", await auth.verifyUserToken(token));
+      const token = requiredBearer(
+        c.req.header("authorization"),
+        "Missing bearer token or media token",
+      );
+      c.set("user", await verifyRequestUser(auth, c.req.raw, token));
     }
     await next();
   };
