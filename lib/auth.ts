@@ -46,6 +46,11 @@ async function deriveKey(secret: string, label: string): Promise<Uint8Array<Arra
   return new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(label)));
 }
 
+/** The HS256 key material of signed media URLs, derived from their secret. */
+export function mediaUrlKey(secret: string): Promise<Uint8Array<ArrayBuffer>> {
+  return deriveKey(secret, "offchat media url v1");
+}
+
 type VerifyKey = Parameters<typeof jwtVerify>[1];
 
 async function userKey(
@@ -107,7 +112,7 @@ export async function createAuth(config: Config, localSecret: string): Promise<A
   const { key, algorithms } = await userKey(config, localSecret);
   const mediaKey = await crypto.subtle.importKey(
     "raw",
-    await deriveKey(config.mediaUrlSecret ?? localSecret, "offchat media url v1"),
+    await mediaUrlKey(config.mediaUrlSecret ?? localSecret),
     { name: "HMAC", hash: "SHA-256" },
     false,
     ["sign", "verify"],

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { SignJWT } from "jose";
+import { mediaUrlKey } from "../../lib/auth.ts";
 import { fixture } from "../_fixtures.ts";
 import {
   body,
@@ -193,24 +194,15 @@ Deno.test("media: ranges beyond the in-memory size are streamed with the right b
 });
 
 /**
- * A media token signed the way lib/auth.ts signs them (HS256 with the key it
- * derives from the secret, its audience and claims), with any expiry.
+ * A media token signed the way lib/auth.ts signs them (HS256 with its media
+ * URL key, its audience and claims), with any expiry.
  */
 async function mediaToken(
   attachmentId: string,
   purpose: string,
   expiresAt: number,
 ): Promise<string> {
-  const secret = await crypto.subtle.importKey(
-    "raw",
-    new TextEncoder().encode(TEST_SECRET),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const key = new Uint8Array(
-    await crypto.subtle.sign("HMAC", secret, new TextEncoder().encode("offchat media url v1")),
-  );
+  const key = await mediaUrlKey(TEST_SECRET);
   return await new SignJWT({ att: attachmentId, use: purpose })
     .setProtectedHeader({ alg: "HS256" })
     .setSubject("alice")
