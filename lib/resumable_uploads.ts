@@ -34,8 +34,6 @@ interface Call extends UploadCaller {
   id?: string;
   /** Why the last byte did not make an attachment; the route answers with it. */
   failure?: unknown;
-  /** The upload completed (made an attachment or failed): its files go. */
-  finished?: boolean;
   /** The attachment the completed upload made. */
   attachmentId?: string;
 }
@@ -275,13 +273,13 @@ export class ResumableUploads {
 
   /** The tus answer, or the failure of the last byte's ingest in its place. */
   async #answer(response: Response, call: Call, row: Upload): Promise<Response> {
-    if (call.finished && call.attachmentId) {
+    if (call.attachmentId) {
       // Remembered until it expires: the client may not have received this answer.
       await this.#removeFiles(row.id);
       await this.#deps.db.update(uploads).set({ attachmentId: call.attachmentId })
         .where(eq(uploads.id, row.id));
       response.headers.set(ATTACHMENT_ID_HEADER, call.attachmentId);
-    } else if (call.finished) await this.#forget(row.id);
+    } else if (call.failure !== undefined) await this.#forget(row.id);
     else if (response.status >= 400 && !(await this.#exists(row.id))) {
       // Refused before the store made anything: nothing to resume.
       await this.#forget(row.id);
@@ -290,7 +288,7 @@ export class ResumableUploads {
       await response.body?.cancel();
       throw call.failure;
     }
-    if (!call.finished && response.status < 300) {
+    if (!call.attachmentId && response.status < 300) {
       response.headers.set("upload-expires", new Date(row.expiresAt).toUTCString());
     }
     return response;
@@ -303,7 +301,6 @@ export class ResumableUploads {
   ): Promise<{ status_code?: number; body?: string; headers?: Record<string, string> }> {
     const call = this.#calls.get(request);
     if (!call) throw new Error("a tus request reached the store without the route");
-    call.finished = true;
     try {
       const [row] = await this.#deps.db.select().from(uploads).where(eq(uploads.id, upload.id));
       if (!row) throw notFound();
