@@ -3,6 +3,8 @@
  * the system's package manager is used; none is ever downloaded.
  */
 
+import { versionOutput } from "./setup.ts";
+
 /** Where distributions install Chromium (Debian: `chromium`), and Chrome. */
 export const CHROMIUM_CANDIDATES = [
   "/usr/bin/chromium",
@@ -29,19 +31,10 @@ export async function findChromium(
 ): Promise<FoundChromium | null> {
   const candidates = chromiumPath ? [chromiumPath] : CHROMIUM_CANDIDATES;
   for (const path of candidates) {
-    try {
-      const output = await new Deno.Command(path, {
-        args: ["--version"],
-        stdin: "null",
-        stdout: "piped",
-        stderr: "null",
-      }).output();
-      if (!output.success) continue;
-      const version = /(\d+\.\d+\.\d+\.\d+)/.exec(new TextDecoder().decode(output.stdout));
-      return { path, version: version?.[1] ?? "unknown" };
-    } catch {
-      // not installed here; try the next path
-    }
+    const output = await versionOutput(path, "--version");
+    if (output === null) continue; // not installed here; try the next path
+    const version = /(\d+\.\d+\.\d+\.\d+)/.exec(output);
+    return { path, version: version?.[1] ?? "unknown" };
   }
   return null;
 }

@@ -16,20 +16,25 @@ export function parseToolVersion(output: string): { version: string; major: numb
   return { version, major: major ? Number(major[1]) : null };
 }
 
-/** Runs `PATH -version`; null when it cannot be run. */
-export async function findTool(path: string): Promise<FoundTool | null> {
+/** The standard output of `path arg` (a version query); null when it cannot be run or fails. */
+export async function versionOutput(path: string, arg: string): Promise<string | null> {
   try {
     const output = await new Deno.Command(path, {
-      args: ["-version"],
+      args: [arg],
       stdin: "null",
       stdout: "piped",
       stderr: "null",
     }).output();
-    if (!output.success) return null;
-    return { path, ...parseToolVersion(new TextDecoder().decode(output.stdout)) };
+    return output.success ? new TextDecoder().decode(output.stdout) : null;
   } catch {
     return null;
   }
+}
+
+/** Runs `PATH -version`; null when it cannot be run. */
+export async function findTool(path: string): Promise<FoundTool | null> {
+  const output = await versionOutput(path, "-version");
+  return output === null ? null : { path, ...parseToolVersion(output) };
 }
 
 /** True when the tool is present and new enough (unknown versions, such as git builds, pass). */
