@@ -10,8 +10,6 @@ export interface FileResponseOptions {
   etag: string;
   disposition?: string;
   cacheControl: string;
-  /** Extra headers, such as the security headers of media responses. */
-  headers?: Record<string, string>;
   /** Where small reads find the file already open. */
   files: OpenFiles;
 }
@@ -133,7 +131,6 @@ export function fileResponse(
     "content-type": options.contentType,
     etag: `"${options.etag}"`,
     "cache-control": options.cacheControl,
-    ...options.headers,
   });
   if (mtime) headers.set("last-modified", mtime.toUTCString());
   if (options.disposition) headers.set("content-disposition", options.disposition);

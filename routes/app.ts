@@ -50,18 +50,12 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
 
   const chat = newRouter();
   chat.use("/conversations/*", requireUser());
-  // Media security headers on every answer of the media routes, their errors included.
-  // File answers carry them already (set once, in the hot path of range requests).
+  // Media security headers on every answer of the media routes, their errors included:
+  // the one place they are set.
   const mediaHeaders = Object.entries(MEDIA_SECURITY_HEADERS);
   chat.use("/videos/*", async function mediaSecurityHeaders(c, next) {
     await next();
-    const headers = c.res.headers;
-    if (
-      headers.get("content-security-policy") === MEDIA_SECURITY_HEADERS["content-security-policy"]
-    ) {
-      return;
-    }
-    for (const [name, value] of mediaHeaders) headers.set(name, value);
+    for (const [name, value] of mediaHeaders) c.res.headers.set(name, value);
   });
   const uploadSlots = concurrencyLimit({ max: deps.config.maxConcurrentUploads, what: "uploads" });
   chat.use("/videos/upload", uploadSlots);

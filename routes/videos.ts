@@ -10,7 +10,6 @@ import type { AppEnv } from "../lib/deps.ts";
 import { ApiError } from "../lib/errors.ts";
 import { fileResponse, type FileResponseOptions } from "../lib/file_response.ts";
 import { ingestVideo } from "../lib/ingest.ts";
-import { MEDIA_SECURITY_HEADERS } from "../lib/media_headers.ts";
 import { type StoryboardLayout, storyboardVtt } from "../lib/media/storyboard.ts";
 import { receiveMultipartFile } from "../lib/multipart_upload.ts";
 import { remainingQuota } from "../lib/quota.ts";
@@ -159,7 +158,7 @@ function mediaRoute(
 async function serveStored(
   c: Context<AppEnv>,
   key: string | null,
-  options: Omit<FileResponseOptions, "path" | "etag" | "headers" | "files"> & {
+  options: Omit<FileResponseOptions, "path" | "etag" | "files"> & {
     etag?: string;
   },
 ): Promise<Response> {
@@ -172,7 +171,6 @@ async function serveStored(
       "x-accel-redirect": `${config.accelRedirectPrefix}${key}`,
       "content-type": options.contentType,
       "cache-control": options.cacheControl,
-      ...MEDIA_SECURITY_HEADERS,
     });
     if (options.disposition) headers.set("content-disposition", options.disposition);
     return new Response(null, { status: 200, headers });
@@ -181,7 +179,6 @@ async function serveStored(
     ...options,
     path: c.get("deps").storage.localPath(key),
     etag: options.etag ?? key.slice(key.lastIndexOf("/") + 1),
-    headers: MEDIA_SECURITY_HEADERS,
     files: c.get("deps").recentAccess.files,
   });
 }
@@ -280,7 +277,6 @@ videoRoutes
       return c.body(storyboardVtt(layout, sprite), 200, {
         "content-type": "text/vtt; charset=utf-8",
         "cache-control": "private, no-store",
-        ...MEDIA_SECURITY_HEADERS,
       });
     },
   );
