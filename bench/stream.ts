@@ -20,8 +20,9 @@
  *
  * Streaming: the video is the one bench/upload.ts sends (`makeVideo` in
  * bench/_shared.ts: a short H.264 MP4 padded with a `free` box of random
- * bytes), uploaded once to this server (started with WORKER_CONCURRENCY=0, so
- * nothing transcodes it) and served by `GET stream_url`. nginx serves the same
+ * bytes), uploaded once to this server (with its in-process worker) and, once
+ * it is `ready` (it plays as uploaded: `playback` is `original`), served by
+ * `GET stream_url`. nginx serves the same
  * bytes from a temporary root. For C a second server process shares the
  * first's DATA_DIR and JWT_SECRET (so the same signed `stream_url`, with the
  * front's origin, works) and runs with ACCEL_REDIRECT_PREFIX=/_offchat_media/;
@@ -325,7 +326,13 @@ async function startNginx(
   };
 }
 
-/** Uploads the video to a fresh message; returns the 201 Attachment JSON (checked: same bytes). */
+/** How long the in-process worker may take to make the thumbnail and storyboard. */
+const READY_TIMEOUT_MS = 120_000;
+
+/**
+ * Uploads the video to a fresh message and waits until it is `ready` (as a
+ * receiver plays it); returns its Attachment JSON (checked: same bytes).
+ */
 async function uploadVideo(
   server: Server,
   videoPath: string,
@@ -338,7 +345,19 @@ async function uploadVideo(
   const sent = await curlUpload(session.uploadUrl, videoPath, responsePath, session.headers, {
     message_id: messageId,
   });
-  return await uploadAnswer("server", sent, responsePath, fileBytes, expectedSha256);
+  let attachment = await uploadAnswer("server", sent, responsePath, fileBytes, expectedSha256);
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (attachment.status === "processing" && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const response = await fetch(`${server.url}/api/chat/attachments/${attachment.id}`, {
+      headers: { authorization: `Bearer ${session.token}` },
+    });
+    attachment = await response.json();
+  }
+  if (attachment.status !== "ready" || attachment.playback !== "original") {
+    throw new Error(`the upload did not become a ready original: ${JSON.stringify(attachment)}`);
+  }
+  return attachment;
 }
 
 /** curl `url` to a file; returns the status, the bytes and the response headers. */
@@ -732,7 +751,11 @@ async function measureStream(
   const videoPath = `${wwwDir}/video.mp4`;
   const video = await prepareVideo(tmp, videoPath, fileBytes, "MP4");
 
-  const server = await startServer(scratch, fileBytes, { publicUrl: true });
+  // With its in-process worker, as `deno task start` runs: the video is measured once ready.
+  const server = await startServer(scratch, fileBytes, {
+    publicUrl: true,
+    env: { WORKER_CONCURRENCY: "1" },
+  });
   await waitReady(`${server.url}/readyz`, server.child);
   // Started once the first has migrated the database they share.
   const dataDir = server.env.DATA_DIR!;
@@ -1349,8 +1372,9 @@ How it is measured:
 
 - The video is ${videoInfo}, made by ffmpeg's lavfi \`testsrc2\` with \`-movflags +faststart\`,
   then padded with one ISO-BMFF \`free\` box of random bytes to the target size (as in the upload
-  benchmark). It is uploaded once; this server runs with \`WORKER_CONCURRENCY=0\`, so nothing
-  transcodes it and \`stream_url\` serves the stored original. nginx serves the file the upload
+  benchmark). It is uploaded once, to this server running its in-process worker, and measured
+  once \`ready\`: an 8-bit H.264 faststart MP4 plays as uploaded (\`playback: original\`), so
+  \`stream_url\` serves the stored original. nginx serves the file the upload
   was made from, from a temporary root, with a generated config:
   \`worker_processes ${options.nginxWorkers}\`, \`sendfile on\`, \`tcp_nopush on\`, \`access_log off\`.
   All listen on 127.0.0.1 and both files are in the page cache (one unmeasured full GET each
