@@ -26,11 +26,17 @@ export interface UploadCaller {
   user: User;
   actor: ActivityContext;
   urls: UrlContext;
+  /** The upload the request names in its path (`/uploads/:id`); absent on creation. */
+  uploadId?: string;
 }
 
 /** What one request carries between the route and the tus server's hooks. */
 interface Call extends UploadCaller {
-  /** The id the upload being created gets (POST only). */
+  /**
+   * The upload this request may act on: the one being created (POST), or the
+   * caller's own upload whose ownership has been checked (HEAD, PATCH, DELETE).
+   * The library is given this id and no other.
+   */
   id?: string;
   /** Why the last byte did not make an attachment; the route answers with it. */
   failure?: unknown;
@@ -107,11 +113,10 @@ export class ResumableUploads {
       exposedHeaders: [ATTACHMENT_ID_HEADER],
       // Same-origin only, like the rest of the API (the library's default is any origin).
       allowedOrigins: [],
-      namingFunction: (req) => {
-        const id = this.#calls.get(req)?.id;
-        if (!id) throw new Error("an upload was created without the route's checks");
-        return id;
-      },
+      namingFunction: (req) => this.#authorizedId(req),
+      // The library would read the id from the whole URL, query string included
+      // (`/uploads/mine?x=/theirs` names "theirs"): it acts on the checked id only.
+      getFileIdFromRequest: (req) => this.#authorizedId(req),
       onUploadFinish: (req, upload) => this.#finish(req, upload),
     });
   }
@@ -130,6 +135,10 @@ export class ResumableUploads {
   async handle(request: Request, caller: UploadCaller | null): Promise<Response> {
     if (request.method === "OPTIONS") return await this.#server.handleWeb(request);
     if (!caller) throw new ApiError("unauthorized", "Missing bearer token");
+    if (new URL(request.url).search !== "") {
+      // tus has no use for one, and the library once took the upload id from it.
+      throw new ApiError("invalid_request", "A resumable-upload request takes no query string");
+    }
     const call: Call = { ...caller };
     this.#calls.set(request, call);
     switch (request.method) {
@@ -255,8 +264,15 @@ export class ResumableUploads {
     return await this.#answer(response, call, row);
   }
 
+  /** The id the route checked for this request; the library's one source of upload ids. */
+  #authorizedId(request: Request): string {
+    const id = this.#calls.get(request)?.id;
+    if (!id) throw new Error("a tus request reached the library without the route's checks");
+    return id;
+  }
+
   async #resume(request: Request, call: Call): Promise<Response> {
-    const id = new URL(request.url).pathname.split("/").pop() ?? "";
+    const id = call.uploadId ?? "";
     if (!idSchema.safeParse(id).success) throw notFound();
     const [row] = await this.#deps.db.select().from(uploads)
       .where(and(eq(uploads.id, id), eq(uploads.userId, call.user.id)));
@@ -266,6 +282,7 @@ export class ResumableUploads {
       throw new ApiError("gone", "The upload expired; start a new one");
     }
     if (row.attachmentId) return await this.#completed(request, row, row.attachmentId);
+    call.id = row.id;
     const response = await this.#server.handleWeb(request);
     if (request.method === "DELETE" && response.status === 204) await this.#forget(id);
     return await this.#answer(response, call, row);

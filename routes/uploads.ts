@@ -22,6 +22,7 @@ async function tus(c: Context<AppEnv>): Promise<Response> {
     user: c.get("user"),
     actor: activityContext(c),
     urls: urlContext(c),
+    uploadId: c.req.param("id"),
   });
 }
 

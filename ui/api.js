@@ -1,6 +1,8 @@
 /** The API client: the signed-in user's token, and JSON requests that fail with readable errors. */
 
 const TOKEN_KEY = "offchat.token";
+/** Where tus-js-client keeps the URLs of unfinished uploads (`tus::<fingerprint>::<n>`). */
+const RESUMABLE_KEY_PREFIX = "tus::";
 
 /** An error answer from the API (application/problem+json), or a network failure (status 0). */
 export class ApiProblem extends Error {
@@ -64,6 +66,11 @@ export const session = {
   clear() {
     sessionStorage.removeItem(TOKEN_KEY);
     localStorage.removeItem(TOKEN_KEY);
+    // Unfinished resumable uploads are remembered by URL; whoever signs in next on
+    // this browser must not learn them (an upload URL is one half of a takeover).
+    for (const key of Object.keys(localStorage)) {
+      if (key.startsWith(RESUMABLE_KEY_PREFIX)) localStorage.removeItem(key);
+    }
     this.token = null;
     this.user = null;
   },

@@ -127,7 +127,8 @@ export function uploadResumable(file, options) {
       // One resumable record per file and conversation.
       fingerprint: (f) =>
         Promise.resolve(
-          ["offchat", conversationId, f.name, f.type, f.size, f.lastModified].join("/"),
+          ["offchat", session.user?.id, conversationId, f.name, f.type, f.size, f.lastModified]
+            .join("/"),
         ),
       headers: { Authorization: `Bearer ${session.token}` },
       metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },

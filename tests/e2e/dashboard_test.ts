@@ -700,6 +700,18 @@ Deno.test({
         return response.status;
       }, attachmentId);
       assert.equal(status, 404);
+      // Signing out forgets the URLs of unfinished resumable uploads: the next person to
+      // sign in on this browser must not learn them (security finding 1).
+      await other.evaluate(() =>
+        localStorage.setItem("tus::offchat/mallory/c/clip.mp4::1", '{"uploadUrl":"/u/1"}')
+      );
+      await other.goto(`${url}/`);
+      await other.getByRole("button", { name: "Sign out" }).click();
+      await other.getByLabel("Access token").waitFor();
+      const remembered = await other.evaluate(() =>
+        Object.keys(localStorage).filter((key) => key.startsWith("tus::"))
+      );
+      assert.deepEqual(remembered, []);
       await mallory.close();
     });
 

@@ -47,6 +47,8 @@ interface World {
   freshMember(): Promise<string>;
   /** A new resumable upload of alice's, for cells that touch one. */
   freshUpload(): Promise<string>;
+  /** Ids of the stranger's own resources, which nobody else may reach by any spelling. */
+  foreign: { conversationId: string; messageId: string; uploadId: string };
 }
 
 interface Cell {
@@ -58,6 +60,11 @@ interface Row {
   /** Builds the request; `missing` asks for an id that does not exist. */
   request(world: World, missing: boolean): Promise<Cell> | Cell;
   expect: Record<Actor, number | null>;
+  /**
+   * The answers when a query string naming another resource is added
+   * (`?x=/<id>`); the same as `expect` unless given.
+   */
+  withQuery?: Record<Actor, number | null>;
 }
 
 const MISSING = "01936b2e-6f3a-7cc4-9d5e-2f0c1a9b8e77";
@@ -106,6 +113,11 @@ const ownerOnly = (ok: number): Record<Actor, number> => ({
   ...viewers(404),
   anonymous: 401,
   uploader: ok,
+});
+/** A resumable upload by id: its creator's alone, and never with a query string (400). */
+const tusUpload = (ok: number): Pick<Row, "expect" | "withQuery"> => ({
+  expect: ownerOnly(ok),
+  withQuery: { ...everyone(400), anonymous: 401 },
 });
 
 /** Headers that create a resumable upload of the world's video for `messageId`. */
@@ -243,7 +255,7 @@ export const ROWS: Record<string, Row> = {
       path: `/api/chat/videos/uploads/${missing ? MISSING : await w.freshUpload()}`,
       init: { method: "HEAD", headers: { "tus-resumable": "1.0.0" } },
     }),
-    expect: ownerOnly(200),
+    ...tusUpload(200),
   },
   "PATCH /api/chat/videos/uploads/{id}": {
     request: async (w, missing) => ({
@@ -258,14 +270,14 @@ export const ROWS: Record<string, Row> = {
         body: w.video.slice(0, 1000),
       },
     }),
-    expect: ownerOnly(204),
+    ...tusUpload(204),
   },
   "DELETE /api/chat/videos/uploads/{id}": {
     request: async (w, missing) => ({
       path: `/api/chat/videos/uploads/${missing ? MISSING : await w.freshUpload()}`,
       init: { method: "DELETE", headers: { "tus-resumable": "1.0.0" } },
     }),
-    expect: ownerOnly(204),
+    ...tusUpload(204),
   },
 };
 
@@ -289,9 +301,20 @@ async function buildWorld(ctx: TestContext): Promise<World> {
     },
   );
   assert.equal(left.status, 204);
-  // The stranger is in conversations of their own.
-  await conversationWithMessage(ctx, "mallory", ["dave"]);
+  // The stranger is in conversations of their own, with an unfinished upload.
+  const theirs = await conversationWithMessage(ctx, "mallory", ["dave"]);
+  const theirUpload = await ctx.request("mallory", "/api/chat/videos/uploads", {
+    method: "POST",
+    headers: tusCreation({ video } as World, theirs.messageId),
+  });
+  assert.equal(theirUpload.status, 201);
+  await theirUpload.body?.cancel();
   const world: World = {
+    foreign: {
+      conversationId: theirs.conversationId,
+      messageId: theirs.messageId,
+      uploadId: theirUpload.headers.get("location")!.split("/").pop()!,
+    },
     ctx,
     conversationId,
     messageId,
@@ -409,4 +432,61 @@ Deno.test("access matrix: strangers and removed participants cannot tell someone
       assert.deepEqual(theirs, missing, `${operation} as ${actor}`);
     }
   }
+});
+
+/** The stranger's resources as another actor sees them (status and the body's size). */
+async function foreignState(world: World): Promise<string[]> {
+  const { conversationId, uploadId } = world.foreign;
+  const seen: string[] = [];
+  for (
+    const [path, init] of [
+      [`/api/chat/conversations/${conversationId}`, {}],
+      [`/api/chat/conversations/${conversationId}/messages`, {}],
+      [`/api/chat/videos/uploads/${uploadId}`, {
+        method: "HEAD",
+        headers: { "tus-resumable": "1.0.0" },
+      }],
+    ] as const
+  ) {
+    const headers = new Headers(init.headers);
+    headers.set("authorization", `Bearer ${await world.ctx.token("mallory")}`);
+    const response = await world.ctx.app.request(path, { ...init, headers });
+    const text = await response.text();
+    seen.push(`${response.status} ${response.headers.get("upload-offset")} ${text}`);
+  }
+  return seen;
+}
+
+Deno.test("access matrix: a query string naming another resource changes nothing", async () => {
+  // The tus library once took the upload id from the end of the whole URL, query
+  // string included, while the route had checked the id in the path.
+  await using ctx = await createTestContext({ env: LIFTED });
+  const world = await buildWorld(ctx);
+  const before = await foreignState(world);
+  const { conversationId, messageId, uploadId } = world.foreign;
+  const queries = [
+    `x=/${uploadId}`,
+    `id=${conversationId}&message_id=${messageId}&x=/../../conversations/${conversationId}/`,
+  ];
+  const failures: string[] = [];
+  for (const [operation, row] of Object.entries(ROWS)) {
+    if (!operation.includes("{id}")) continue;
+    const expect = row.withQuery ?? row.expect;
+    for (const actor of ACTORS) {
+      for (const query of queries) {
+        const cell = await row.request(world, false);
+        const path = `${cell.path}${cell.path.includes("?") ? "&" : "?"}${query}`;
+        const response = await send(world, actor, { ...cell, path });
+        await response.body?.cancel();
+        const expected = expect[actor];
+        if (expected !== null && response.status !== expected) {
+          failures.push(
+            `${operation} ?${query} as ${actor}: ${response.status}, expected ${expected}`,
+          );
+        }
+      }
+    }
+  }
+  assert.deepEqual(failures, []);
+  assert.deepEqual(await foreignState(world), before, "the stranger's resources were touched");
 });
