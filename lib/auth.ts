@@ -8,14 +8,48 @@ export interface User {
   admin: boolean;
 }
 
-/** What a signed media URL may be used for. */
-export type MediaPurpose = "download" | "stream" | "thumbnail" | "storyboard" | "events";
+/**
+ * What a signed media URL may be used for. `storyboard` opens the WebVTT
+ * track, `storyboard-sprite` the sprite sheet its cues point into: a sprite
+ * token cannot open the track, so it cannot be used to mint another one.
+ */
+export type MediaPurpose =
+  | "download"
+  | "stream"
+  | "thumbnail"
+  | "storyboard"
+  | "storyboard-sprite"
+  | "events";
+
+/** A verified media token: who it names, and when it expires (epoch milliseconds). */
+export interface MediaAccess {
+  user: User;
+  expiresAt: number;
+}
+
+/** Options for {@linkcode Auth.signMediaToken}. */
+export interface SignMediaTokenOptions {
+  /**
+   * The latest expiry the new token may have (epoch milliseconds): a URL made
+   * while answering a media token never outlives that token.
+   */
+  notAfter?: number;
+}
 
 /** Verifies user tokens and signs/verifies the short-lived media URL tokens. */
 export interface Auth {
   verifyUserToken(token: string): Promise<User>;
-  signMediaToken(user: User, attachmentId: string, purpose: MediaPurpose): Promise<string>;
-  verifyMediaToken(token: string, attachmentId: string, purpose: MediaPurpose): Promise<User>;
+  signMediaToken(
+    user: User,
+    attachmentId: string,
+    purpose: MediaPurpose,
+    options?: SignMediaTokenOptions,
+  ): Promise<string>;
+  verifyMediaToken(
+    token: string,
+    attachmentId: string,
+    purpose: MediaPurpose,
+  ): Promise<MediaAccess>;
   /** The user a valid media token names, whatever it opens (for per-user limits). */
   mediaTokenUser(token: string): Promise<User>;
   /** Mints a user token with the local HS256 secret; fails when an identity provider is configured. */
@@ -178,19 +212,22 @@ export async function createAuth(config: Config, localSecret: string): Promise<A
         throw unauthorized();
       }
     },
-    async signMediaToken(user, attachmentId, purpose) {
+    async signMediaToken(user, attachmentId, purpose, options = {}) {
+      const now = Math.floor(Date.now() / 1000);
+      let exp = now + config.mediaUrlTtl;
+      if (options.notAfter !== undefined) exp = Math.min(exp, Math.floor(options.notAfter / 1000));
       return await new SignJWT({ att: attachmentId, use: purpose, adm: user.admin || undefined })
         .setProtectedHeader({ alg: "HS256" })
         .setSubject(user.id)
         .setAudience(MEDIA_AUDIENCE)
-        .setIssuedAt()
-        .setExpirationTime(`${config.mediaUrlTtl}s`)
+        .setIssuedAt(now)
+        .setExpirationTime(exp)
         .sign(mediaKey);
     },
     async verifyMediaToken(token, attachmentId, purpose) {
       const entry = await verifiedMediaEntry(token);
       if (entry.att !== attachmentId || entry.use !== purpose) throw unauthorized();
-      return entry.user;
+      return { user: entry.user, expiresAt: entry.exp * 1000 };
     },
     async mediaTokenUser(token) {
       return (await verifiedMediaEntry(token)).user;

@@ -34,5 +34,7 @@ export interface AppEnv {
   Variables: {
     deps: AppDeps;
     user: User;
+    /** When the media token that authenticated the request expires (epoch ms); unset for bearer. */
+    mediaTokenExpiresAt: number | undefined;
   };
 }

@@ -242,7 +242,7 @@ videoRoutes
     },
   )
   .openapi(
-    mediaRoute("/{id}/storyboard.jpg", "storyboard", "Storyboard sprite sheet (JPEG)", {
+    mediaRoute("/{id}/storyboard.jpg", "storyboard-sprite", "Storyboard sprite sheet (JPEG)", {
       ...mediaResponses,
       200: binary("image/jpeg", "The sprite sheet"),
     }),
@@ -271,7 +271,15 @@ videoRoutes
         throw new ApiError("not_found", "File not found");
       }
       const layout = JSON.parse(attachment.storyboardLayout) as StoryboardLayout;
-      const token = await deps.auth.signMediaToken(c.get("user"), attachment.id, "storyboard");
+      // The sprite gets a token of its own purpose (it cannot open this track again),
+      // expiring no later than the token this track was opened with: a chain of
+      // track → sprite cannot renew itself.
+      const token = await deps.auth.signMediaToken(
+        c.get("user"),
+        attachment.id,
+        "storyboard-sprite",
+        { notAfter: c.get("mediaTokenExpiresAt") },
+      );
       const sprite =
         `${deps.config.publicUrl}/api/chat/videos/${attachment.id}/storyboard.jpg?token=${token}`;
       return c.body(storyboardVtt(layout, sprite), 200, {

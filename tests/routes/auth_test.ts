@@ -154,6 +154,6 @@ Deno.test("auth: MEDIA_URL_SECRET signs media URLs that other processes with it 
   await using b = await createTestContext({ worker: false, env: { ...env, JWT_SECRET: "" } });
   await using c = await createTestContext({ worker: false });
   const token = await a.deps.auth.signMediaToken({ id: "alice", admin: false }, "x", "stream");
-  assert.equal((await b.deps.auth.verifyMediaToken(token, "x", "stream")).id, "alice");
+  assert.equal((await b.deps.auth.verifyMediaToken(token, "x", "stream")).user.id, "alice");
   await assert.rejects(() => c.deps.auth.verifyMediaToken(token, "x", "stream"));
 });
