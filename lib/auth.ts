@@ -50,8 +50,6 @@ export interface Auth {
     attachmentId: string,
     purpose: MediaPurpose,
   ): Promise<MediaAccess>;
-  /** The user a valid media token names, whatever it opens (for per-user limits). */
-  mediaTokenUser(token: string): Promise<User>;
   /** Mints a user token with the local HS256 secret; fails when an identity provider is configured. */
   signUserToken(
     userId: string,
@@ -228,9 +226,6 @@ export async function createAuth(config: Config, localSecret: string): Promise<A
       const entry = await verifiedMediaEntry(token);
       if (entry.att !== attachmentId || entry.use !== purpose) throw unauthorized();
       return { user: entry.user, expiresAt: entry.exp * 1000 };
-    },
-    async mediaTokenUser(token) {
-      return (await verifiedMediaEntry(token)).user;
     },
     async signUserToken(userId, options = {}) {
       if (!usesLocalSecret) {

@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { AppEnv } from "./deps.ts";
-import { bearerToken, verifyRequestUser } from "./auth.ts";
+import { bearerToken, type MediaPurpose, verifyRequestUser } from "./auth.ts";
 import { ApiError } from "./errors.ts";
 
 /**
@@ -40,18 +40,37 @@ export class TokenBuckets {
   }
 }
 
+/** What a route accepts a signed media token for: one attachment, one purpose. */
+export interface MediaTokenScope {
+  attachmentId: string;
+  purpose: MediaPurpose;
+}
+
+/** Tells which media token a request's route would accept; null for routes that take none. */
+export type MediaTokenScopeOf = (c: Context<AppEnv>) => MediaTokenScope | null;
+
 /**
- * Whom a request counts against: the verified user of its bearer token or
- * media token, otherwise its client address. Identity is never taken from
- * an unverified token, so nobody can spend someone else's allowance.
+ * Whom a request counts against: the verified user of its bearer token;
+ * else, on a route that accepts the media token it carries (`mediaScope`),
+ * that token's user, in an allowance of its own; otherwise its client
+ * address. Identity is never taken from an unverified token, so nobody can
+ * spend someone else's allowance, and a leaked media URL, whatever route it
+ * is sent to, cannot spend its owner's API allowance.
  */
-export async function requestIdentity(c: Context<AppEnv>): Promise<string> {
+export async function requestIdentity(
+  c: Context<AppEnv>,
+  mediaScope?: MediaTokenScopeOf,
+): Promise<string> {
   const auth = c.get("deps").auth;
   try {
     const token = bearerToken(c.req.header("authorization"));
     if (token) return `user:${(await verifyRequestUser(auth, c.req.raw, token)).id}`;
     const media = c.req.query("token");
-    if (media) return `user:${(await auth.mediaTokenUser(media)).id}`;
+    const scope = media ? mediaScope?.(c) : null;
+    if (media && scope) {
+      const { user } = await auth.verifyMediaToken(media, scope.attachmentId, scope.purpose);
+      return `media:${user.id}`;
+    }
   } catch {
     // Not a valid token: the route will say 401; count it against the address.
   }
@@ -71,6 +90,8 @@ export interface RateLimitOptions {
   perMinute: number;
   /** Requests that do not count (checked before any token is verified). */
   exempt?: (c: Context<AppEnv>) => boolean;
+  /** The media token each route accepts, if any (see {@linkcode requestIdentity}). */
+  mediaScope?: MediaTokenScopeOf;
   /** The clock, for tests. */
   now?: () => number;
 }
@@ -85,7 +106,7 @@ export function rateLimit(options: RateLimitOptions): MiddlewareHandler<AppEnv> 
   const now = options.now ?? Date.now;
   return async function rateLimit(c, next) {
     if (options.perMinute > 0 && !options.exempt?.(c)) {
-      const waitMs = buckets.take(await requestIdentity(c), now());
+      const waitMs = buckets.take(await requestIdentity(c, options.mediaScope), now());
       if (waitMs > 0) {
         throw tooMany(
           `More than ${options.perMinute} requests a minute; try again later`,

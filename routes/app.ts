@@ -3,7 +3,9 @@ import { HTTPException } from "hono/http-exception";
 import type { AppDeps, AppEnv } from "../lib/deps.ts";
 import { ApiError, problemResponse } from "../lib/errors.ts";
 import { MEDIA_SECURITY_HEADERS } from "../lib/media_headers.ts";
-import { concurrencyLimit, rateLimit } from "../lib/rate_limit.ts";
+import type { Context } from "hono";
+import type { MediaPurpose } from "../lib/auth.ts";
+import { concurrencyLimit, type MediaTokenScope, rateLimit } from "../lib/rate_limit.ts";
 import { UPLOADS_PATH } from "../lib/resumable_uploads.ts";
 import { requireAdmin, requireUser } from "./_auth.ts";
 import { newRouter } from "./_router.ts";
@@ -20,6 +22,25 @@ import { videoRoutes } from "./videos.ts";
 
 /** Requests for media bytes: download, stream, thumbnail and storyboard sprite. */
 const MEDIA_BYTES = /^\/api\/chat\/videos\/[^/]+\/(download|stream|thumbnail|storyboard\.jpg)\/?$/;
+
+/** The routes that take a signed media token (`requireMediaAccess`), and the purpose of each. */
+const MEDIA_TOKEN_ROUTES: [RegExp, MediaPurpose][] = [
+  [/^\/api\/chat\/videos\/([^/]+)\/download\/?$/, "download"],
+  [/^\/api\/chat\/videos\/([^/]+)\/stream\/?$/, "stream"],
+  [/^\/api\/chat\/videos\/([^/]+)\/thumbnail\/?$/, "thumbnail"],
+  [/^\/api\/chat\/videos\/([^/]+)\/storyboard\.vtt\/?$/, "storyboard"],
+  [/^\/api\/chat\/videos\/([^/]+)\/storyboard\.jpg\/?$/, "storyboard-sprite"],
+  [/^\/api\/chat\/attachments\/([^/]+)\/events\/?$/, "events"],
+];
+
+/** The media token a request's route would accept: its attachment and purpose. */
+function mediaTokenScope(c: Context<AppEnv>): MediaTokenScope | null {
+  for (const [route, purpose] of MEDIA_TOKEN_ROUTES) {
+    const attachmentId = route.exec(c.req.path)?.[1];
+    if (attachmentId) return { attachmentId, purpose };
+  }
+  return null;
+}
 
 /** Options for {@linkcode createApp}. */
 export interface CreateAppOptions {
@@ -45,6 +66,7 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
       perMinute: deps.config.rateLimitPerMinute,
       exempt: (c) =>
         (c.req.method === "GET" || c.req.method === "HEAD") && MEDIA_BYTES.test(c.req.path),
+      mediaScope: mediaTokenScope,
     }),
   );
 
