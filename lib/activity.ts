@@ -1,6 +1,7 @@
 import type { Database } from "../db/client.ts";
 import { activityLog } from "../db/schema.ts";
 import { newId } from "./ids.ts";
+import { stripUnsafeCharacters } from "./unsafe_text.ts";
 
 /** The actions written to the activity log. */
 export type ActivityAction =
@@ -44,7 +45,9 @@ export async function recordActivity(
     conversationId: entry.conversationId ?? null,
     attachmentId: entry.attachmentId ?? null,
     ip: context.ip?.slice(0, 64) ?? null,
-    userAgent: context.userAgent?.slice(0, 512) ?? null,
+    // A header value may carry C1 controls (obs-text bytes read as Latin-1): an
+    // admin reading the log in a terminal must not get escape sequences.
+    userAgent: context.userAgent ? stripUnsafeCharacters(context.userAgent.slice(0, 512)) : null,
     detail: entry.detail ? JSON.stringify(entry.detail) : null,
   });
 }

@@ -14,6 +14,7 @@ import { type StoryboardLayout, storyboardVtt } from "../lib/media/storyboard.ts
 import { receiveMultipartFile } from "../lib/multipart_upload.ts";
 import { remainingQuota } from "../lib/quota.ts";
 import { serializeAttachment } from "../lib/serialize.ts";
+import { stripUnsafeCharacters } from "../lib/unsafe_text.ts";
 import { activityContext, urlContext } from "./_context.ts";
 import { requireMediaAccess, requireUser } from "./_auth.ts";
 import { bearer, json, newRouter, problems } from "./_router.ts";
@@ -207,7 +208,10 @@ videoRoutes
           action: "video.download",
           conversationId: attachment.conversationId,
           attachmentId: attachment.id,
-          detail: { status: response.status, range: range?.slice(0, 100) ?? null },
+          detail: {
+            status: response.status,
+            range: range ? stripUnsafeCharacters(range.slice(0, 100)) : null,
+          },
         }, deps.clock());
       }
       return response;
