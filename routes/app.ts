@@ -1,4 +1,5 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { AppDeps, AppEnv } from "../lib/deps.ts";
 import { ApiError, problemResponse } from "../lib/errors.ts";
@@ -16,10 +17,21 @@ import { docsRoutes } from "./docs.ts";
 import { healthRoutes } from "./health.ts";
 import { createUiRoutes } from "./ui.ts";
 import { uploadRoutes } from "./uploads.ts";
-import { videoRoutes } from "./videos.ts";
+import { startsDownload, videoRoutes } from "./videos.ts";
 
 /** Requests for media bytes: download, stream, thumbnail and storyboard sprite. */
 const MEDIA_BYTES = /^\/api\/chat\/videos\/[^/]+\/(download|stream|thumbnail|storyboard\.jpg)\/?$/;
+
+/**
+ * A video player's media byte requests, which come many times a second and
+ * are not counted. A download from its first byte may write an activity
+ * row, and every request that may write is counted.
+ */
+function isPlayerRequest(c: Context<AppEnv>): boolean {
+  const kind = MEDIA_BYTES.exec(c.req.path)?.[1];
+  if (!kind || (c.req.method !== "GET" && c.req.method !== "HEAD")) return false;
+  return !(kind === "download" && startsDownload(c.req.raw));
+}
 
 /** Options for {@linkcode createApp}. */
 export interface CreateAppOptions {
@@ -43,8 +55,7 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
     "/api/*",
     rateLimit({
       perMinute: deps.config.rateLimitPerMinute,
-      exempt: (c) =>
-        (c.req.method === "GET" || c.req.method === "HEAD") && MEDIA_BYTES.test(c.req.path),
+      exempt: isPlayerRequest,
     }),
   );
 
