@@ -99,7 +99,10 @@ export const activityLog = sqliteTable("activity_log", {
   ip: text("ip"),
   userAgent: text("user_agent"),
   detail: text("detail"),
-}, (t) => [index("activity_at_idx").on(t.at)]);
+}, (t) => [
+  index("activity_at_idx").on(t.at),
+  index("activity_attachment_actor_idx").on(t.attachmentId, t.actorId, t.at),
+]);
 
 /** A resumable (tus) upload in progress; its bytes are under `DATA_DIR/tus/<id>`. */
 export const uploads = sqliteTable("uploads", {

@@ -4,12 +4,32 @@
  * generated OpenAPI document.
  */
 import { z } from "@hono/zod-openapi";
+import { findUnsafeCharacter, type UnsafeTextOptions } from "./unsafe_text.ts";
 
 const isoTime = z.string().openapi({ example: "2025-01-15T10:30:00.000Z" });
 const userId = z.string().regex(
   /^[\w.@:+-]{1,128}$/,
   "must be a user id of 1-128 letters, digits or ._@:+-",
 );
+/**
+ * Free text that is stored and shown to others: refused (400, naming the
+ * field and the character) when it holds a control, invisible or
+ * bidirectional-override character; the rule is `lib/unsafe_text.ts`'s.
+ * Checked before any trimming, so nothing is silently removed.
+ */
+function safeText(options: UnsafeTextOptions = {}) {
+  return z.string().superRefine((value, ctx) => {
+    const found = findUnsafeCharacter(value, options);
+    if (found) {
+      ctx.addIssue({
+        code: "custom",
+        message:
+          `must not contain control, invisible or bidirectional-override characters (found "${found}")`,
+      });
+    }
+  });
+}
+
 export const idSchema = z.string().uuid().openapi({
   example: "01936b2e-6f3a-7cc4-9d5e-2f0c1a9b8e77",
 });
@@ -101,7 +121,7 @@ export const ActivitySchema = z.object({
 }).openapi("Activity");
 
 export const CreateConversationBody = z.object({
-  title: z.string().trim().max(200).optional(),
+  title: safeText().trim().max(200).optional(),
   participant_ids: z.array(userId).max(256).default([]),
 }).openapi("CreateConversation");
 
@@ -111,7 +131,10 @@ export const AddParticipantBody = z.object({
 }).openapi("AddParticipant");
 
 export const CreateMessageBody = z.object({
-  body: z.string().max(10_000).default(""),
+  body: safeText({ multiline: true }).max(10_000).default("").openapi({
+    description: "Tab, line feed and CR LF are allowed; other control, invisible and " +
+      "bidirectional-override characters are refused (see SECURITY.md)",
+  }),
 }).openapi("CreateMessage");
 
 export const IdParam = z.object({ id: idSchema.openapi({ param: { name: "id", in: "path" } }) });

@@ -123,7 +123,8 @@ export interface Config {
   maxUnfinishedUploads: number;
   /**
    * The dashboard's "dev sign-in": anyone who can reach the server may mint a
-   * token for any user name. Only allowed with the generated secret.
+   * token for any user name. Only allowed with the generated secret and a
+   * loopback `host`.
    */
   devLogin: boolean;
   /** Largest frame (width × height) of any video stream an upload may have. */
@@ -184,6 +185,13 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       "unset DEV_LOGIN, or JWT_SECRET / JWT_PUBLIC_KEY / JWT_JWKS_URL",
     ]);
   }
+  if (devLogin && !isLoopbackHost(e.HOST)) {
+    throw new ConfigError([
+      `DEV_LOGIN, HOST: dev sign-in hands out admin tokens to anyone who can reach the server, ` +
+      `so it only listens on a loopback address; HOST is "${e.HOST}", set HOST=127.0.0.1 ` +
+      "(or ::1, localhost) or unset DEV_LOGIN",
+    ]);
+  }
   const dataDir = e.DATA_DIR.replace(/\/+$/, "") || "/";
   return {
     port: e.PORT,
@@ -218,4 +226,31 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     maxConcurrentUploads: e.MAX_CONCURRENT_UPLOADS,
     userQuotaBytes: e.USER_QUOTA_BYTES,
   };
+}
+
+/**
+ * Whether a listen address is only reachable from this machine: 127.0.0.0/8,
+ * `::1` (in any spelling) or `localhost`. Anything else, the wildcards
+ * `0.0.0.0` and `::` first of all, may be reached from the network.
+ */
+function isLoopbackHost(host: string): boolean {
+  const name = host.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  if (name === "localhost") return true;
+  const ipv4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(name);
+  if (ipv4) return ipv4.slice(1).every((octet) => Number(octet) <= 255) && ipv4[1] === "127";
+  return isIpv6Loopback(name);
+}
+
+/** `::1`, written in full or shortened (`0:0:0:0:0:0:0:1`, `0::1`). */
+function isIpv6Loopback(name: string): boolean {
+  const halves = name.split("::");
+  if (halves.length > 2) return false;
+  const groups = (part: string | undefined) => part ? part.split(":") : [];
+  const head = groups(halves[0]);
+  const tail = groups(halves[1]);
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 1 ? missing !== 0 : missing < 1) return false;
+  const all = [...head, ...Array(missing).fill("0"), ...tail];
+  if (!all.every((group) => /^[0-9a-f]{1,4}$/.test(group))) return false;
+  return all.every((group, i) => parseInt(group, 16) === (i === 7 ? 1 : 0));
 }

@@ -1,6 +1,7 @@
 import { ApiError } from "./errors.ts";
 import type { OpenFiles } from "./open_files.ts";
 import { parseRange } from "./range.ts";
+import { stripUnsafeCharacters } from "./unsafe_text.ts";
 
 /** What to send and how. */
 export interface FileResponseOptions {
@@ -152,7 +153,9 @@ export function fileResponse(
         type: "https://offchat.dev/problems/range_not_satisfiable",
         title: "Range not satisfiable",
         status: 416,
-        detail: `Range "${rangeHeader?.slice(0, 100)}" cannot be served from ${size} bytes`,
+        detail: `Range "${
+          stripUnsafeCharacters(rangeHeader?.slice(0, 100) ?? "")
+        }" cannot be served from ${size} bytes`,
         code: "range_not_satisfiable",
       }),
       { status: 416, headers },

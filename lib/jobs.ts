@@ -2,6 +2,7 @@ import { and, eq, ne, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
 import { attachments, type Job, jobs } from "../db/schema.ts";
 import { newId } from "./ids.ts";
+import { stripUnsafeCharacters } from "./unsafe_text.ts";
 
 /** Kinds of processing work. */
 export type JobKind = "thumbnail" | "rendition" | "storyboard";
@@ -177,7 +178,8 @@ export async function failJob(
   reason: string,
   now: Date,
 ): Promise<"retry" | "failed"> {
-  const message = reason.slice(0, 2000);
+  // The reason quotes ffmpeg, which may quote the file: it is shown to participants.
+  const message = stripUnsafeCharacters(reason.slice(0, 2000), { multiline: true });
   const final = job.attempts >= job.maxAttempts;
   await db.transaction(async (tx) => {
     const updated = await tx.update(jobs)

@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import { ApiError } from "./errors.ts";
 import { encodeHex } from "./encoding.ts";
+import { stripUnsafeCharacters } from "./unsafe_text.ts";
 
 /** A file part streamed to a temporary file. */
 export interface ReceivedFile {
@@ -84,7 +85,12 @@ export async function receiveMultipartFile(
 
   parser.on("field", (name, value, info) => {
     if (info.valueTruncated || info.nameTruncated) {
-      fail(new ApiError("invalid_request", `Field "${name.slice(0, 100)}" is too long`));
+      fail(
+        new ApiError(
+          "invalid_request",
+          `Field "${stripUnsafeCharacters(name.slice(0, 100))}" is too long`,
+        ),
+      );
     }
     fields[name] = value;
   });

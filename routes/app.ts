@@ -1,9 +1,9 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { AppDeps, AppEnv } from "../lib/deps.ts";
 import { ApiError, problemResponse } from "../lib/errors.ts";
 import { MEDIA_SECURITY_HEADERS } from "../lib/media_headers.ts";
-import type { Context } from "hono";
 import type { MediaPurpose } from "../lib/auth.ts";
 import { concurrencyLimit, type MediaTokenScope, rateLimit } from "../lib/rate_limit.ts";
 import { UPLOADS_PATH } from "../lib/resumable_uploads.ts";
@@ -18,7 +18,7 @@ import { docsRoutes } from "./docs.ts";
 import { healthRoutes } from "./health.ts";
 import { createUiRoutes } from "./ui.ts";
 import { uploadRoutes } from "./uploads.ts";
-import { videoRoutes } from "./videos.ts";
+import { startsDownload, videoRoutes } from "./videos.ts";
 
 /** Requests for media bytes: download, stream, thumbnail and storyboard sprite. */
 const MEDIA_BYTES = /^\/api\/chat\/videos\/[^/]+\/(download|stream|thumbnail|storyboard\.jpg)\/?$/;
@@ -40,6 +40,17 @@ function mediaTokenScope(c: Context<AppEnv>): MediaTokenScope | null {
     if (attachmentId) return { attachmentId, purpose };
   }
   return null;
+}
+
+/**
+ * A video player's media byte requests, which come many times a second and
+ * are not counted. A download from its first byte may write an activity
+ * row, and every request that may write is counted.
+ */
+function isPlayerRequest(c: Context<AppEnv>): boolean {
+  const kind = MEDIA_BYTES.exec(c.req.path)?.[1];
+  if (!kind || (c.req.method !== "GET" && c.req.method !== "HEAD")) return false;
+  return !(kind === "download" && startsDownload(c.req.raw));
 }
 
 /** Options for {@linkcode createApp}. */
@@ -64,8 +75,7 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
     "/api/*",
     rateLimit({
       perMinute: deps.config.rateLimitPerMinute,
-      exempt: (c) =>
-        (c.req.method === "GET" || c.req.method === "HEAD") && MEDIA_BYTES.test(c.req.path),
+      exempt: isPlayerRequest,
       mediaScope: mediaTokenScope,
     }),
   );

@@ -3,7 +3,7 @@ import type { Context } from "hono";
 import type { Attachment, Message } from "../db/schema.ts";
 import { AttachmentSchema, IdParam, idSchema, MediaQuery } from "../lib/api_schemas.ts";
 import { loadMessageForUpload, loadVisibleAttachment } from "../lib/access.ts";
-import { recordActivity } from "../lib/activity.ts";
+import { recordActivityOnce } from "../lib/activity.ts";
 import { contentDisposition } from "../lib/content_disposition.ts";
 import type { MediaPurpose } from "../lib/auth.ts";
 import type { AppEnv } from "../lib/deps.ts";
@@ -14,11 +14,37 @@ import { type StoryboardLayout, storyboardVtt } from "../lib/media/storyboard.ts
 import { receiveMultipartFile } from "../lib/multipart_upload.ts";
 import { remainingQuota } from "../lib/quota.ts";
 import { serializeAttachment } from "../lib/serialize.ts";
+import { stripUnsafeCharacters } from "../lib/unsafe_text.ts";
 import { activityContext, urlContext } from "./_context.ts";
 import { requireMediaAccess, requireUser } from "./_auth.ts";
 import { bearer, json, newRouter, problems } from "./_router.ts";
 
 const tags = ["videos"];
+
+/**
+ * A download is logged once per user and attachment in this time: fetching
+ * the same file again soon is the same event for an audit, and a client
+ * repeating `Range: bytes=0-0` must not fill the log (or the disk).
+ */
+export const DOWNLOAD_LOG_WINDOW_MS = 10 * 60 * 1000;
+
+/** One plain byte range, `bytes=N-` or `bytes=N-M`; group 1 is its start. */
+const SINGLE_RANGE = /^\s*bytes\s*=\s*(\d+)\s*-\s*\d*\s*$/i;
+
+/**
+ * Whether a request to the download route counts as a download, that is may
+ * send the file from its first byte: a GET with no Range, or with anything
+ * but one plain range starting past byte 0 (`bytes=00-`, a suffix, several
+ * ranges, another unit, or any Range with `If-Range` may all be answered
+ * with byte 0). Such a request is logged (once a window) and rate-limited. A
+ * player's later ranges are the same download: they write nothing, which is
+ * why only they may skip the rate limit.
+ */
+export function startsDownload(request: Request): boolean {
+  if (request.method !== "GET") return false;
+  const single = SINGLE_RANGE.exec(request.headers.get("range") ?? "");
+  return !single || Number(single[1]) === 0 || request.headers.has("if-range");
+}
 
 function parseMessageId(value: string): string {
   const parsed = idSchema.safeParse(value);
@@ -199,16 +225,17 @@ videoRoutes
         disposition: contentDisposition("attachment", attachment.fileName),
         cacheControl: "private, no-cache",
       });
-      // A player's follow-up range requests are one download, not many.
       const range = c.req.header("range");
-      const startsAtZero = !range || /^\s*bytes\s*=\s*0\s*-/i.test(range);
-      if (c.req.method === "GET" && response.status < 300 && startsAtZero) {
-        await recordActivity(deps.db, activityContext(c), {
+      if (response.status < 300 && startsDownload(c.req.raw)) {
+        await recordActivityOnce(deps.db, {
           action: "video.download",
           conversationId: attachment.conversationId,
           attachmentId: attachment.id,
-          detail: { status: response.status, range: range?.slice(0, 100) ?? null },
-        }, deps.clock());
+          detail: {
+            status: response.status,
+            range: range ? stripUnsafeCharacters(range.slice(0, 100)) : null,
+          },
+        }, { context: activityContext(c), at: deps.clock(), windowMs: DOWNLOAD_LOG_WINDOW_MS });
       }
       return response;
     },

@@ -75,6 +75,8 @@ export async function serveApp(env: Record<string, string> = {}): Promise<Served
       env: {
         PUBLIC_URL: `http://localhost:${relay.port}`,
         DEV_LOGIN: "1",
+        // Dev sign-in is refused unless the configured address is a loopback one.
+        HOST: "127.0.0.1",
         JWT_SECRET: "",
         ...env,
       },

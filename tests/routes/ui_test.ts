@@ -84,7 +84,7 @@ Deno.test("dev sign-in: off by default, and refused with a configured key", asyn
       { JWT_PUBLIC_KEY: "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----" },
     ]
   ) {
-    assert.throws(() => parseConfig({ DEV_LOGIN: "1", ...key }), (error) => {
+    assert.throws(() => parseConfig({ DEV_LOGIN: "1", HOST: "127.0.0.1", ...key }), (error) => {
       assert.ok(error instanceof ConfigError);
       assert.match(error.message, /DEV_LOGIN/);
       return true;
@@ -96,7 +96,7 @@ Deno.test("dev sign-in: off by default, and refused with a configured key", asyn
 Deno.test("dev sign-in: with DEV_LOGIN=1 and the generated secret, mints a working token", async () => {
   await using ctx = await createTestContext({
     worker: false,
-    env: { DEV_LOGIN: "1", JWT_SECRET: "" },
+    env: { DEV_LOGIN: "1", HOST: "127.0.0.1", JWT_SECRET: "" },
   });
   const config = await body<{ dev_login: boolean }>(await ctx.app.request("/api/ui/config"));
   assert.equal(config.dev_login, true);
