@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import { parseConfig } from "../lib/config.ts";
-import type { AppDeps } from "../lib/deps.ts";
+import type { AppDeps, Clock } from "../lib/deps.ts";
 import { openDeps } from "../lib/open_deps.ts";
 import { startWorker, type Worker } from "../lib/worker.ts";
 import { createApp } from "../routes/app.ts";
@@ -22,7 +22,7 @@ export interface TestContext {
 
 /** Builds a test context; dispose it with `await using`. */
 export async function createTestContext(
-  options: { env?: Record<string, string>; worker?: boolean; dataDir?: string } = {},
+  options: { env?: Record<string, string>; worker?: boolean; dataDir?: string; clock?: Clock } = {},
 ): Promise<TestContext> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "offchat-test-" });
   const config = parseConfig({
@@ -31,7 +31,7 @@ export async function createTestContext(
     PUBLIC_URL: "http://offchat.test",
     ...options.env,
   });
-  const opened = await openDeps(config);
+  const opened = await openDeps(config, options.clock);
   const worker = options.worker === false
     ? null
     : startWorker(opened.deps, { concurrency: 1, pollMs: 50 });

@@ -138,6 +138,12 @@ export const ROWS: Record<string, Row> = {
     request: (w, missing) => ({ path: `/api/chat/conversations/${conversation(w, missing)}` }),
     expect: members(200),
   },
+  "GET /api/chat/conversations/{id}/participants": {
+    request: (w, missing) => ({
+      path: `/api/chat/conversations/${conversation(w, missing)}/participants`,
+    }),
+    expect: members(200),
+  },
   "POST /api/chat/conversations/{id}/participants": {
     request: (w, missing) => ({
       path: `/api/chat/conversations/${conversation(w, missing)}/participants`,
