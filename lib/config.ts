@@ -36,6 +36,7 @@ export const CONFIG_ENV_NAMES = [
   "MAX_PARTICIPANTS",
   "MAX_CONVERSATIONS_PER_HOUR",
   "MAX_PARTICIPANT_ADDS_PER_HOUR",
+  "MAX_ATTACHMENTS_PER_MESSAGE",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -87,6 +88,7 @@ const envSchema = z.object({
   MAX_PARTICIPANTS: integer(2, 10_000).default(100),
   MAX_CONVERSATIONS_PER_HOUR: integer(0, 1_000_000).default(30),
   MAX_PARTICIPANT_ADDS_PER_HOUR: integer(0, 1_000_000).default(100),
+  MAX_ATTACHMENTS_PER_MESSAGE: integer(1, 1000).default(10),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -152,6 +154,8 @@ export interface Config {
   maxConversationsPerHour: number;
   /** Participants one user may add to existing conversations in any hour; 0 = unlimited. */
   maxParticipantAddsPerHour: number;
+  /** Live videos one message may carry. */
+  maxAttachmentsPerMessage: number;
 }
 
 /** Raised when the environment does not describe a valid configuration; lists every bad variable. */
@@ -232,5 +236,6 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     maxParticipants: e.MAX_PARTICIPANTS,
     maxConversationsPerHour: e.MAX_CONVERSATIONS_PER_HOUR,
     maxParticipantAddsPerHour: e.MAX_PARTICIPANT_ADDS_PER_HOUR,
+    maxAttachmentsPerMessage: e.MAX_ATTACHMENTS_PER_MESSAGE,
   };
 }

@@ -66,6 +66,7 @@ const LIFTED = {
   MAX_UNFINISHED_UPLOADS: "1000",
   RATE_LIMIT_PER_MINUTE: "0",
   MAX_CONCURRENT_UPLOADS: "0",
+  MAX_ATTACHMENTS_PER_MESSAGE: "1000",
 };
 
 const json = (payload: unknown): RequestInit => ({
