@@ -9,14 +9,17 @@ export const conversations = sqliteTable("conversations", {
   title: text("title"),
   createdBy: text("created_by").notNull(),
   createdAt: integer("created_at").notNull(),
-});
+}, (t) => [index("conversations_creator_idx").on(t.createdBy, t.createdAt)]);
 
 export const conversationParticipants = sqliteTable("conversation_participants", {
   conversationId: text("conversation_id").notNull().references(() => conversations.id),
   userId: text("user_id").notNull(),
   role: text("role").notNull().default("member"),
   joinedAt: integer("joined_at").notNull(),
-}, (t) => [primaryKey({ columns: [t.conversationId, t.userId] })]);
+}, (t) => [
+  primaryKey({ columns: [t.conversationId, t.userId] }),
+  index("participants_user_conversation_idx").on(t.userId, t.conversationId),
+]);
 
 export const messages = sqliteTable("messages", {
   id: text("id").primaryKey(),
@@ -102,6 +105,7 @@ export const activityLog = sqliteTable("activity_log", {
 }, (t) => [
   index("activity_at_idx").on(t.at),
   index("activity_attachment_actor_idx").on(t.attachmentId, t.actorId, t.at),
+  index("activity_actor_action_idx").on(t.actorId, t.action, t.at),
 ]);
 
 /** A resumable (tus) upload in progress; its bytes are under `DATA_DIR/tus/<id>`. */

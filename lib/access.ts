@@ -1,4 +1,4 @@
-import { and, eq, isNull, sql } from "drizzle-orm";
+import { and, count, eq, isNull, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
 import {
   type Attachment,
@@ -49,19 +49,43 @@ export async function loadVisibleMessage(
 }
 
 /**
- * The message a user may attach a video to: visible to them (404) and sent
- * by them (409).
+ * The message a user may attach a video to: visible to them (404), sent by
+ * them (409) and with room for one more video (409, see
+ * {@linkcode assertRoomForAttachment}).
  */
 export async function loadMessageForUpload(
   db: Database,
   messageId: string,
-  user: User,
+  options: { user: User; maxAttachments: number },
 ): Promise<Message> {
-  const message = await loadVisibleMessage(db, messageId, user);
-  if (message.senderId !== user.id) {
+  const message = await loadVisibleMessage(db, messageId, options.user);
+  if (message.senderId !== options.user.id) {
     throw new ApiError("conflict", "Videos can only be attached to your own messages");
   }
+  await assertRoomForAttachment(db, message.id, options.maxAttachments);
   return message;
+}
+
+/**
+ * Throws 409 when a message already carries `maxAttachments` live videos:
+ * every page of messages embeds each message's attachments, each with its
+ * signed URLs, so a message must not grow without bound. Checked before an
+ * upload's body is read, and again in the transaction that inserts the
+ * attachment (pass that transaction), so concurrent uploads cannot pass it.
+ */
+export async function assertRoomForAttachment(
+  db: Pick<Database, "select">,
+  messageId: string,
+  maxAttachments: number,
+): Promise<void> {
+  const [live] = await db.select({ n: count() }).from(attachments)
+    .where(and(eq(attachments.messageId, messageId), isNull(attachments.deletedAt)));
+  if ((live?.n ?? 0) >= maxAttachments) {
+    throw new ApiError(
+      "conflict",
+      `A message carries at most ${maxAttachments} videos: send more in another message`,
+    );
+  }
 }
 
 /**

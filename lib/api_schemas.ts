@@ -53,7 +53,11 @@ export const ConversationSchema = z.object({
   title: z.string().nullable(),
   created_by: z.string(),
   created_at: isoTime.nullable(),
-  participants: z.array(ParticipantSchema),
+  participants: z.array(ParticipantSchema).openapi({
+    description: "The first participants to join, oldest first, at most 20; the whole list is " +
+      "paged by `GET /api/chat/conversations/{id}/participants`",
+  }),
+  participant_count: z.number().int(),
 }).openapi("Conversation");
 
 export const AttachmentSchema = z.object({
@@ -149,6 +153,20 @@ export const PageQuery = z.object({
   before: idSchema.optional().openapi({ description: "Cursor: return items older than this id" }),
 });
 
+export const ConversationPageQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(50).default(20),
+  before: idSchema.optional().openapi({
+    description: "Cursor: return conversations older than this id",
+  }),
+});
+
+export const ParticipantPageQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  after: userId.optional().openapi({
+    description: "Cursor: return participants whose user id sorts after this one",
+  }),
+});
+
 export const ActivityQuery = PageQuery.extend({
   actor_id: userId.optional(),
   action: z.string().max(64).optional(),
@@ -167,6 +185,7 @@ export const MediaQuery = z.object({
 });
 
 export type ConversationJson = z.infer<typeof ConversationSchema>;
+export type ParticipantJson = z.infer<typeof ParticipantSchema>;
 export type AttachmentJson = z.infer<typeof AttachmentSchema>;
 export type MessageJson = z.infer<typeof MessageSchema>;
 export type ActivityJson = z.infer<typeof ActivitySchema>;

@@ -33,6 +33,10 @@ export const CONFIG_ENV_NAMES = [
   "RATE_LIMIT_PER_MINUTE",
   "MAX_CONCURRENT_UPLOADS",
   "USER_QUOTA_BYTES",
+  "MAX_PARTICIPANTS",
+  "MAX_CONVERSATIONS_PER_HOUR",
+  "MAX_PARTICIPANT_ADDS_PER_HOUR",
+  "MAX_ATTACHMENTS_PER_MESSAGE",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -81,6 +85,10 @@ const envSchema = z.object({
   RATE_LIMIT_PER_MINUTE: integer(0, 1_000_000).default(600),
   MAX_CONCURRENT_UPLOADS: integer(0, 1000).default(2),
   USER_QUOTA_BYTES: integer(0, 2 ** 53 - 1).default(0),
+  MAX_PARTICIPANTS: integer(2, 10_000).default(100),
+  MAX_CONVERSATIONS_PER_HOUR: integer(0, 1_000_000).default(30),
+  MAX_PARTICIPANT_ADDS_PER_HOUR: integer(0, 1_000_000).default(100),
+  MAX_ATTACHMENTS_PER_MESSAGE: integer(1, 1000).default(10),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -141,6 +149,14 @@ export interface Config {
   maxConcurrentUploads: number;
   /** Bytes of originals one user may keep stored; 0 = no quota. */
   userQuotaBytes: number;
+  /** Participants one conversation may have, its creator included. */
+  maxParticipants: number;
+  /** Conversations one user may create in any hour; 0 = unlimited. */
+  maxConversationsPerHour: number;
+  /** Participants one user may add to existing conversations in any hour; 0 = unlimited. */
+  maxParticipantAddsPerHour: number;
+  /** Live videos one message may carry. */
+  maxAttachmentsPerMessage: number;
 }
 
 /** Raised when the environment does not describe a valid configuration; lists every bad variable. */
@@ -225,6 +241,10 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     maxConcurrentUploads: e.MAX_CONCURRENT_UPLOADS,
     userQuotaBytes: e.USER_QUOTA_BYTES,
+    maxParticipants: e.MAX_PARTICIPANTS,
+    maxConversationsPerHour: e.MAX_CONVERSATIONS_PER_HOUR,
+    maxParticipantAddsPerHour: e.MAX_PARTICIPANT_ADDS_PER_HOUR,
+    maxAttachmentsPerMessage: e.MAX_ATTACHMENTS_PER_MESSAGE,
   };
 }
 

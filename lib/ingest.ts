@@ -1,5 +1,6 @@
 import { eq } from "drizzle-orm";
 import { activityLog, type Attachment, attachments, type Message } from "../db/schema.ts";
+import { assertRoomForAttachment } from "./access.ts";
 import type { ActivityContext } from "./activity.ts";
 import { recordActivity } from "./activity.ts";
 import type { AppDeps } from "./deps.ts";
@@ -84,6 +85,7 @@ export async function ingestVideo(
       deletedAt: null,
     };
     await deps.db.transaction(async (tx) => {
+      await assertRoomForAttachment(tx, message.id, deps.config.maxAttachmentsPerMessage);
       await tx.insert(attachments).values(row);
       for (const kind of PROCESSING_JOBS) await enqueueJob(tx, { kind, attachmentId: id }, now);
       await recordActivity(tx, actor, {

@@ -203,7 +203,10 @@ export class ResumableUploads {
     if (!messageId.success) {
       throw new ApiError("invalid_request", 'Upload-Metadata "message_id" must be a UUID');
     }
-    const message: Message = await loadMessageForUpload(db, messageId.data, call.user);
+    const message: Message = await loadMessageForUpload(db, messageId.data, {
+      user: call.user,
+      maxAttachments: config.maxAttachmentsPerMessage,
+    });
     const now = this.#deps.clock().getTime();
     const row: Upload = {
       id: newId(),
@@ -323,7 +326,10 @@ export class ResumableUploads {
       if (!row) throw notFound();
       // Membership may have changed since the upload was created, and other
       // uploads may have used the quota meanwhile.
-      const message = await loadMessageForUpload(this.#deps.db, row.messageId, call.user);
+      const message = await loadMessageForUpload(this.#deps.db, row.messageId, {
+        user: call.user,
+        maxAttachments: this.#deps.config.maxAttachmentsPerMessage,
+      });
       await remainingQuota(this.#deps.db, {
         userId: call.user.id,
         quotaBytes: this.#deps.config.userQuotaBytes,

@@ -1,5 +1,11 @@
 import type { Activity, Attachment, Conversation, Message } from "../db/schema.ts";
-import type { ActivityJson, AttachmentJson, ConversationJson, MessageJson } from "./api_schemas.ts";
+import type {
+  ActivityJson,
+  AttachmentJson,
+  ConversationJson,
+  MessageJson,
+  ParticipantJson,
+} from "./api_schemas.ts";
 import type { Auth, MediaPurpose, User } from "./auth.ts";
 
 const iso = (ms: number | null): string | null => ms === null ? null : new Date(ms).toISOString();
@@ -82,21 +88,29 @@ export async function serializeAttachment(
   };
 }
 
-/** A conversation with its participants. */
+/** A conversation with the participants it embeds and their total count. */
 export function serializeConversation(
   conversation: Conversation,
-  participants: { userId: string; role: string; joinedAt: number }[],
+  preview: { participants: { userId: string; role: string; joinedAt: number }[]; count: number },
 ): ConversationJson {
   return {
     id: conversation.id,
     title: conversation.title,
     created_by: conversation.createdBy,
     created_at: iso(conversation.createdAt),
-    participants: participants.map((p) => ({
-      user_id: p.userId,
-      role: p.role,
-      joined_at: iso(p.joinedAt),
-    })),
+    participants: preview.participants.map(serializeParticipant),
+    participant_count: preview.count,
+  };
+}
+
+/** One participant. */
+export function serializeParticipant(
+  participant: { userId: string; role: string; joinedAt: number },
+): ParticipantJson {
+  return {
+    user_id: participant.userId,
+    role: participant.role,
+    joined_at: iso(participant.joinedAt),
   };
 }
 

@@ -2,13 +2,16 @@ import { createRoute, z } from "@hono/zod-openapi";
 import {
   AddParticipantBody,
   type ConversationJson,
+  ConversationPageQuery,
   ConversationSchema,
   CreateConversationBody,
   CreateMessageBody,
   IdParam,
   MessageSchema,
   PageQuery,
+  ParticipantPageQuery,
   ParticipantParam,
+  ParticipantSchema,
 } from "../lib/api_schemas.ts";
 import { requireParticipant } from "../lib/access.ts";
 import {
@@ -19,11 +22,17 @@ import {
   getConversation,
   listConversations,
   listMessages,
-  participantsOf,
+  listParticipants,
+  participantPreviews,
   removeParticipant,
 } from "../lib/conversations.ts";
 import type { Database } from "../db/client.ts";
-import { serializeAttachment, serializeConversation, serializeMessage } from "../lib/serialize.ts";
+import {
+  serializeAttachment,
+  serializeConversation,
+  serializeMessage,
+  serializeParticipant,
+} from "../lib/serialize.ts";
 import { activityContext, urlContext } from "./_context.ts";
 import { bearer, json, newRouter, problems } from "./_router.ts";
 
@@ -31,9 +40,11 @@ const tags = ["conversations"];
 
 async function conversationJson(db: Database, id: string): Promise<ConversationJson> {
   const conversation = await getConversation(db, id);
-  const participants = await participantsOf(db, [id]);
-  return serializeConversation(conversation, participants.get(id) ?? []);
+  const previews = await participantPreviews(db, [id]);
+  return serializeConversation(conversation, previews.get(id)!);
 }
+
+const tooMany = { ...problems[400], description: "Over an hourly limit (Retry-After)" };
 
 /** `/api/chat/conversations`: conversations, participants and messages. */
 export const conversationRoutes = newRouter()
@@ -45,15 +56,19 @@ export const conversationRoutes = newRouter()
       summary: "Create a conversation; the creator is its owner",
       security: bearer,
       request: { body: { content: { "application/json": { schema: CreateConversationBody } } } },
-      responses: { 201: json(ConversationSchema, "The new conversation"), ...problems },
+      responses: {
+        201: json(ConversationSchema, "The new conversation"),
+        ...problems,
+        429: tooMany,
+      },
     }),
     async (c) => {
-      const { db, clock } = c.get("deps");
+      const { db, clock, config } = c.get("deps");
       const body = c.req.valid("json");
       const conversation = await createConversation(db, activityContext(c), {
         title: body.title,
         participantIds: body.participant_ids,
-      }, clock());
+      }, { now: clock(), limits: config });
       return c.json(await conversationJson(db, conversation.id), 201);
     },
   )
@@ -62,19 +77,28 @@ export const conversationRoutes = newRouter()
       method: "get",
       path: "/",
       tags,
-      summary: "The caller's conversations, newest first",
+      summary: "The caller's conversations, newest first; page back with `before`",
       security: bearer,
+      request: { query: ConversationPageQuery },
       responses: {
-        200: json(z.object({ conversations: z.array(ConversationSchema) }), "Conversations"),
+        200: json(
+          z.object({
+            conversations: z.array(ConversationSchema),
+            next_cursor: z.string().nullable(),
+          }),
+          "A page of conversations",
+        ),
+        400: problems[400],
         401: problems[401],
       },
     }),
     async (c) => {
       const { db } = c.get("deps");
-      const list = await listConversations(db, c.get("user").id);
-      const participants = await participantsOf(db, list.map((x) => x.id));
+      const page = await listConversations(db, c.get("user").id, c.req.valid("query"));
+      const previews = await participantPreviews(db, page.conversations.map((x) => x.id));
       return c.json({
-        conversations: list.map((x) => serializeConversation(x, participants.get(x.id) ?? [])),
+        conversations: page.conversations.map((x) => serializeConversation(x, previews.get(x.id)!)),
+        next_cursor: page.nextCursor,
       }, 200);
     },
   )
@@ -97,26 +121,63 @@ export const conversationRoutes = newRouter()
   )
   .openapi(
     createRoute({
+      method: "get",
+      path: "/{id}/participants",
+      tags,
+      summary: "The participants, by user id; page on with `after`",
+      security: bearer,
+      request: { params: IdParam, query: ParticipantPageQuery },
+      responses: {
+        200: json(
+          z.object({
+            participants: z.array(ParticipantSchema),
+            next_cursor: z.string().nullable(),
+          }),
+          "A page of participants",
+        ),
+        ...problems,
+      },
+    }),
+    async (c) => {
+      const { db } = c.get("deps");
+      const { id } = c.req.valid("param");
+      await requireParticipant(db, id, c.get("user").id);
+      const page = await listParticipants(db, id, c.req.valid("query"));
+      return c.json({
+        participants: page.participants.map(serializeParticipant),
+        next_cursor: page.nextCursor,
+      }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
       method: "post",
       path: "/{id}/participants",
       tags,
-      summary: "Add a participant (any participant may)",
+      summary: "Add a participant (any participant may add a member, an owner an owner)",
       security: bearer,
       request: {
         params: IdParam,
         body: { content: { "application/json": { schema: AddParticipantBody } } },
       },
-      responses: { 201: json(ConversationSchema, "The conversation"), ...problems },
+      responses: {
+        201: json(ConversationSchema, "The conversation"),
+        ...problems,
+        403: { ...problems[400], description: "Only an owner may add an owner" },
+        409: { ...problems[400], description: "The conversation is full (MAX_PARTICIPANTS)" },
+        429: tooMany,
+      },
     }),
     async (c) => {
-      const { db, clock } = c.get("deps");
+      const { db, clock, config } = c.get("deps");
       const { id } = c.req.valid("param");
       const body = c.req.valid("json");
-      await requireParticipant(db, id, c.get("user").id);
-      await addParticipant(db, activityContext(c), id, {
+      // addParticipant checks that the caller is in the conversation (404) in its transaction.
+      await addParticipant(db, activityContext(c), {
+        conversationId: id,
         userId: body.user_id,
         role: body.role,
-      }, clock());
+      }, { now: clock(), limits: config });
       return c.json(await conversationJson(db, id), 201);
     },
   )

@@ -73,7 +73,11 @@ uploadRoutes.openAPIRegistry.registerPath({
       content: { "application/json": { schema: AttachmentSchema } },
     },
     ...problems,
-    409: { ...problems[400], description: "The message was sent by someone else" },
+    409: {
+      ...problems[400],
+      description:
+        "The message was sent by someone else, or has MAX_ATTACHMENTS_PER_MESSAGE videos",
+    },
     413: { ...problems[400], description: "Upload-Length is over the limit" },
     429: { ...problems[400], description: "Too many unfinished uploads (Retry-After)" },
   },

@@ -113,7 +113,11 @@ videoRoutes.openAPIRegistry.registerPath({
   responses: {
     201: json(AttachmentSchema, "The attachment, status `processing`"),
     ...problems,
-    409: { ...problems[400], description: "The message was sent by someone else" },
+    409: {
+      ...problems[400],
+      description:
+        "The message was sent by someone else, or has MAX_ATTACHMENTS_PER_MESSAGE videos",
+    },
     413: { ...problems[400], description: "The file is over the limit" },
     415: { ...problems[400], description: "Not an accepted container" },
     422: { ...problems[400], description: "Unreadable, no video stream, or absurd values" },
@@ -123,10 +127,11 @@ videoRoutes.openAPIRegistry.registerPath({
 videoRoutes.post("/upload", requireUser(), async (c) => {
   const deps = c.get("deps");
   const user = c.get("user");
+  const uploader = { user, maxAttachments: deps.config.maxAttachmentsPerMessage };
   let message: Message | null = null;
   const queryMessageId = c.req.query("message_id");
   if (queryMessageId) {
-    message = await loadMessageForUpload(deps.db, parseMessageId(queryMessageId), user);
+    message = await loadMessageForUpload(deps.db, parseMessageId(queryMessageId), uploader);
   }
   const declared = Number(c.req.header("content-length") ?? NaN);
   const quotaLeft = await remainingQuota(deps.db, {
@@ -139,7 +144,7 @@ videoRoutes.post("/upload", requireUser(), async (c) => {
     maxBytes: Math.min(deps.config.maxUploadBytes, quotaLeft ?? Infinity),
     beforeFile: async (fields) => {
       if (!message && fields.message_id !== undefined) {
-        message = await loadMessageForUpload(deps.db, parseMessageId(fields.message_id), user);
+        message = await loadMessageForUpload(deps.db, parseMessageId(fields.message_id), uploader);
       }
     },
   });
@@ -149,7 +154,7 @@ videoRoutes.post("/upload", requireUser(), async (c) => {
       if (fieldId === undefined) {
         throw new ApiError("invalid_request", 'Field "message_id" is required');
       }
-      message = await loadMessageForUpload(deps.db, parseMessageId(fieldId), user);
+      message = await loadMessageForUpload(deps.db, parseMessageId(fieldId), uploader);
     }
   } catch (error) {
     await Deno.remove(received.tempPath).catch(() => {});

@@ -69,7 +69,7 @@ Deno.test("cli: `deno task start` migrates and serves on PORT; `deno task token`
       headers: { authorization: `Bearer ${jwt}` },
     });
     assert.equal(list.status, 200);
-    assert.deepEqual(await list.json(), { conversations: [] });
+    assert.deepEqual(await list.json(), { conversations: [], next_cursor: null });
     const secret = await Deno.stat(`${root}/${dataDir}/jwt_secret`);
     assert.equal(secret.mode! & 0o777, 0o600);
   } finally {

@@ -217,10 +217,19 @@ function signInView() {
 
 // ---------------------------------------------------------- conversations
 
+/** "3 participants": the count, not the embedded list, which holds at most the first 20. */
+function participantCount(c) {
+  return `${c.participant_count} participant${c.participant_count === 1 ? "" : "s"}`;
+}
+
 function conversationTitle(c) {
   if (c.title) return c.title;
   const others = c.participants.map((p) => p.user_id).filter((id) => id !== session.user.id);
-  return others.length ? `With ${others.join(", ")}` : "Just you";
+  if (others.length === 0) return "Just you";
+  const named = others.slice(0, 3);
+  // The caller is one of the participants, in the embedded list or not.
+  const more = c.participant_count - 1 - named.length;
+  return `With ${named.join(", ")}${more > 0 ? ` and ${more} more` : ""}`;
 }
 
 function parseUserIds(text) {
@@ -229,39 +238,53 @@ function parseUserIds(text) {
 
 function conversationList(activeId) {
   const list = h("ul", { class: "conversation-list" }, h("li", { class: "muted" }, "Loading…"));
+  const more = h("button", { type: "button", class: "button-quiet" }, "Load more conversations");
+  more.hidden = true;
+  let cursor = null;
+  const item = (c) =>
+    h(
+      "li",
+      {},
+      h(
+        "a",
+        {
+          href: `#/c/${c.id}`,
+          "aria-current": c.id === activeId ? "page" : undefined,
+        },
+        h("span", { class: "conversation-name" }, conversationTitle(c)),
+        h("span", { class: "muted small" }, participantCount(c)),
+      ),
+    );
+  // The list comes a page at a time, newest first; "Load more" follows next_cursor.
+  const page = async (before) =>
+    await api(`/api/chat/conversations${before ? `?limit=50&before=${before}` : "?limit=50"}`);
   const load = async () => {
     try {
-      const { conversations } = await api("/api/chat/conversations");
-      if (conversations.length === 0) {
+      const first = await page(null);
+      cursor = first.next_cursor;
+      more.hidden = cursor === null;
+      if (first.conversations.length === 0) {
         replace(list, h("li", { class: "muted" }, "No conversations yet. Start one below."));
         return;
       }
-      replace(
-        list,
-        conversations.map((c) =>
-          h(
-            "li",
-            {},
-            h(
-              "a",
-              {
-                href: `#/c/${c.id}`,
-                "aria-current": c.id === activeId ? "page" : undefined,
-              },
-              h("span", { class: "conversation-name" }, conversationTitle(c)),
-              h(
-                "span",
-                { class: "muted small" },
-                `${c.participants.length} participant${c.participants.length === 1 ? "" : "s"}`,
-              ),
-            ),
-          )
-        ),
-      );
+      replace(list, first.conversations.map(item));
     } catch (problem) {
       replace(list, h("li", { class: "error" }, problem.message));
     }
   };
+  more.addEventListener("click", async () => {
+    more.disabled = true;
+    try {
+      const next = await page(cursor);
+      list.append(...next.conversations.map(item));
+      cursor = next.next_cursor;
+      more.hidden = cursor === null;
+    } catch (problem) {
+      toast(problem.message, "error");
+    } finally {
+      more.disabled = false;
+    }
+  });
   load();
   // A participant added in the open conversation changes its line here too.
   addEventListener(CONVERSATIONS_CHANGED, load);
@@ -306,7 +329,7 @@ function conversationList(activeId) {
     "aside",
     { class: "sidebar", "aria-label": "Conversations" },
     h("h1", { class: "sidebar-title" }, "Conversations"),
-    h("nav", { "aria-label": "Your conversations" }, list),
+    h("nav", { "aria-label": "Your conversations" }, list, more),
     form,
   );
 }
@@ -332,26 +355,62 @@ function messageItem(message) {
   );
 }
 
+function participantChip(p) {
+  return h("li", { class: "chip" }, p.user_id, p.role === "owner" ? " (owner)" : "");
+}
+
 function participantsPanel(conversation, onChange) {
   const input = h("input", { id: "add-participant", name: "user_id", autocomplete: "off" });
   const error = h("p", { class: "error", role: "alert" });
+  const chips = h("ul", { class: "chips" }, conversation.participants.map(participantChip));
+  // The conversation embeds its first participants only; the rest is paged.
+  const all = h("button", { type: "button", class: "button-quiet" }, "Show everyone");
+  all.hidden = conversation.participant_count <= conversation.participants.length;
+  all.addEventListener("click", async () => {
+    all.disabled = true;
+    try {
+      const everyone = [];
+      let after = null;
+      do {
+        const page = await api(
+          `/api/chat/conversations/${conversation.id}/participants?limit=200${
+            after === null ? "" : `&after=${encodeURIComponent(after)}`
+          }`,
+        );
+        everyone.push(...page.participants);
+        after = page.next_cursor;
+      } while (after !== null);
+      replace(chips, everyone.map(participantChip));
+      all.hidden = true;
+    } catch (problem) {
+      error.textContent = problem.message;
+    } finally {
+      all.disabled = false;
+    }
+  });
+  const leave = h("button", { type: "button", class: "button-quiet" }, "Leave conversation");
+  leave.addEventListener("click", async () => {
+    if (!confirm("Leave this conversation? You will no longer see it or its videos.")) return;
+    error.textContent = "";
+    try {
+      await api(
+        `/api/chat/conversations/${conversation.id}/participants/${
+          encodeURIComponent(session.user.id)
+        }`,
+        { method: "DELETE" },
+      );
+      toast("You left the conversation");
+      location.hash = "#/";
+    } catch (problem) {
+      error.textContent = problem.message;
+    }
+  });
   return h(
     "details",
     { class: "participants" },
-    h(
-      "summary",
-      {},
-      `${conversation.participants.length} participant${
-        conversation.participants.length === 1 ? "" : "s"
-      }`,
-    ),
-    h(
-      "ul",
-      { class: "chips" },
-      conversation.participants.map((p) =>
-        h("li", { class: "chip" }, p.user_id, p.role === "owner" ? " (owner)" : "")
-      ),
-    ),
+    h("summary", {}, participantCount(conversation)),
+    chips,
+    all,
     h(
       "form",
       {
@@ -374,6 +433,7 @@ function participantsPanel(conversation, onChange) {
       h("button", { type: "submit" }, "Add"),
       error,
     ),
+    leave,
   );
 }
 

@@ -4,12 +4,20 @@
  * dropped connection), watch it be processed, play and seek it, download it;
  * send and play another with the keyboard only while its transcoding percent
  * shows live; an admin sees the upload and the download in the activity log
- * and narrows it by user, action and date; another user cannot see any of it. Screenshots of each screen go to docs/screenshots/.
+ * and narrows it by user, action and date; another user cannot see any of it; a user in 56
+ * conversations loads them all, a page at a time. Screenshots of each screen go to docs/screenshots/.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import type { BrowserContext, Locator, Page } from "playwright-core";
-import { body, conversationWithMessage, countRows, listFiles, uploadFile } from "../_helpers.ts";
+import {
+  body,
+  conversationWithMessage,
+  countRows,
+  listFiles,
+  postJson,
+  uploadFile,
+} from "../_helpers.ts";
 import { fixture } from "../_fixtures.ts";
 import { recordActivity } from "../../lib/activity.ts";
 import { launchChromium } from "./_browser.ts";
@@ -805,6 +813,39 @@ Deno.test({
       await admin.getByText("Reprocessing lost.mp4").waitFor();
       await attention.waitFor({ state: "detached" });
       await root.close();
+    });
+
+    await step("a user in many conversations sees them all, a page at a time", async () => {
+      // (Last: its 56 activity rows would push the uploads off the admin view's first page.)
+      // 56 conversations, by two creators (each within MAX_CONVERSATIONS_PER_HOUR).
+      for (let i = 0; i < 56; i++) {
+        const created = await postJson(
+          served.ctx,
+          i % 2 ? "frank" : "grace",
+          "/api/chat/conversations",
+          {
+            title: `Crowd ${String(i).padStart(2, "0")}`,
+            participant_ids: ["hana"],
+          },
+        );
+        assert.equal(created.status, 201);
+        await created.body?.cancel();
+      }
+      const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+      const hana = await devSignIn(context, url, "hana");
+      watch(hana);
+      const items = hana.locator(".conversation-list li a");
+      await items.nth(49).waitFor();
+      assert.equal(await items.count(), 50);
+      assert.equal(await items.first().locator(".conversation-name").textContent(), "Crowd 55");
+      await hana.getByRole("button", { name: "Load more conversations" }).click();
+      await items.nth(55).waitFor();
+      assert.equal(await items.count(), 56);
+      assert.equal(await items.last().locator(".conversation-name").textContent(), "Crowd 00");
+      await hana.getByRole("button", { name: "Load more conversations" }).waitFor({
+        state: "hidden",
+      });
+      await context.close();
     });
 
     await alice.close();

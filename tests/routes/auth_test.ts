@@ -32,7 +32,7 @@ Deno.test("auth: a valid HS256 token is accepted", async () => {
     headers: { authorization: `Bearer ${token}` },
   });
   assert.equal(response.status, 200);
-  assert.deepEqual(await body(response), { conversations: [] });
+  assert.deepEqual(await body(response), { conversations: [], next_cursor: null });
 });
 
 Deno.test("auth: missing, malformed, expired, unsigned, wrong-algorithm, no-exp tokens are 401", async () => {

@@ -17,10 +17,15 @@ Deno.test("conversations: create, list, get; the creator is the owner", async ()
     conversation.participants.map((p) => [p.user_id, p.role]).sort(),
     [["alice", "owner"], ["bob", "member"], ["carol", "member"]],
   );
-  const list = await body<{ conversations: { id: string }[] }>(
+  const list = await body<
+    { conversations: { id: string; participant_count: number }[]; next_cursor: string | null }
+  >(
     await ctx.request("bob", "/api/chat/conversations/"),
   );
-  assert.deepEqual(list.conversations.map((c) => c.id), [conversation.id]);
+  assert.deepEqual(list.conversations.map((c) => [c.id, c.participant_count]), [
+    [conversation.id, 3],
+  ]);
+  assert.equal(list.next_cursor, null);
   const none = await body<{ conversations: unknown[] }>(
     await ctx.request("mallory", "/api/chat/conversations"),
   );

@@ -73,6 +73,7 @@ const LIFTED = {
   MAX_UNFINISHED_UPLOADS: "1000",
   RATE_LIMIT_PER_MINUTE: "0",
   MAX_CONCURRENT_UPLOADS: "0",
+  MAX_ATTACHMENTS_PER_MESSAGE: "1000",
 };
 
 const json = (payload: unknown): RequestInit => ({
@@ -148,6 +149,12 @@ export const ROWS: Record<string, Row> = {
   },
   "GET /api/chat/conversations/{id}": {
     request: (w, missing) => ({ path: `/api/chat/conversations/${conversation(w, missing)}` }),
+    expect: members(200),
+  },
+  "GET /api/chat/conversations/{id}/participants": {
+    request: (w, missing) => ({
+      path: `/api/chat/conversations/${conversation(w, missing)}/participants`,
+    }),
     expect: members(200),
   },
   "POST /api/chat/conversations/{id}/participants": {

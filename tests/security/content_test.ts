@@ -67,7 +67,11 @@ const DISPOSITION =
   /^attachment; filename="(?:[\x20-\x21\x23-\x5b\x5d-\x7e])*"(?:; filename\*=UTF-8''[A-Za-z0-9!#$&+.^_`|~%-]*)?$/;
 
 Deno.test("content: hostile file names are stored as labels and give valid Content-Disposition", async () => {
-  await using ctx = await createTestContext({ worker: false });
+  // Every name goes to one message, more than MAX_ATTACHMENTS_PER_MESSAGE's default.
+  await using ctx = await createTestContext({
+    worker: false,
+    env: { MAX_ATTACHMENTS_PER_MESSAGE: "100" },
+  });
   const { messageId } = await conversationWithMessage(ctx, "alice");
   const video = await Deno.readFile(await fixture("h264.mp4"));
   for (const name of HOSTILE_NAMES) {
