@@ -9,7 +9,7 @@
  *   deno task setup:test       the same, and Debian's Chromium for the browser tests (setup --browser)
  */
 // deno-lint-ignore-file no-console -- this is the command line; printing is its job
-import type { Config } from "./lib/config.ts";
+import type { Config } from "./lib/config/config.ts";
 
 function fail(message: string): never {
   console.error(message);
@@ -17,7 +17,7 @@ function fail(message: string): never {
 }
 
 async function loadConfig(): Promise<Config> {
-  const { CONFIG_ENV_NAMES, ConfigError, parseConfig } = await import("./lib/config.ts");
+  const { CONFIG_ENV_NAMES, ConfigError, parseConfig } = await import("./lib/config/config.ts");
   const env: Record<string, string | undefined> = {};
   for (const name of CONFIG_ENV_NAMES) env[name] = Deno.env.get(name);
   try {
@@ -29,7 +29,7 @@ async function loadConfig(): Promise<Config> {
 }
 
 async function setup(args: string[]): Promise<void> {
-  const { findTool, installInstructions, isUsable } = await import("./lib/setup.ts");
+  const { findTool, installInstructions, isUsable } = await import("./lib/setup/setup.ts");
   const ffmpegPath = Deno.env.get("FFMPEG_PATH") || "ffmpeg";
   const ffprobePath = Deno.env.get("FFPROBE_PATH") || "ffprobe";
   const check = async () => [await findTool(ffmpegPath), await findTool(ffprobePath)] as const;
@@ -68,7 +68,7 @@ async function setup(args: string[]): Promise<void> {
 
   if (!args.includes("--browser")) return;
   // The dashboard's browser tests drive the system's Chromium; none is downloaded.
-  const { CHROMIUM_APT_PACKAGES, findChromium } = await import("./lib/chromium.ts");
+  const { CHROMIUM_APT_PACKAGES, findChromium } = await import("./lib/setup/chromium.ts");
   let chromium = await findChromium();
   if (chromium) {
     console.log(`setup: Chromium ${chromium.version} found at ${chromium.path}`);
@@ -111,8 +111,8 @@ async function tokenCommand(args: string[]): Promise<void> {
   const ttl = ttlIndex >= 0 ? Number(args[ttlIndex + 1]) : 24 * 3600;
   if (!Number.isInteger(ttl) || ttl < 1) fail("--ttl takes a whole number of seconds");
   const config = await loadConfig();
-  const { loadOrCreateSecret } = await import("./lib/secrets.ts");
-  const { createAuth } = await import("./lib/auth.ts");
+  const { loadOrCreateSecret } = await import("./lib/config/secrets.ts");
+  const { createAuth } = await import("./lib/auth/auth.ts");
   const secret = config.jwtSecret ?? (await loadOrCreateSecret(config.dataDir)).secret;
   const auth = await createAuth(config, secret);
   try {
@@ -136,9 +136,9 @@ const SWEEP_INTERVAL_MS = 15 * 60 * 1000;
 async function runService(mode: "serve" | "worker"): Promise<void> {
   const config = await loadConfig();
   const { openDeps } = await import("./lib/open_deps.ts");
-  const { secretPath } = await import("./lib/secrets.ts");
-  const { startWorker } = await import("./lib/worker.ts");
-  const { sweepTempFiles } = await import("./lib/temp_sweep.ts");
+  const { secretPath } = await import("./lib/config/secrets.ts");
+  const { startWorker } = await import("./lib/processing/worker.ts");
+  const { sweepTempFiles } = await import("./lib/storage/temp_sweep.ts");
   const { createApp } = await import("./routes/app.ts");
 
   const opened = await openDeps(config);

@@ -7,7 +7,7 @@
  */
 
 import { FFMPEG_QUIET } from "../lib/media/tools.ts";
-import { CONFIG_ENV_NAMES } from "../lib/config.ts";
+import { CONFIG_ENV_NAMES } from "../lib/config/config.ts";
 
 /** The repository root (the parent of bench/). */
 export const REPO = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");

@@ -4,7 +4,7 @@
  * generated OpenAPI document.
  */
 import { z } from "@hono/zod-openapi";
-import { findUnsafeCharacter, type UnsafeTextOptions } from "./unsafe_text.ts";
+import { findUnsafeCharacter, type UnsafeTextOptions } from "./core/unsafe_text.ts";
 
 const isoTime = z.string().openapi({ example: "2025-01-15T10:30:00.000Z" });
 const userId = z.string().regex(
@@ -14,7 +14,7 @@ const userId = z.string().regex(
 /**
  * Free text that is stored and shown to others: refused (400, naming the
  * field and the character) when it holds a control, invisible or
- * bidirectional-override character; the rule is `lib/unsafe_text.ts`'s.
+ * bidirectional-override character; the rule is `lib/core/unsafe_text.ts`'s.
  * Checked before any trimming, so nothing is silently removed.
  */
 function safeText(options: UnsafeTextOptions = {}) {

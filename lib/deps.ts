@@ -1,10 +1,10 @@
-import type { Auth, User } from "./auth.ts";
-import type { Config } from "./config.ts";
+import type { Auth, User } from "./auth/auth.ts";
+import type { Config } from "./config/config.ts";
 import type { Database } from "../db/client.ts";
 import type { MediaTools } from "./media/tools.ts";
-import type { RecentAccess } from "./recent_access.ts";
-import type { ResumableUploads } from "./resumable_uploads.ts";
-import type { Storage } from "./storage.ts";
+import type { RecentAccess } from "./serving/recent_access.ts";
+import type { ResumableUploads } from "./uploads/resumable_uploads.ts";
+import type { Storage } from "./storage/storage.ts";
 
 /** A source of the current time; tests may pass a fixed one. */
 export type Clock = () => Date;

@@ -1,15 +1,15 @@
 import { openDatabase } from "../db/client.ts";
 import { migrate } from "../db/migrate.ts";
-import { createAuth } from "./auth.ts";
-import type { Config } from "./config.ts";
+import { createAuth } from "./auth/auth.ts";
+import type { Config } from "./config/config.ts";
 import type { AppDeps, Clock } from "./deps.ts";
 import { mediaLimitsOf } from "./media/limits.ts";
-import { loadOrCreateSecret } from "./secrets.ts";
-import { DiskStorage } from "./storage.ts";
-import { RecentAccess } from "./recent_access.ts";
-import { ResumableUploads } from "./resumable_uploads.ts";
-import { Semaphore } from "./semaphore.ts";
-import type { Worker } from "./worker.ts";
+import { loadOrCreateSecret } from "./config/secrets.ts";
+import { DiskStorage } from "./storage/storage.ts";
+import { RecentAccess } from "./serving/recent_access.ts";
+import { ResumableUploads } from "./uploads/resumable_uploads.ts";
+import { Semaphore } from "./core/semaphore.ts";
+import type { Worker } from "./processing/worker.ts";
 
 /** Dependencies built from a configuration, and how to release them. */
 export interface OpenedDeps {

@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { AppEnv } from "./deps.ts";
-import { bearerToken, type MediaPurpose, verifyRequestUser } from "./auth.ts";
-import { ApiError } from "./errors.ts";
+import { bearerToken, type MediaPurpose, verifyRequestUser } from "./auth/auth.ts";
+import { ApiError } from "./core/errors.ts";
 
 /**
  * Per-key token buckets: `capacity` requests at once, refilled continuously

@@ -6,7 +6,7 @@ import type {
   MessageJson,
   ParticipantJson,
 } from "./api_schemas.ts";
-import type { Auth, MediaPurpose, User } from "./auth.ts";
+import type { Auth, MediaPurpose, User } from "./auth/auth.ts";
 
 const iso = (ms: number | null): string | null => ms === null ? null : new Date(ms).toISOString();
 

@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from "hono";
-import { bearerToken, type MediaPurpose, verifyRequestUser } from "../lib/auth.ts";
+import { bearerToken, type MediaPurpose, verifyRequestUser } from "../lib/auth/auth.ts";
 import type { AppEnv } from "../lib/deps.ts";
-import { ApiError } from "../lib/errors.ts";
+import { ApiError } from "../lib/core/errors.ts";
 
 /** The request's bearer token; 401 when it is missing (`missing` says so) or malformed. */
 function requiredBearer(header: string | undefined, missing: string): string {

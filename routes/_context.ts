@@ -1,5 +1,5 @@
 import type { Context } from "hono";
-import type { ActivityContext } from "../lib/activity.ts";
+import type { ActivityContext } from "../lib/chat/activity.ts";
 import type { AppEnv } from "../lib/deps.ts";
 import type { UrlContext } from "../lib/serialize.ts";
 

@@ -6,9 +6,9 @@ import {
   AttachmentSchema,
   IdParam,
 } from "../lib/api_schemas.ts";
-import { loadVisibleAttachment } from "../lib/access.ts";
-import { listActivity } from "../lib/activity_query.ts";
-import { listAttachmentsByStatus, reprocessAttachment } from "../lib/attachments.ts";
+import { loadVisibleAttachment } from "../lib/auth/access.ts";
+import { listActivity } from "../lib/chat/activity_query.ts";
+import { listAttachmentsByStatus, reprocessAttachment } from "../lib/chat/attachments.ts";
 import { serializeActivity, serializeAttachment } from "../lib/serialize.ts";
 import { activityContext, urlContext } from "./_context.ts";
 import { bearer, json, newRouter, problems } from "./_router.ts";

@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { storageUsage } from "../lib/storage_usage.ts";
+import { storageUsage } from "../lib/storage/storage_usage.ts";
 import { bearer, json, newRouter, problems } from "./_router.ts";
 
 const count = z.object({ count: z.number().int(), original_bytes: z.number().int() });

@@ -13,7 +13,7 @@ import {
   ParticipantParam,
   ParticipantSchema,
 } from "../lib/api_schemas.ts";
-import { requireParticipant } from "../lib/access.ts";
+import { requireParticipant } from "../lib/auth/access.ts";
 import {
   addParticipant,
   attachmentsOfMessages,
@@ -25,7 +25,7 @@ import {
   listParticipants,
   participantPreviews,
   removeParticipant,
-} from "../lib/conversations.ts";
+} from "../lib/chat/conversations.ts";
 import type { Database } from "../db/client.ts";
 import {
   serializeAttachment,

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import swaggerUiDist from "swagger-ui-dist";
 import type { AppEnv } from "../lib/deps.ts";
-import { ApiError } from "../lib/errors.ts";
+import { ApiError } from "../lib/core/errors.ts";
 
 const ASSETS: Record<string, string> = {
   "swagger-ui.css": "text/css; charset=utf-8",

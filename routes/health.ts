@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import { Hono } from "hono";
 import type { AppEnv } from "../lib/deps.ts";
-import { recentReadiness } from "../lib/readiness.ts";
+import { recentReadiness } from "../lib/setup/readiness.ts";
 
 /** `/healthz`, `/readyz` and `/metrics`: unauthenticated operational endpoints. */
 export const healthRoutes = new Hono<AppEnv>({ strict: false })

@@ -6,11 +6,11 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 // Importing the package's manifest puts tus-js-client in the module graph, so
 // Deno installs it into node_modules, where its browser bundle is read from.
 import "tus-js-client/package.json" with { type: "json" };
-import { ACCEPTED_FORMATS } from "../lib/accepted_formats.ts";
-import type { Config } from "../lib/config.ts";
+import { ACCEPTED_FORMATS } from "../lib/media/accepted_formats.ts";
+import type { Config } from "../lib/config/config.ts";
 import type { AppEnv } from "../lib/deps.ts";
-import { ApiError } from "../lib/errors.ts";
-import { encodeHex } from "../lib/encoding.ts";
+import { ApiError } from "../lib/core/errors.ts";
+import { encodeHex } from "../lib/core/encoding.ts";
 import { json, newRouter } from "./_router.ts";
 
 /** Where the dashboard's files are, and the marker in index.html replaced by the asset base. */

@@ -1,8 +1,8 @@
 import { sql } from "drizzle-orm";
-import { parseConfig } from "../lib/config.ts";
+import { parseConfig } from "../lib/config/config.ts";
 import type { AppDeps, Clock } from "../lib/deps.ts";
 import { openDeps } from "../lib/open_deps.ts";
-import { startWorker, type Worker } from "../lib/worker.ts";
+import { startWorker, type Worker } from "../lib/processing/worker.ts";
 import { createApp } from "../routes/app.ts";
 
 /** A 32+ byte secret for tests. */

@@ -1,5 +1,5 @@
-import type { Config } from "../config.ts";
-import { ApiError } from "../errors.ts";
+import type { Config } from "../config/config.ts";
+import { ApiError } from "../core/errors.ts";
 
 /**
  * Bounds on what an upload may ask ffmpeg to do. The probe result is checked

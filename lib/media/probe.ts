@@ -1,4 +1,4 @@
-import { ApiError } from "../errors.ts";
+import { ApiError } from "../core/errors.ts";
 import { DEFAULT_MEDIA_LIMITS, type MediaLimits, type ProbeInventory } from "./limits.ts";
 import { runTool } from "./run_tool.ts";
 import type { Container } from "./sniff.ts";

@@ -1,4 +1,4 @@
-import type { Semaphore } from "../semaphore.ts";
+import type { Semaphore } from "../core/semaphore.ts";
 import { DEFAULT_MEDIA_LIMITS, type MediaLimits } from "./limits.ts";
 import { DEMUXER_ALLOWLIST } from "./sniff.ts";
 

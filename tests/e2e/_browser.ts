@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import type { Browser } from "playwright-core";
-import { findChromium } from "../../lib/chromium.ts";
+import { findChromium } from "../../lib/setup/chromium.ts";
 
 /**
  * Loads playwright-core. At load it asks `fs.existsSync` whether it runs under

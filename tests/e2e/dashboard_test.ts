@@ -19,7 +19,7 @@ import {
   uploadFile,
 } from "../_helpers.ts";
 import { fixture } from "../_fixtures.ts";
-import { recordActivity } from "../../lib/activity.ts";
+import { recordActivity } from "../../lib/chat/activity.ts";
 import { launchChromium } from "./_browser.ts";
 import { serveApp } from "./_server.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { SignJWT } from "jose";
-import { mediaUrlKey } from "../../lib/auth.ts";
+import { mediaUrlKey } from "../../lib/auth/auth.ts";
 import { fixture } from "../_fixtures.ts";
 import {
   body,
@@ -194,7 +194,7 @@ Deno.test("media: ranges beyond the in-memory size are streamed with the right b
 });
 
 /**
- * A media token signed the way lib/auth.ts signs them (HS256 with its media
+ * A media token signed the way lib/auth/auth.ts signs them (HS256 with its media
  * URL key, its audience and claims), with any expiry.
  */
 async function mediaToken(

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { claimJob, completeJob } from "../../lib/jobs.ts";
-import { runJob } from "../../lib/processing.ts";
+import { claimJob, completeJob } from "../../lib/processing/jobs.ts";
+import { runJob } from "../../lib/processing/processing.ts";
 import { fixture, type FixtureName } from "../_fixtures.ts";
 import {
   body,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ConfigError, parseConfig } from "../../lib/config.ts";
+import { ConfigError, parseConfig } from "../../lib/config/config.ts";
 import { body, createTestContext, postJson, uploadFile } from "../_helpers.ts";
 import { fixture } from "../_fixtures.ts";
 

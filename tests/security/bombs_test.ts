@@ -4,7 +4,7 @@
  * keeps answering `/healthz` while it deals with them.
  */
 import assert from "node:assert/strict";
-import { ApiError } from "../../lib/errors.ts";
+import { ApiError } from "../../lib/core/errors.ts";
 import {
   assertWithinLimits,
   DEFAULT_MEDIA_LIMITS,

@@ -5,7 +5,7 @@
  * container, never makes ffprobe/ffmpeg open another file or a URL.
  */
 import assert from "node:assert/strict";
-import { ApiError } from "../../lib/errors.ts";
+import { ApiError } from "../../lib/core/errors.ts";
 import { probeVideo } from "../../lib/media/probe.ts";
 import { runTool } from "../../lib/media/run_tool.ts";
 import { type Container, DEMUXER_ALLOWLIST } from "../../lib/media/sniff.ts";

@@ -4,7 +4,7 @@
  * loopback address. Only `HOST` decides; `PUBLIC_URL` says nothing about who can connect.
  */
 import assert from "node:assert/strict";
-import { ConfigError, parseConfig } from "../../lib/config.ts";
+import { ConfigError, parseConfig } from "../../lib/config/config.ts";
 
 const REACHABLE = [
   undefined, // the default, 0.0.0.0

@@ -6,7 +6,7 @@
  * silently read as unset.
  */
 import assert from "node:assert/strict";
-import { CONFIG_ENV_NAMES } from "../../lib/config.ts";
+import { CONFIG_ENV_NAMES } from "../../lib/config/config.ts";
 
 const deno = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
 

@@ -3,7 +3,7 @@
  * framing lies, over real HTTP where the framing matters.
  */
 import assert from "node:assert/strict";
-import { MAX_RANGES, parseRange } from "../../lib/range.ts";
+import { MAX_RANGES, parseRange } from "../../lib/serving/range.ts";
 import { fixture } from "../_fixtures.ts";
 import { body, conversationWithMessage, createTestContext, uploadFile } from "../_helpers.ts";
 import { assertNothingLeft, snapshot } from "./_world.ts";

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { decodeJwt, SignJWT } from "jose";
-import { mediaUrlKey } from "../../lib/auth.ts";
+import { mediaUrlKey } from "../../lib/auth/auth.ts";
 import { fixture } from "../_fixtures.ts";
 import {
   body,

@@ -5,7 +5,7 @@
  * cut a stored message short while the POST echoed it whole. Titles and
  * bodies are refused with 400; file names and logged header values lose the
  * characters; legitimate text (line breaks in bodies, emoji sequences, flags,
- * Persian with ZWNJ) comes back byte for byte. The rule is `lib/unsafe_text.ts`.
+ * Persian with ZWNJ) comes back byte for byte. The rule is `lib/core/unsafe_text.ts`.
  */
 import assert from "node:assert/strict";
 import { eq } from "drizzle-orm";

@@ -1,0 +1,101 @@
+import { and, desc, eq, inArray, isNull, lt } from "drizzle-orm";
+import type { Database } from "../../db/client.ts";
+import { type Attachment, attachments, jobs } from "../../db/schema.ts";
+import { type ActivityContext, recordActivity } from "./activity.ts";
+import type { User } from "../auth/auth.ts";
+import type { AppDeps } from "../deps.ts";
+import { ApiError } from "../core/errors.ts";
+import { enqueueJob, PROCESSING_JOBS } from "../processing/jobs.ts";
+
+/** Every stored file of an attachment. */
+export function storedKeys(attachment: Attachment): string[] {
+  return [
+    attachment.storageKey,
+    attachment.thumbnailKey,
+    attachment.playbackKey,
+    attachment.storyboardKey,
+  ].filter((key): key is string => key !== null);
+}
+
+/**
+ * Deletes an attachment (its uploader or an admin): the row is marked
+ * deleted, its open jobs dropped and `attachment.delete` logged in one
+ * transaction, then its files are removed.
+ */
+export async function deleteAttachment(
+  deps: Pick<AppDeps, "db" | "storage" | "clock">,
+  attachment: Attachment,
+  user: User,
+  actor: ActivityContext,
+): Promise<void> {
+  if (attachment.uploaderId !== user.id && !user.admin) {
+    throw new ApiError("forbidden", "Only the uploader or an admin can delete this attachment");
+  }
+  const now = deps.clock();
+  const marked = await deps.db.transaction(async (tx) => {
+    const rows = await tx.update(attachments).set({ deletedAt: now.getTime() })
+      .where(and(eq(attachments.id, attachment.id), isNull(attachments.deletedAt)))
+      .returning();
+    if (rows.length === 0) return null;
+    await tx.delete(jobs).where(and(
+      eq(jobs.attachmentId, attachment.id),
+      inArray(jobs.status, ["queued", "running"]),
+    ));
+    await recordActivity(tx, actor, {
+      action: "attachment.delete",
+      conversationId: attachment.conversationId,
+      attachmentId: attachment.id,
+      detail: { file_name: attachment.fileName, file_size: attachment.fileSize },
+    }, now);
+    return rows[0]!;
+  });
+  if (!marked) throw new ApiError("not_found", "Attachment not found");
+  await Promise.all(storedKeys(marked).map((key) => deps.storage.delete(key)));
+}
+
+/** Live attachments by status for the admin view, newest first. */
+export async function listAttachmentsByStatus(
+  db: Database,
+  options: { status?: Attachment["status"]; limit: number; before?: string },
+): Promise<Attachment[]> {
+  return await db.select().from(attachments)
+    .where(and(
+      isNull(attachments.deletedAt),
+      options.status ? eq(attachments.status, options.status) : undefined,
+      options.before ? lt(attachments.id, options.before) : undefined,
+    ))
+    .orderBy(desc(attachments.id))
+    .limit(options.limit);
+}
+
+/**
+ * Queues an attachment's processing again (an admin's answer to a failed or
+ * stuck one): open jobs are dropped, fresh ones queued, status back to
+ * `processing`, and `attachment.reprocess` logged, in one transaction.
+ */
+export async function reprocessAttachment(
+  deps: Pick<AppDeps, "db" | "clock" | "jobs">,
+  attachment: Attachment,
+  actor: ActivityContext,
+): Promise<Attachment> {
+  const now = deps.clock();
+  const updated = await deps.db.transaction(async (tx) => {
+    await tx.delete(jobs).where(eq(jobs.attachmentId, attachment.id));
+    for (const kind of PROCESSING_JOBS) {
+      await enqueueJob(tx, { kind, attachmentId: attachment.id }, now);
+    }
+    const [row] = await tx.update(attachments)
+      .set({ status: "processing", error: null, processedAt: null })
+      .where(eq(attachments.id, attachment.id))
+      .returning();
+    await recordActivity(tx, actor, {
+      action: "attachment.reprocess",
+      conversationId: attachment.conversationId,
+      attachmentId: attachment.id,
+      detail: { previous_status: attachment.status },
+    }, now);
+    return row!;
+  });
+  deps.jobs.notify();
+  return updated;
+}

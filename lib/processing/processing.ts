@@ -1,0 +1,175 @@
+import { eq } from "drizzle-orm";
+import { type Attachment, attachments, type Job, jobs } from "../../db/schema.ts";
+import type { AppDeps } from "../deps.ts";
+import { hasMoovFirst } from "../media/faststart.ts";
+import { planPlayback } from "../media/playback.ts";
+import { probeVideo } from "../media/probe.ts";
+import {
+  progressParser,
+  remuxArgs,
+  renditionTimeoutMs,
+  transcodeArgs,
+} from "../media/rendition.ts";
+import { runTool } from "../media/run_tool.ts";
+import { demuxerFor, sniffContainer } from "../media/sniff.ts";
+import { makeStoryboard } from "../media/storyboard.ts";
+import { makeThumbnail } from "../media/thumbnail.ts";
+import { storageKey } from "../storage/storage.ts";
+
+type ProcessingDeps = Pick<AppDeps, "db" | "storage" | "media">;
+
+/** What a running job can tell its worker. */
+export interface JobContext {
+  /** How far the job is, 0 to 1 (throttled by the worker). */
+  progress(fraction: number): void;
+}
+
+const MP4 = sniffContainer(new TextEncoder().encode("\0\0\0\x18ftypisom\0\0\0\0"))!;
+
+async function loadLive(deps: ProcessingDeps, id: string): Promise<Attachment | null> {
+  const [attachment] = await deps.db.select().from(attachments).where(eq(attachments.id, id));
+  if (!attachment || attachment.deletedAt !== null) return null;
+  if (!(await deps.storage.stat(attachment.storageKey))) {
+    throw new Error("The stored video file is missing");
+  }
+  return attachment;
+}
+
+type DerivedKey = "thumbnailKey" | "playbackKey" | "storyboardKey";
+
+/**
+ * Runs `make` to write an output into a temp file, moves it to a key named
+ * after the job (so each generation has its own key and ETag) and records
+ * it with the columns `make` returns, in one write transaction that reads
+ * the key it replaces. The replaced file is removed afterwards. The new
+ * file is removed instead when the attachment was deleted meanwhile, or when
+ * this job was dropped by a reprocess (a newer generation owns the column).
+ */
+async function produce(
+  deps: ProcessingDeps,
+  job: Job,
+  files: { temp: string; key: string; column: DerivedKey },
+  make: () => Promise<Partial<Attachment>>,
+): Promise<void> {
+  await Deno.mkdir(deps.storage.tempDir(), { recursive: true });
+  try {
+    const update = await make();
+    await deps.storage.putFile(files.temp, files.key);
+    const outcome = await deps.db.transaction(async (tx) => {
+      const [current] = await tx.select().from(attachments)
+        .where(eq(attachments.id, job.attachmentId));
+      const [live] = await tx.select({ id: jobs.id }).from(jobs).where(eq(jobs.id, job.id));
+      if (!current || current.deletedAt !== null || !live) return { keep: false, replaced: null };
+      await tx.update(attachments).set(update).where(eq(attachments.id, job.attachmentId));
+      return { keep: true, replaced: current[files.column] };
+    }); // libSQL's default transaction is a write one (BEGIN IMMEDIATE)
+    if (!outcome.keep) await deps.storage.delete(files.key);
+    if (outcome.replaced && outcome.replaced !== files.key) {
+      await deps.storage.delete(outcome.replaced);
+    }
+  } finally {
+    await Deno.remove(files.temp).catch(() => {});
+  }
+}
+
+async function thumbnailJob(deps: ProcessingDeps, job: Job): Promise<void> {
+  const attachment = await loadLive(deps, job.attachmentId);
+  if (!attachment) return;
+  const key = storageKey("thumbnails", new Date(attachment.uploadedAt), job.id, "jpg");
+  const temp = `${deps.storage.tempDir()}/${job.id}.jpg`;
+  await produce(deps, job, { temp, key, column: "thumbnailKey" }, async () => {
+    await makeThumbnail(deps.media, {
+      path: deps.storage.localPath(attachment.storageKey),
+      demuxer: demuxerFor(attachment.container),
+      duration: attachment.duration,
+    }, temp);
+    return { thumbnailKey: key };
+  });
+}
+
+async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext): Promise<void> {
+  const attachment = await loadLive(deps, job.attachmentId);
+  if (!attachment) return;
+  const sourcePath = deps.storage.localPath(attachment.storageKey);
+  const isoFamily = attachment.container === "mp4" || attachment.container === "mov";
+  const plan = planPlayback(
+    attachment.container,
+    {
+      codec: attachment.codec ?? "",
+      pixFmt: attachment.pixFmt,
+      audioCodec: attachment.audioCodec,
+      hdr: attachment.hdr,
+    },
+    isoFamily && await hasMoovFirst(sourcePath),
+  );
+  if (plan === "original") {
+    await deps.db.update(attachments).set({ playback: "original", playbackKey: null })
+      .where(eq(attachments.id, attachment.id));
+    if (attachment.playbackKey) await deps.storage.delete(attachment.playbackKey);
+    return;
+  }
+  const source = {
+    path: sourcePath,
+    demuxer: demuxerFor(attachment.container),
+    width: attachment.width ?? 2,
+    height: attachment.height ?? 2,
+    hasAudio: attachment.hasAudio,
+    fps: attachment.fps,
+    hdr: attachment.hdr,
+  };
+  const key = storageKey("renditions", new Date(attachment.uploadedAt), job.id, "mp4");
+  const temp = `${deps.storage.tempDir()}/${job.id}.mp4`;
+  await produce(deps, job, { temp, key, column: "playbackKey" }, async () => {
+    const args = plan === "remux" ? remuxArgs(source, temp) : transcodeArgs(source, temp);
+    const result = await runTool(deps.media.ffmpegPath, args, {
+      timeoutMs: renditionTimeoutMs(attachment.duration),
+      maxStdoutBytes: 64 * 1024,
+      addressSpaceBytes: deps.media.limits?.toolMemoryBytes,
+      onStdout: progressParser(attachment.duration, (f) => context.progress(f)),
+    });
+    if (result.timedOut) throw new Error("ffmpeg timed out making the playable rendition");
+    if (result.code !== 0) {
+      throw new Error(`ffmpeg exited with ${result.code}: ${result.stderr.trim().slice(-500)}`);
+    }
+    // Check the output like an upload: it must be an MP4 with an H.264 video stream.
+    const output = await probeVideo(deps.media, temp, MP4);
+    if (output.codec !== "h264") throw new Error(`Rendition has codec "${output.codec}"`);
+    return { playback: plan, playbackKey: key };
+  });
+}
+
+async function storyboardJob(deps: ProcessingDeps, job: Job): Promise<void> {
+  const attachment = await loadLive(deps, job.attachmentId);
+  if (!attachment) return;
+  const key = storageKey("storyboards", new Date(attachment.uploadedAt), job.id, "jpg");
+  const temp = `${deps.storage.tempDir()}/${job.id}.jpg`;
+  await produce(
+    deps,
+    job,
+    { temp, key, column: "storyboardKey" },
+    async () => {
+      const layout = await makeStoryboard(deps.media, {
+        path: deps.storage.localPath(attachment.storageKey),
+        demuxer: demuxerFor(attachment.container),
+        duration: attachment.duration ?? 0,
+        width: attachment.width ?? 2,
+        height: attachment.height ?? 2,
+      }, temp);
+      return { storyboardKey: key, storyboardLayout: JSON.stringify(layout) };
+    },
+  );
+}
+
+/** Runs one claimed job; throws to have it retried. */
+export async function runJob(deps: ProcessingDeps, job: Job, context: JobContext): Promise<void> {
+  switch (job.kind) {
+    case "thumbnail":
+      return await thumbnailJob(deps, job);
+    case "rendition":
+      return await renditionJob(deps, job, context);
+    case "storyboard":
+      return await storyboardJob(deps, job);
+    default:
+      throw new Error(`Unknown job kind "${job.kind}"`);
+  }
+}

@@ -1,0 +1,107 @@
+import type { AppDeps, JobSignal } from "../deps.ts";
+import { claimJob, completeJob, extendLease, failJob, reportProgress } from "./jobs.ts";
+import { runJob } from "./processing.ts";
+
+/**
+ * Replaces file paths in a failure reason: it is shown to participants, and
+ * ffmpeg's messages name the files it read.
+ */
+export function redactPaths(text: string): string {
+  return text.replace(/(?:file:)?\.{0,2}\/(?:[^\s'":/]+\/)+[^\s'":]*/g, "<file>");
+}
+
+/** Options for {@linkcode startWorker}. */
+export interface WorkerOptions {
+  concurrency: number;
+  /** How long a claimed job is ours before another worker may take it over. */
+  leaseMs?: number;
+  /** How often an idle slot looks for work queued by other processes. */
+  pollMs?: number;
+  workerId?: string;
+  /** Called with errors the loop survived (a database hiccup); defaults to silence. */
+  onError?: (error: unknown) => void;
+}
+
+/** A running worker pool. */
+export interface Worker extends JobSignal {
+  readonly id: string;
+  /** Stops claiming and waits for running jobs to finish. */
+  stop(): Promise<void>;
+}
+
+/** Starts `concurrency` loops that claim and run jobs until stopped. */
+export function startWorker(
+  deps: Pick<AppDeps, "db" | "storage" | "media" | "clock">,
+  options: WorkerOptions,
+): Worker {
+  const leaseMs = options.leaseMs ?? 5 * 60_000;
+  const pollMs = options.pollMs ?? 1000;
+  const id = options.workerId ?? `worker-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  let stopping = false;
+  const wakers = new Set<() => void>();
+
+  function sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        wakers.delete(done);
+        resolve();
+      }
+      wakers.add(done);
+    });
+  }
+
+  async function runOne(): Promise<boolean> {
+    const job = await claimJob(deps.db, id, leaseMs, deps.clock());
+    if (!job) return false;
+    const heartbeat = setInterval(() => {
+      extendLease(deps.db, job, id, leaseMs, deps.clock()).catch(options.onError);
+    }, Math.max(1000, leaseMs / 3));
+    let reported = -1;
+    let lastReport = 0;
+    const progress = (fraction: number): void => {
+      // At most every 250 ms and only forward: the database is not a log.
+      const now = Date.now();
+      if (fraction <= reported || (now - lastReport < 250 && fraction < 1)) return;
+      reported = fraction;
+      lastReport = now;
+      reportProgress(deps.db, job, id, fraction, deps.clock()).catch(options.onError);
+    };
+    try {
+      await runJob(deps, job, { progress });
+      await completeJob(deps.db, job, id, deps.clock());
+    } catch (error) {
+      const reason = redactPaths(error instanceof Error ? error.message : String(error));
+      await failJob(deps.db, job, id, reason, deps.clock());
+    } finally {
+      clearInterval(heartbeat);
+    }
+    return true;
+  }
+
+  async function loop(): Promise<void> {
+    while (!stopping) {
+      let worked = false;
+      try {
+        worked = await runOne();
+      } catch (error) {
+        options.onError?.(error);
+      }
+      if (!worked && !stopping) await sleep(pollMs);
+    }
+  }
+
+  const loops = Array.from({ length: options.concurrency }, () => loop());
+  return {
+    id,
+    notify(): void {
+      for (const waker of [...wakers]) waker();
+    },
+    async stop(): Promise<void> {
+      stopping = true;
+      for (const waker of [...wakers]) waker();
+      await Promise.all(loops);
+    },
+  };
+}

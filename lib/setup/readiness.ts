@@ -1,0 +1,80 @@
+import { sql } from "drizzle-orm";
+import type { AppDeps } from "../deps.ts";
+import { runTool } from "../media/run_tool.ts";
+
+/** A capability ffmpeg lacks; its message is safe to show. */
+class MissingFeature extends Error {}
+
+/** One readiness check's outcome. */
+export interface CheckResult {
+  ok: boolean;
+  detail?: string;
+}
+
+/** Runs the readiness checks: database, writable storage, ffmpeg and ffprobe. */
+export async function checkReadiness(
+  deps: Pick<AppDeps, "db" | "storage" | "media">,
+): Promise<Record<string, CheckResult>> {
+  const attempt = async (check: () => Promise<void>): Promise<CheckResult> => {
+    try {
+      await check();
+      return { ok: true };
+    } catch (error) {
+      // Details stay generic: the endpoint is public and must not leak paths.
+      const detail = error instanceof MissingFeature
+        ? error.message
+        : error instanceof Error
+        ? error.name
+        : "failed";
+      return { ok: false, detail };
+    }
+  };
+  const tool = (path: string) => async () => {
+    const result = await runTool(path, ["-version"], { timeoutMs: 5000, maxStdoutBytes: 4096 });
+    if (result.code !== 0) throw new Error("not runnable");
+  };
+  // Renditions need the libx264 encoder, and HDR tone mapping needs zimg's zscale filter.
+  const features = async () => {
+    const [encoders, filters] = await Promise.all([
+      runTool(deps.media.ffmpegPath, ["-hide_banner", "-encoders"], { timeoutMs: 5000 }),
+      runTool(deps.media.ffmpegPath, ["-hide_banner", "-filters"], { timeoutMs: 5000 }),
+    ]);
+    if (!/\slibx264\s/.test(encoders.stdout)) throw new MissingFeature("no libx264 encoder");
+    if (!/\szscale\s/.test(filters.stdout)) throw new MissingFeature("no zscale filter");
+  };
+  const [database, storage, ffmpeg, ffprobe, ffmpegFeatures] = await Promise.all([
+    attempt(async () => void await deps.db.run(sql`SELECT 1`)),
+    attempt(() => deps.storage.check()),
+    attempt(tool(deps.media.ffmpegPath)),
+    attempt(tool(deps.media.ffprobePath)),
+    attempt(features),
+  ]);
+  return {
+    database: database!,
+    storage: storage!,
+    ffmpeg: ffmpeg!,
+    ffprobe: ffprobe!,
+    ffmpeg_features: ffmpegFeatures!,
+  };
+}
+
+/** How long one readiness answer is reused: the checks start four child processes. */
+const READINESS_TTL_MS = 5000;
+const recent = new WeakMap<object, { at: number; result: Promise<Record<string, CheckResult>> }>();
+
+/**
+ * {@linkcode checkReadiness}, at most once per {@linkcode READINESS_TTL_MS}
+ * per set of dependencies: `/readyz` is public, and without this every request
+ * to it would start ffmpeg and ffprobe four times. Concurrent callers share
+ * one run.
+ */
+export function recentReadiness(
+  deps: Pick<AppDeps, "db" | "storage" | "media">,
+  now = performance.now(),
+): Promise<Record<string, CheckResult>> {
+  const cached = recent.get(deps.media);
+  if (cached && now - cached.at < READINESS_TTL_MS) return cached.result;
+  const result = checkReadiness(deps);
+  recent.set(deps.media, { at: now, result });
+  return result;
+}

@@ -1,0 +1,113 @@
+import { eq } from "drizzle-orm";
+import { activityLog, type Attachment, attachments, type Message } from "../../db/schema.ts";
+import { assertRoomForAttachment } from "../auth/access.ts";
+import type { ActivityContext } from "../chat/activity.ts";
+import { recordActivity } from "../chat/activity.ts";
+import type { AppDeps } from "../deps.ts";
+import { ApiError } from "../core/errors.ts";
+import { sanitizeFileName } from "../core/file_name.ts";
+import { newId } from "../core/ids.ts";
+import { enqueueJob, PROCESSING_JOBS } from "../processing/jobs.ts";
+import { assertWithinLimits, mediaLimitsOf } from "../media/limits.ts";
+import { probeVideo } from "../media/probe.ts";
+import { readHead, sniffContainer } from "../media/sniff.ts";
+import { storageKey } from "../storage/storage.ts";
+
+/** A complete upload sitting in a temporary file. */
+export interface UploadedFile {
+  tempPath: string;
+  size: number;
+  sha256: string;
+  fileName: string;
+}
+
+/**
+ * Turns a received file into an attachment: sniff the content, probe it under
+ * the hardened flags, then write the row, its jobs and the `video.upload`
+ * activity in one transaction and move the file into place. Whatever fails,
+ * the temporary file is gone afterwards and no row is left half-made.
+ */
+export async function ingestVideo(
+  deps: Pick<AppDeps, "config" | "db" | "storage" | "media" | "clock" | "jobs">,
+  upload: UploadedFile,
+  message: Message,
+  actor: ActivityContext,
+): Promise<Attachment> {
+  try {
+    if (upload.size === 0) throw new ApiError("invalid_video", "The file is empty");
+    const container = sniffContainer(await readHead(upload.tempPath));
+    if (!container) {
+      throw new ApiError(
+        "unsupported_media_type",
+        "The content is not an MP4/MOV, WebM/MKV, OGG or AVI video",
+      );
+    }
+    const metadata = await probeVideo(deps.media, upload.tempPath, container);
+    assertWithinLimits(metadata.inventory, mediaLimitsOf(deps.config));
+    const now = deps.clock();
+    const id = newId();
+    const key = storageKey("media", now, id, container.extension);
+    const row: Attachment = {
+      id,
+      messageId: message.id,
+      conversationId: message.conversationId,
+      uploaderId: actor.actorId,
+      fileName: sanitizeFileName(upload.fileName, `video.${container.extension}`),
+      fileType: "video",
+      mimeType: container.mimeType,
+      fileSize: upload.size,
+      sha256: upload.sha256,
+      storageKey: key,
+      status: "processing",
+      error: null,
+      duration: metadata.duration,
+      width: metadata.width,
+      height: metadata.height,
+      rotation: metadata.rotation,
+      bitrate: metadata.bitrate,
+      codec: metadata.codec,
+      audioCodec: metadata.audioCodec,
+      fps: metadata.fps,
+      pixFmt: metadata.pixFmt,
+      colorSpace: metadata.colorSpace,
+      hdr: metadata.hdr,
+      hasAudio: metadata.hasAudio,
+      audioChannels: metadata.audioChannels,
+      audioSampleRate: metadata.audioSampleRate,
+      container: container.name,
+      playback: null,
+      storyboardLayout: null,
+      thumbnailKey: null,
+      playbackKey: null,
+      storyboardKey: null,
+      uploadedAt: now.getTime(),
+      processedAt: null,
+      deletedAt: null,
+    };
+    await deps.db.transaction(async (tx) => {
+      await assertRoomForAttachment(tx, message.id, deps.config.maxAttachmentsPerMessage);
+      await tx.insert(attachments).values(row);
+      for (const kind of PROCESSING_JOBS) await enqueueJob(tx, { kind, attachmentId: id }, now);
+      await recordActivity(tx, actor, {
+        action: "video.upload",
+        conversationId: message.conversationId,
+        attachmentId: id,
+        detail: { file_size: upload.size, container: container.name, sha256: upload.sha256 },
+      }, now);
+    });
+    try {
+      await deps.storage.putFile(upload.tempPath, key);
+    } catch (error) {
+      // The row must not point at a file that never arrived, nor the log at such a row.
+      await deps.db.transaction(async (tx) => {
+        await tx.delete(activityLog).where(eq(activityLog.attachmentId, id));
+        await tx.delete(attachments).where(eq(attachments.id, id));
+      });
+      throw error;
+    }
+    deps.jobs.notify();
+    return row;
+  } finally {
+    await Deno.remove(upload.tempPath).catch(() => {});
+  }
+}

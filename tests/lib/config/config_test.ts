@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { ConfigError, parseConfig } from "../../../lib/config/config.ts";
+
+Deno.test("config: defaults follow DESIGN.md", () => {
+  const config = parseConfig({});
+  assert.equal(config.port, 8000);
+  assert.equal(config.host, "0.0.0.0");
+  assert.equal(config.publicUrl, "http://localhost:8000");
+  assert.equal(config.dataDir, "./data");
+  assert.equal(config.databaseUrl, "file:./data/offchat.db");
+  assert.equal(config.maxUploadBytes, 104857600);
+  assert.equal(config.workerConcurrency, 2);
+  assert.equal(config.probeTimeoutMs, 30000);
+  assert.equal(config.jwtSecret, undefined);
+});
+
+Deno.test("config: every bad value is named", () => {
+  try {
+    parseConfig({ PORT: "eighty", MAX_UPLOAD_BYTES: "-1", JWT_SECRET: "short", STORAGE: "ftp" });
+    assert.fail("expected a ConfigError");
+  } catch (error) {
+    assert.ok(error instanceof ConfigError);
+    const text = error.issues.join("\n");
+    for (const name of ["PORT", "MAX_UPLOAD_BYTES", "JWT_SECRET", "STORAGE"]) {
+      assert.match(text, new RegExp(`^${name}:`, "m"), name);
+    }
+    assert.match(text, /JWT_SECRET: must be at least 32 bytes/);
+  }
+});
+
+Deno.test("config: only one token key source at a time", () => {
+  assert.throws(
+    () => parseConfig({ JWT_SECRET: "x".repeat(32), JWT_JWKS_URL: "https://id.example/jwks" }),
+    ConfigError,
+  );
+});
+
+Deno.test("config: main.ts stops before serving when a variable is bad", async () => {
+  const dataDir = `${
+    Deno.env.get("TMPDIR") ?? "/tmp"
+  }/offchat-never-created-${crypto.randomUUID()}`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", new URL("../../../main.ts", import.meta.url).pathname, "serve"],
+    env: { PORT: "not-a-port", DATA_DIR: dataDir },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 1);
+  assert.match(new TextDecoder().decode(out.stderr), /PORT: /);
+  assert.equal(await Deno.stat(dataDir).catch(() => null), null, "nothing created");
+});
