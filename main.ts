@@ -7,6 +7,10 @@
  *   deno task token USER [--admin] [--ttl SECONDS]
  *   deno task setup            find ffmpeg/ffprobe >= 4, install Debian's ffmpeg as root when missing
  *   deno task setup:test       the same, and Debian's Chromium for the browser tests (setup --browser)
+ *
+ * `start`, `dev`, `worker`, `migrate` and `token` go through `launch`, which
+ * starts the command under the permissions its configuration needs
+ * (lib/config/permissions.ts); `deno task start --print` shows them.
  */
 // deno-lint-ignore-file no-console -- this is the command line; printing is its job
 import type { Config } from "./lib/config/config.ts";
@@ -16,16 +20,81 @@ function fail(message: string): never {
   Deno.exit(1);
 }
 
-async function loadConfig(): Promise<Config> {
+type Launched = import("./lib/config/permissions.ts").LaunchedCommand;
+
+/**
+ * The configuration from the environment; stops with every bad variable
+ * named, or (given the command about to run) with every setting whose path
+ * or host this process may not touch.
+ */
+async function loadConfig(command?: Launched): Promise<Config> {
   const { CONFIG_ENV_NAMES, ConfigError, parseConfig } = await import("./lib/config/config.ts");
   const env: Record<string, string | undefined> = {};
   for (const name of CONFIG_ENV_NAMES) env[name] = Deno.env.get(name);
+  let config: Config;
   try {
-    return parseConfig(env);
+    config = parseConfig(env);
   } catch (error) {
     if (error instanceof ConfigError) fail(error.message);
     throw error;
   }
+  if (command) {
+    const { missingGrants } = await import("./lib/config/permissions.ts");
+    const missing = missingGrants(config, command);
+    if (missing.length > 0) {
+      fail(
+        `Not permitted:\n  ${missing.join("\n  ")}\n` +
+          "Start it with its task (deno task start, worker, migrate or token), which grants " +
+          "what the configuration names; `deno task start --print` shows the flags.",
+      );
+    }
+  }
+  return config;
+}
+
+const LAUNCHED: readonly Launched[] = ["serve", "worker", "migrate", "token"];
+
+/**
+ * `launch COMMAND [ARGS…] [--watch] [--print]`: runs `deno run <flags> main.ts
+ * COMMAND ARGS…` with the permission flags computed from the configuration,
+ * passing SIGINT and SIGTERM on and exiting with its code. `--print` prints
+ * the command instead; `--watch` restarts the server when ui/ changes.
+ */
+async function launch(args: string[]): Promise<void> {
+  const [command, ...rest] = args;
+  if (!LAUNCHED.includes(command as Launched)) {
+    fail(`launch: unknown command "${command}"; use ${LAUNCHED.join(", ")}`);
+  }
+  const launched = command as Launched;
+  const config = await loadConfig();
+  const { permissionFlags } = await import("./lib/config/permissions.ts");
+  const service = launched === "serve" || launched === "worker";
+  const runArgs = [
+    "run",
+    // A smaller young generation: upload chunks die young, and peak memory stays low.
+    ...(service ? ["--v8-flags=--max-semi-space-size=2"] : []),
+    ...(rest.includes("--watch") ? ["--watch=ui/"] : []),
+    ...permissionFlags(config, launched),
+    "main.ts",
+    launched,
+    ...rest.filter((arg) => arg !== "--watch" && arg !== "--print"),
+  ];
+  if (rest.includes("--print")) {
+    console.log(["deno", ...runArgs].join(" "));
+    return;
+  }
+  const child = new Deno.Command(Deno.execPath(), {
+    args: runArgs,
+    cwd: new URL(".", import.meta.url).pathname,
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => child.kill(signal));
+  }
+  const status = await child.status;
+  Deno.exit(status.code);
 }
 
 async function setup(args: string[]): Promise<void> {
@@ -88,7 +157,7 @@ async function setup(args: string[]): Promise<void> {
 }
 
 async function migrateCommand(): Promise<void> {
-  const config = await loadConfig();
+  const config = await loadConfig("migrate");
   await Deno.mkdir(config.dataDir, { recursive: true });
   const { openDatabase } = await import("./db/client.ts");
   const { migrate } = await import("./db/migrate.ts");
@@ -110,7 +179,7 @@ async function tokenCommand(args: string[]): Promise<void> {
   const ttlIndex = args.indexOf("--ttl");
   const ttl = ttlIndex >= 0 ? Number(args[ttlIndex + 1]) : 24 * 3600;
   if (!Number.isInteger(ttl) || ttl < 1) fail("--ttl takes a whole number of seconds");
-  const config = await loadConfig();
+  const config = await loadConfig("token");
   const { loadOrCreateSecret } = await import("./lib/config/secrets.ts");
   const { createAuth } = await import("./lib/auth/auth.ts");
   const secret = config.jwtSecret ?? (await loadOrCreateSecret(config.dataDir)).secret;
@@ -134,7 +203,7 @@ const SWEEP_INTERVAL_MS = 15 * 60 * 1000;
  * `worker` (workers only): the composition root of the service.
  */
 async function runService(mode: "serve" | "worker"): Promise<void> {
-  const config = await loadConfig();
+  const config = await loadConfig(mode);
   const { openDeps } = await import("./lib/open_deps.ts");
   const { secretPath } = await import("./lib/config/secrets.ts");
   const { startWorker } = await import("./lib/processing/worker.ts");
@@ -232,7 +301,10 @@ if (import.meta.main) {
     case "setup":
       await setup(args);
       break;
+    case "launch":
+      await launch(args);
+      break;
     default:
-      fail(`Unknown command "${command}"; use serve, worker, migrate, token or setup`);
+      fail(`Unknown command "${command}"; use serve, worker, migrate, token, setup or launch`);
   }
 }

@@ -32,9 +32,23 @@ async function waitForHealthy(
   throw new Error(exited ? "the server exited" : "the server did not become healthy in time");
 }
 
-Deno.test("cli: `deno task start` migrates and serves on PORT; `deno task token` mints a token", async () => {
-  // The start task may write only ./data, so the test's data dir lives there.
-  const dataDir = `./data/test-cli-${crypto.randomUUID()}`;
+/** Runs a task with `env`; its stdout and stderr as text. */
+async function task(args: string[], env: Record<string, string>) {
+  const run = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", ...args],
+    cwd: root,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: run.code, stdout: decode(run.stdout), stderr: decode(run.stderr) };
+}
+
+Deno.test("cli: `deno task start` with DATA_DIR anywhere migrates, serves on PORT and processes an upload; `deno task token` mints a token", async () => {
+  // An absolute data directory outside the project: the launcher grants exactly it.
+  const dataDir = await Deno.makeTempDir({ prefix: "offchat-cli-" });
   const port = freePort();
   const env = { PORT: String(port), DATA_DIR: dataDir, WORKER_CONCURRENCY: "1" };
   const child = new Deno.Command(Deno.execPath(), {
@@ -49,43 +63,59 @@ Deno.test("cli: `deno task start` migrates and serves on PORT; `deno task token`
     new Response(child.stdout).text(),
     new Response(child.stderr).text(),
   ]);
+  const base = `http://127.0.0.1:${port}`;
   try {
-    await waitForHealthy(`http://127.0.0.1:${port}/healthz`, child, 60_000);
-    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    await waitForHealthy(`${base}/healthz`, child, 60_000);
+    const ready = await fetch(`${base}/readyz`);
     assert.equal(ready.status, 200);
     await ready.body?.cancel();
 
-    const token = await new Deno.Command(Deno.execPath(), {
-      args: ["task", "-q", "token", "alice"],
-      cwd: root,
-      env,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(token.code, 0, new TextDecoder().decode(token.stderr));
-    const jwt = new TextDecoder().decode(token.stdout).trim().split("\n").pop()!;
-    const list = await fetch(`http://127.0.0.1:${port}/api/chat/conversations`, {
-      headers: { authorization: `Bearer ${jwt}` },
-    });
+    const token = await task(["token", "alice"], env);
+    assert.equal(token.code, 0, token.stderr);
+    const headers = { authorization: `Bearer ${token.stdout.trim().split("\n").pop()}` };
+    const list = await fetch(`${base}/api/chat/conversations`, { headers });
     assert.equal(list.status, 200);
     assert.deepEqual(await list.json(), { conversations: [], next_cursor: null });
-    const secret = await Deno.stat(`${root}/${dataDir}/jwt_secret`);
+    const post = async (path: string, payload: unknown) =>
+      await (await fetch(`${base}${path}`, {
+        method: "POST",
+        headers: { ...headers, "content-type": "application/json" },
+        body: JSON.stringify(payload),
+      })).json();
+    const conversation = await post("/api/chat/conversations", { participant_ids: ["bob"] });
+    const message = await post(`/api/chat/conversations/${conversation.id}/messages`, {});
+    const form = new FormData();
+    form.append("message_id", message.id);
+    form.append("file", new Blob([await Deno.readFile(await fixture("short.mp4"))]), "a.mp4");
+    const upload = await fetch(`${base}/api/chat/videos/upload/`, {
+      method: "POST",
+      headers,
+      body: form,
+    });
+    assert.equal(upload.status, 201);
+    const { id } = await upload.json();
+    // Wait on the processing events: a stream ends at the final status, or after 30 s,
+    // when a client reconnects.
+    let events = "";
+    for (let i = 0; i < 4 && !/"status":"(ready|failed)"/.test(events); i++) {
+      events = await (await fetch(`${base}/api/chat/attachments/${id}/events`, { headers })).text();
+    }
+    assert.match(events, /"status":"ready"/);
+    const secret = await Deno.stat(`${dataDir}/jwt_secret`);
     assert.equal(secret.mode! & 0o777, 0o600);
   } finally {
     child.kill("SIGTERM");
     await child.status;
     const [stdout] = await output;
-    await Deno.remove(`${root}/${dataDir}`, { recursive: true }).catch(() => {});
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     assert.match(stdout, /Generated a token secret/);
     assert.match(stdout, new RegExp(`listening on http://0\\.0\\.0\\.0:${port}`));
   }
 });
 
 Deno.test("cli: `deno task worker` in another process runs the jobs the API queued", async () => {
-  const dataDir = `./data/test-worker-${crypto.randomUUID()}`;
-  await Deno.mkdir(`${root}/${dataDir}`, { recursive: true });
-  await using ctx = await createTestContext({ worker: false, dataDir: `${root}/${dataDir}` });
+  const dataDir = await Deno.makeTempDir({ prefix: "offchat-worker-" });
+  await using ctx = await createTestContext({ worker: false, dataDir });
   const { messageId } = await conversationWithMessage(ctx, "alice");
   const created = await body(await uploadFile(ctx, "alice", messageId, await fixture("short.mp4")));
   assert.equal(created.status, "processing");

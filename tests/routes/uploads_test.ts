@@ -4,6 +4,8 @@ import { createHash } from "node:crypto";
 import * as tus from "tus-js-client";
 import { eq, isNull } from "drizzle-orm";
 import { attachments, uploads } from "../../db/schema.ts";
+import { parseConfig } from "../../lib/config/config.ts";
+import { permissionFlags } from "../../lib/config/permissions.ts";
 import { fixture } from "../_fixtures.ts";
 import {
   body,
@@ -503,15 +505,14 @@ async function startServerProcess(
   port: number,
   secret: string,
 ): Promise<Deno.ChildProcess> {
-  const tasks = JSON.parse(await Deno.readTextFile(`${root}/deno.json`)).tasks;
-  // The start task's own `deno run` flags, without its setup step.
-  const run = (tasks.start.command ?? tasks.start) as string;
-  const args = run.slice(run.indexOf("deno run") + "deno run".length).trim().split(/\s+/)
-    .filter((arg) => arg !== "main.ts" && arg !== "serve");
+  const env = { PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir, JWT_SECRET: secret };
+  // The flags `deno task start` gives the server (without its launcher, which would
+  // outlive a SIGKILL of its child).
+  const args = permissionFlags(parseConfig(env), "serve");
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...args, "main.ts", "serve"],
     cwd: root,
-    env: { PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir, JWT_SECRET: secret },
+    env,
     stdin: "null",
     stdout: "null",
     stderr: "inherit",
@@ -533,10 +534,8 @@ async function startServerProcess(
 }
 
 Deno.test("uploads: an upload resumes after the server process is killed and started again", async () => {
-  // The start task may write only ./data, so the data dir lives there.
-  const dataDir = `./data/test-tus-${crypto.randomUUID()}`;
-  await Deno.mkdir(`${root}/${dataDir}`, { recursive: true });
-  await using ctx = await createTestContext({ worker: false, dataDir: `${root}/${dataDir}` });
+  const dataDir = await Deno.makeTempDir({ prefix: "offchat-tus-" });
+  await using ctx = await createTestContext({ worker: false, dataDir });
   const { messageId } = await conversationWithMessage(ctx, "alice");
   const token = await ctx.token("alice");
   const bytes = await Deno.readFile(await fixture("padded.mp4"));

@@ -1,54 +1,195 @@
 /**
- * Point 8 of the threat model: the service tasks run with the narrowest Deno
- * permissions that work (`tests/cli_test.ts` starts them for real). This keeps
- * them from widening unnoticed, and the environment list in step with the
- * configuration: with `--ignore-env`, a variable missing from the list would
- * silently read as unset.
+ * Point 8 of the threat model: every command runs with the narrowest Deno
+ * permissions that work, computed from its configuration by one function
+ * (lib/config/permissions.ts) that the launcher behind the tasks uses
+ * (`tests/cli_test.ts` starts them for real). This keeps the grants from
+ * widening unnoticed, the environment list in step with the configuration
+ * (with `--ignore-env`, a variable missing from the list would silently read
+ * as unset), and shows that the service cannot write outside its data
+ * directory.
  */
 import assert from "node:assert/strict";
-import { CONFIG_ENV_NAMES } from "../../lib/config/config.ts";
+import { CONFIG_ENV_NAMES, parseConfig } from "../../lib/config/config.ts";
+import { type LaunchedCommand, permissionFlags } from "../../lib/config/permissions.ts";
 
-const deno = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
+const root = new URL("../..", import.meta.url).pathname;
+const deno = JSON.parse(await Deno.readTextFile(`${root}/deno.json`));
 
-function flags(task: string): Map<string, string | null> {
-  const command: string = deno.tasks[task].command;
+function parseFlags(words: string[]): Map<string, string | null> {
   const found = new Map<string, string | null>();
-  for (const word of command.split(/\s+/)) {
+  for (const word of words) {
     const match = /^(--allow-[a-z]+|--ignore-[a-z]+|-A|--allow-all)(?:=(.*))?$/.exec(word);
     if (match) found.set(match[1]!, match[2] ?? null);
   }
   return found;
 }
 
-for (const task of ["start", "dev", "worker"]) {
-  Deno.test(`permissions: \`deno task ${task}\` is scoped`, () => {
-    const f = flags(task);
-    assert.ok(!f.has("-A") && !f.has("--allow-all"), "no --allow-all");
-    for (
-      const name of [
-        "--allow-read",
-        "--allow-write",
-        "--allow-env",
-        "--allow-sys",
-        "--allow-run",
-        "--allow-ffi",
-      ]
-    ) {
-      assert.ok(f.has(name), `${name} is given`);
-      assert.notEqual(f.get(name), null, `${name} is scoped to a list`);
-    }
-    assert.equal(f.get("--allow-write"), "./data");
-    assert.deepEqual(f.get("--allow-run")!.split(",").sort(), ["ffmpeg", "ffprobe", "prlimit"]);
-    assert.deepEqual(f.get("--allow-env")!.split(",").sort(), [...CONFIG_ENV_NAMES].sort());
-    assert.ok(f.has("--ignore-env"), "other variables read as unset instead of failing");
-    assert.equal(f.get("--allow-ffi"), "./node_modules");
-    const net = f.get("--allow-net");
-    if (task === "worker") assert.equal(f.has("--allow-net"), false, "the worker needs no network");
-    else {
-      assert.ok(net, "the server's network access is scoped to its listening addresses");
-      for (const host of net!.split(",")) {
-        assert.ok(["0.0.0.0", "127.0.0.1", "localhost", "[::]"].includes(host), host);
-      }
-    }
+function grants(env: Record<string, string>, command: LaunchedCommand) {
+  const flags = parseFlags(permissionFlags(parseConfig(env), command));
+  const list = (name: string) => flags.get(name)?.split(",") ?? [];
+  return { flags, list };
+}
+
+for (
+  const [task, command] of [["start", "serve"], ["dev", "serve"], ["worker", "worker"]] as const
+) {
+  Deno.test(`permissions: \`deno task ${task}\` runs the launcher, which may only read the environment and start Deno`, () => {
+    const words: string[] = deno.tasks[task].command.split(/\s+/);
+    assert.deepEqual(
+      words.slice(0, 7),
+      ["deno", "run", "--allow-env", "--allow-run", "main.ts", "launch", command],
+    );
+    const launcher = parseFlags(words);
+    assert.deepEqual([...launcher.keys()].sort(), ["--allow-env", "--allow-run"]);
   });
 }
+
+for (const task of ["migrate", "token"]) {
+  Deno.test(`permissions: \`deno task ${task}\` runs through the launcher too`, () => {
+    assert.equal(
+      deno.tasks[task].command,
+      `deno run --allow-env --allow-run main.ts launch ${task}`,
+    );
+  });
+}
+
+for (const command of ["serve", "worker", "migrate", "token"] as const) {
+  Deno.test(`permissions: \`${command}\` with the default configuration is scoped`, () => {
+    const { flags, list } = grants({}, command);
+    assert.ok(!flags.has("-A") && !flags.has("--allow-all"), "no --allow-all");
+    for (const [name, value] of flags) {
+      if (name !== "--ignore-env") assert.notEqual(value, null, `${name} is scoped to a list`);
+    }
+    assert.deepEqual(list("--allow-write"), ["./data"]);
+    assert.deepEqual(list("--allow-read"), [
+      "./data",
+      "./migrations",
+      "./ui",
+      "./node_modules",
+      "./routes/node_modules",
+    ]);
+    assert.deepEqual(list("--allow-env").sort(), [...CONFIG_ENV_NAMES].sort());
+    assert.ok(flags.has("--ignore-env"), "other variables read as unset instead of failing");
+    const service = command === "serve" || command === "worker";
+    assert.deepEqual(list("--allow-run").sort(), service ? ["ffmpeg", "ffprobe", "prlimit"] : []);
+    assert.deepEqual(list("--allow-ffi"), command === "token" ? [] : ["./node_modules"]);
+    // The server listens on its bind address and connects nowhere; the rest need no network.
+    assert.deepEqual(list("--allow-net"), command === "serve" ? ["0.0.0.0"] : []);
+  });
+}
+
+Deno.test("permissions: a data directory, database, identity provider and tools set in the environment are granted, and nothing more", () => {
+  const env = {
+    DATA_DIR: "/var/lib/offchat",
+    HOST: "::1",
+    DATABASE_URL: "libsql://db.example.com:8080",
+    JWT_JWKS_URL: "https://idp.example.com/.well-known/jwks.json",
+    FFMPEG_PATH: "/opt/ffmpeg/bin/ffmpeg",
+    FFPROBE_PATH: "/opt/ffmpeg/bin/ffprobe",
+  };
+  const serve = grants(env, "serve");
+  assert.deepEqual(serve.list("--allow-write"), ["/var/lib/offchat"]);
+  assert.equal(serve.list("--allow-read")[0], "/var/lib/offchat");
+  assert.deepEqual(serve.list("--allow-net"), [
+    "[::1]",
+    "db.example.com:8080",
+    "idp.example.com:443",
+  ]);
+  assert.deepEqual(serve.list("--allow-run"), [
+    "/opt/ffmpeg/bin/ffmpeg",
+    "/opt/ffmpeg/bin/ffprobe",
+    "prlimit",
+  ]);
+  // The worker and migrations reach the database, not the identity provider.
+  assert.deepEqual(grants(env, "worker").list("--allow-net"), ["db.example.com:8080"]);
+  assert.deepEqual(grants(env, "migrate").list("--allow-net"), ["db.example.com:8080"]);
+  assert.deepEqual(grants(env, "token").list("--allow-net"), []);
+  // A database file elsewhere: its directory (SQLite writes -wal and -shm beside it).
+  const file = grants({ DATA_DIR: "/srv/media", DATABASE_URL: "file:/srv/db/offchat.db" }, "serve");
+  assert.deepEqual(file.list("--allow-write"), ["/srv/media", "/srv/db"]);
+});
+
+/** Runs `code` as a module under the flags `serve` gets for `dataDir`; its stdout. */
+async function underServeFlags(dataDir: string, code: string): Promise<string> {
+  const flags = permissionFlags(parseConfig({ DATA_DIR: dataDir }), "serve");
+  const probe = `${dataDir}/../offchat-probe-${crypto.randomUUID()}.ts`;
+  await Deno.writeTextFile(probe, code);
+  try {
+    const run = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", ...flags, probe],
+      cwd: root,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
+    return new TextDecoder().decode(run.stdout).trim();
+  } finally {
+    await Deno.remove(probe);
+  }
+}
+
+Deno.test("permissions: under its flags the service writes in its data directory and nowhere else", async () => {
+  const parent = await Deno.makeTempDir({ prefix: "offchat-confine-" });
+  const dataDir = `${parent}/data`;
+  await Deno.mkdir(dataDir);
+  try {
+    const outcome = await underServeFlags(
+      dataDir,
+      `
+      const places = [
+        ${JSON.stringify(`${dataDir}/inside.txt`)},
+        ${JSON.stringify(`${parent}/beside.txt`)},
+        ${JSON.stringify(`${root}/escaped.txt`)},
+        ${JSON.stringify(`${dataDir}/../escaped.txt`)},
+        "/tmp/offchat-escaped.txt",
+      ];
+      const results = [];
+      for (const path of places) {
+        try {
+          await Deno.writeTextFile(path, "x");
+          results.push("written");
+        } catch (error) {
+          results.push(error instanceof Deno.errors.NotCapable ? "refused" : String(error));
+        }
+      }
+      console.log(results.join(","));
+      `,
+    );
+    assert.equal(outcome, "written,refused,refused,refused,refused");
+    assert.deepEqual(
+      [...Deno.readDirSync(parent)].map((entry) => entry.name).sort(),
+      ["data"],
+      "nothing was written beside the data directory",
+    );
+  } finally {
+    await Deno.remove(parent, { recursive: true });
+  }
+});
+
+Deno.test("permissions: started without a grant its configuration needs, the service stops naming the setting", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "offchat-ungranted-" });
+  try {
+    const run = await new Deno.Command(Deno.execPath(), {
+      // The flags of the default configuration: ./data, not the directory asked for.
+      args: [
+        "run",
+        "--no-prompt",
+        ...permissionFlags(parseConfig({}), "serve"),
+        "main.ts",
+        "serve",
+      ],
+      cwd: root,
+      env: { DATA_DIR: dataDir, PORT: "0" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(run.stderr);
+    assert.equal(run.code, 1, stderr);
+    assert.match(stderr, new RegExp(`DATA_DIR="${dataDir}" needs write access`));
+    assert.doesNotMatch(stderr, /NotCapable|\bat file:/, "a message, not a stack trace");
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

@@ -1,0 +1,168 @@
+/**
+ * The Deno permissions each command of the service runs under, derived from
+ * its configuration: the one list of them. `deno task start` (and `worker`,
+ * `dev`, `migrate`, `token`) run a small launcher (`main.ts launch …`) that
+ * parses the configuration, computes these flags and starts the command
+ * under them; so a data directory, a database server or an identity
+ * provider set in the environment works without editing deno.json, and the
+ * process still gets nothing else.
+ *
+ * @module
+ */
+import type { Config } from "./config.ts";
+import { CONFIG_ENV_NAMES } from "./config.ts";
+
+/** The commands the launcher starts. */
+export type LaunchedCommand = "serve" | "worker" | "migrate" | "token";
+
+/** Files the service reads besides its data: migrations, the dashboard, npm packages. */
+const PROJECT_READS = [
+  "./migrations",
+  "./ui",
+  "./node_modules",
+  // Node's module resolution looks here for swagger-ui-dist, and is refused rather
+  // than told "not found" without it.
+  "./routes/node_modules",
+];
+
+/** What libSQL's native addon and its loader ask of the system. */
+const SYSTEM = "cpus,networkInterfaces,hostname";
+
+/** One network address as `--allow-net` takes it: IPv6 literals in brackets. */
+function netAddress(host: string, port?: string): string {
+  const bracketed = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+  return port ? `${bracketed}:${port}` : bracketed;
+}
+
+/** The host (and port) of a URL, for `--allow-net`. */
+function urlHost(url: string): string {
+  const parsed = new URL(url);
+  const port = parsed.port ||
+    ({ "http:": "80", "https:": "443", "ws:": "80", "wss:": "443", "libsql:": "443" })[
+      parsed.protocol
+    ];
+  return netAddress(parsed.hostname.replace(/^\[|\]$/g, ""), port);
+}
+
+/** The directory of the database file when it is outside the data directory. */
+function databaseFileDirectory(config: Config): string | null {
+  if (!config.databaseUrl.startsWith("file:")) return null;
+  const path = config.databaseUrl.slice("file:".length).replace(/\?.*$/, "");
+  const directory = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
+  const inside = directory === config.dataDir || directory.startsWith(`${config.dataDir}/`);
+  // The directory, not the file: SQLite writes -wal and -shm files beside it.
+  return inside ? null : directory;
+}
+
+/** The hosts a command connects to: a database server, an identity provider's keys. */
+function outboundHosts(config: Config, command: LaunchedCommand): string[] {
+  const hosts: string[] = [];
+  if (command !== "token" && !config.databaseUrl.startsWith("file:")) {
+    hosts.push(urlHost(config.databaseUrl));
+  }
+  if (command === "serve" && config.jwtJwksUrl) hosts.push(urlHost(config.jwtJwksUrl));
+  return hosts;
+}
+
+/**
+ * The `deno run` permission flags of `command` under `config`.
+ *
+ * @example
+ * ```ts
+ * const flags = permissionFlags(parseConfig({ DATA_DIR: "/var/lib/offchat" }), "serve");
+ * // ["--allow-read=/var/lib/offchat,./migrations,…", "--allow-write=/var/lib/offchat", …]
+ * ```
+ */
+export function permissionFlags(config: Config, command: LaunchedCommand): string[] {
+  const data = [config.dataDir];
+  const databaseDirectory = databaseFileDirectory(config);
+  if (databaseDirectory && command !== "token") data.push(databaseDirectory);
+  const flags = [
+    `--allow-read=${[...data, ...PROJECT_READS].join(",")}`,
+    `--allow-write=${data.join(",")}`,
+    `--allow-env=${CONFIG_ENV_NAMES.join(",")}`,
+    // Anything else in the environment reads as unset (libsql and debug enumerate it).
+    "--ignore-env",
+  ];
+  if (command !== "token") flags.push(`--allow-sys=${SYSTEM}`, "--allow-ffi=./node_modules");
+  const net = outboundHosts(config, command);
+  // The server listens on its bind address and connects to nothing else unasked.
+  if (command === "serve") net.unshift(netAddress(config.host));
+  if (net.length > 0) flags.push(`--allow-net=${[...new Set(net)].join(",")}`);
+  if (command === "serve" || command === "worker") {
+    flags.push(`--allow-run=${[config.ffmpegPath, config.ffprobePath, "prlimit"].join(",")}`);
+  }
+  return flags;
+}
+
+/** What a command needs that a process may have been started without, to name in an error. */
+export interface RequiredGrant {
+  /** The setting that asks for it. */
+  setting: string;
+  value: string;
+  descriptor: Deno.PermissionDescriptor;
+}
+
+/** The grants `command` needs because of settings an operator may change. */
+export function requiredGrants(config: Config, command: LaunchedCommand): RequiredGrant[] {
+  const grants: RequiredGrant[] = [
+    {
+      setting: "DATA_DIR",
+      value: config.dataDir,
+      descriptor: { name: "write", path: config.dataDir },
+    },
+  ];
+  const databaseDirectory = databaseFileDirectory(config);
+  if (databaseDirectory && command !== "token") {
+    grants.push({
+      setting: "DATABASE_URL",
+      value: config.databaseUrl,
+      descriptor: { name: "write", path: databaseDirectory },
+    });
+  }
+  if (command !== "token" && !config.databaseUrl.startsWith("file:")) {
+    grants.push({
+      setting: "DATABASE_URL",
+      value: config.databaseUrl,
+      descriptor: { name: "net", host: urlHost(config.databaseUrl) },
+    });
+  }
+  if (command === "serve" && config.jwtJwksUrl) {
+    grants.push({
+      setting: "JWT_JWKS_URL",
+      value: config.jwtJwksUrl,
+      descriptor: { name: "net", host: urlHost(config.jwtJwksUrl) },
+    });
+  }
+  if (command === "serve" || command === "worker") {
+    grants.push(
+      {
+        setting: "FFMPEG_PATH",
+        value: config.ffmpegPath,
+        descriptor: { name: "run", command: config.ffmpegPath },
+      },
+      {
+        setting: "FFPROBE_PATH",
+        value: config.ffprobePath,
+        descriptor: { name: "run", command: config.ffprobePath },
+      },
+    );
+  }
+  return grants;
+}
+
+/**
+ * The settings whose paths or hosts this process was not granted, as one
+ * message per setting; empty when everything is granted.
+ */
+export function missingGrants(config: Config, command: LaunchedCommand): string[] {
+  const missing: string[] = [];
+  for (const grant of requiredGrants(config, command)) {
+    if (Deno.permissions.querySync(grant.descriptor).state === "granted") continue;
+    missing.push(
+      `${grant.setting}="${grant.value}" needs ${grant.descriptor.name} access that this process ` +
+        "was not started with",
+    );
+  }
+  return missing;
+}
