@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
-import type { AppEnv } from "./deps.ts";
-import { bearerToken, type MediaPurpose, verifyRequestUser } from "./auth/auth.ts";
-import { ApiError } from "./core/errors.ts";
+import type { AppEnv } from "./_env.ts";
+import { bearerToken, type MediaPurpose, verifyRequestUser } from "../lib/auth/auth.ts";
+import { ApiError } from "../lib/core/errors.ts";
 
 /**
  * Per-key token buckets: `capacity` requests at once, refilled continuously
