@@ -307,7 +307,7 @@ async function uploadTus(
 }
 
 /**
- * A SHA-256 pass over `path` as lib/resumable_uploads.ts makes one on a
+ * A SHA-256 pass over `path` as lib/uploads/resumable_uploads.ts makes one on a
  * finished tus upload (node:crypto over the file's stream); the median of
  * `runs` passes, in milliseconds.
  */
@@ -387,8 +387,9 @@ function tusProse(tus: Report["tus"], hashMs: number): string {
     `before the last answer, where multipart hashes while it streams. The last \`PATCH\` takes ` +
     `a median ${milliseconds(tus.lastMs)}, ${milliseconds(tus.lastMs - tus.patchMs)} more than ` +
     `one before it, for that pass, ffprobe, the database transaction and the move into storage; ` +
-    `the same pass (node:crypto over the file's stream, as \`lib/resumable_uploads.ts\` does ` +
-    `it) takes a median ${milliseconds(hashMs)} in the bench process.`;
+    `the same pass (node:crypto over the file's stream, as ` +
+    `\`lib/uploads/resumable_uploads.ts\` does it) takes a median ${milliseconds(hashMs)} ` +
+    `in the bench process.`;
 }
 
 function report(a: Sample[], b: Sample[], c: TusSample[], fileBytes: number): Report {

@@ -1,18 +1,12 @@
-import type { Auth, User } from "./auth/auth.ts";
+import type { Auth } from "./auth/auth.ts";
 import type { Config } from "./config/config.ts";
+import type { Clock } from "./core/clock.ts";
 import type { Database } from "../db/client.ts";
 import type { MediaTools } from "./media/tools.ts";
+import type { JobSignal } from "./processing/job_signal.ts";
 import type { RecentAccess } from "./serving/recent_access.ts";
 import type { ResumableUploads } from "./uploads/resumable_uploads.ts";
 import type { Storage } from "./storage/storage.ts";
-
-/** A source of the current time; tests may pass a fixed one. */
-export type Clock = () => Date;
-
-/** Wakes workers when a job is queued in this process (others poll). */
-export interface JobSignal {
-  notify(): void;
-}
 
 /** Everything the app needs from the outside, passed in rather than imported. */
 export interface AppDeps {
@@ -25,16 +19,6 @@ export interface AppDeps {
   jobs: JobSignal;
   /** Short-lived memory of media access checks, for range requests. */
   recentAccess: RecentAccess;
-  /** The tus server for resumable uploads. */
+  /** Resumable uploads: who owns each, its checks and expiry, its last byte into ingest. */
   resumableUploads: ResumableUploads;
-}
-
-/** Hono environment shared by every sub-app. */
-export interface AppEnv {
-  Variables: {
-    deps: AppDeps;
-    user: User;
-    /** When the media token that authenticated the request expires (epoch ms); unset for bearer. */
-    mediaTokenExpiresAt: number | undefined;
-  };
 }

@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from "hono";
 import { bearerToken, type MediaPurpose, verifyRequestUser } from "../lib/auth/auth.ts";
-import type { AppEnv } from "../lib/deps.ts";
+import type { AppEnv } from "./_env.ts";
 import { ApiError } from "../lib/core/errors.ts";
 
 /** The request's bearer token; 401 when it is missing (`missing` says so) or malformed. */

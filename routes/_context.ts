@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import type { ActivityContext } from "../lib/chat/activity.ts";
-import type { AppEnv } from "../lib/deps.ts";
-import type { UrlContext } from "../lib/serialize.ts";
+import type { AppEnv } from "./_env.ts";
+import type { UrlContext } from "./_serialize.ts";
 
 /** Who is acting and from where, for the activity log. */
 export function activityContext(c: Context<AppEnv>): ActivityContext {

@@ -1,7 +1,7 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
-import type { AppEnv } from "../lib/deps.ts";
+import type { AppEnv } from "./_env.ts";
 import { ApiError } from "../lib/core/errors.ts";
-import { ProblemSchema } from "../lib/api_schemas.ts";
+import { ProblemSchema } from "./_schemas.ts";
 
 /**
  * A sub-app whose request validation failures become 400 `invalid_request`

@@ -5,11 +5,11 @@ import {
   AdminAttachmentsQuery,
   AttachmentSchema,
   IdParam,
-} from "../lib/api_schemas.ts";
+} from "./_schemas.ts";
 import { loadVisibleAttachment } from "../lib/auth/access.ts";
 import { listActivity } from "../lib/chat/activity_query.ts";
 import { listAttachmentsByStatus, reprocessAttachment } from "../lib/chat/attachments.ts";
-import { serializeActivity, serializeAttachment } from "../lib/serialize.ts";
+import { serializeActivity, serializeAttachment } from "./_serialize.ts";
 import { activityContext, urlContext } from "./_context.ts";
 import { bearer, json, newRouter, problems } from "./_router.ts";
 

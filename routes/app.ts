@@ -1,12 +1,13 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
-import type { AppDeps, AppEnv } from "../lib/deps.ts";
+import type { AppDeps } from "../lib/deps.ts";
+import type { AppEnv } from "./_env.ts";
 import { ApiError, problemResponse } from "../lib/core/errors.ts";
 import { MEDIA_SECURITY_HEADERS } from "../lib/serving/media_headers.ts";
 import type { MediaPurpose } from "../lib/auth/auth.ts";
-import { concurrencyLimit, type MediaTokenScope, rateLimit } from "../lib/rate_limit.ts";
-import { UPLOADS_PATH } from "../lib/uploads/resumable_uploads.ts";
+import { concurrencyLimit, type MediaTokenScope, rateLimit } from "./_rate_limit.ts";
+import { TusEndpoint, UPLOADS_PATH } from "./_tus.ts";
 import { requireAdmin, requireUser } from "./_auth.ts";
 import { newRouter } from "./_router.ts";
 import { adminRoutes } from "./admin.ts";
@@ -17,7 +18,7 @@ import { devLoginRoutes } from "./dev_login.ts";
 import { docsRoutes } from "./docs.ts";
 import { healthRoutes } from "./health.ts";
 import { createUiRoutes } from "./ui.ts";
-import { uploadRoutes } from "./uploads.ts";
+import { createUploadRoutes } from "./uploads.ts";
 import { startsDownload, videoRoutes } from "./videos.ts";
 
 /** Requests for media bytes: download, stream, thumbnail and storyboard sprite. */
@@ -96,7 +97,10 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
   chat.route("/conversations", conversationRoutes);
   chat.route("/messages", messageRoutes);
   chat.route("/attachments", attachmentRoutes);
-  chat.route("/videos", uploadRoutes);
+  const tus = new TusEndpoint(deps.resumableUploads, {
+    maxUploadBytes: deps.config.maxUploadBytes,
+  });
+  chat.route("/videos", createUploadRoutes(tus));
   chat.route("/videos", videoRoutes);
 
   const admin = newRouter();

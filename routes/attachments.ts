@@ -1,10 +1,10 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
-import { AttachmentSchema, IdParam, MediaQuery } from "../lib/api_schemas.ts";
+import { AttachmentSchema, IdParam, MediaQuery } from "./_schemas.ts";
 import { loadVisibleAttachment, loadVisibleMessage } from "../lib/auth/access.ts";
 import { deleteAttachment } from "../lib/chat/attachments.ts";
 import { attachmentsOfMessages } from "../lib/chat/conversations.ts";
-import { serializeAttachment } from "../lib/serialize.ts";
+import { serializeAttachment } from "./_serialize.ts";
 import { processingSnapshot } from "../lib/processing/progress.ts";
 import { activityContext, urlContext } from "./_context.ts";
 import { requireMediaAccess, requireUser } from "./_auth.ts";

@@ -12,7 +12,7 @@ import {
   ParticipantPageQuery,
   ParticipantParam,
   ParticipantSchema,
-} from "../lib/api_schemas.ts";
+} from "./_schemas.ts";
 import { requireParticipant } from "../lib/auth/access.ts";
 import {
   addParticipant,
@@ -32,7 +32,7 @@ import {
   serializeConversation,
   serializeMessage,
   serializeParticipant,
-} from "../lib/serialize.ts";
+} from "./_serialize.ts";
 import { activityContext, urlContext } from "./_context.ts";
 import { bearer, json, newRouter, problems } from "./_router.ts";
 

@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import swaggerUiDist from "swagger-ui-dist";
-import type { AppEnv } from "../lib/deps.ts";
+import type { AppEnv } from "./_env.ts";
 import { ApiError } from "../lib/core/errors.ts";
 
 const ASSETS: Record<string, string> = {

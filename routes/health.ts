@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import { Hono } from "hono";
-import type { AppEnv } from "../lib/deps.ts";
+import type { AppEnv } from "./_env.ts";
 import { recentReadiness } from "../lib/setup/readiness.ts";
 
 /** `/healthz`, `/readyz` and `/metrics`: unauthenticated operational endpoints. */

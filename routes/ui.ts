@@ -8,7 +8,7 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 import "tus-js-client/package.json" with { type: "json" };
 import { ACCEPTED_FORMATS } from "../lib/media/accepted_formats.ts";
 import type { Config } from "../lib/config/config.ts";
-import type { AppEnv } from "../lib/deps.ts";
+import type { AppEnv } from "./_env.ts";
 import { ApiError } from "../lib/core/errors.ts";
 import { encodeHex } from "../lib/core/encoding.ts";
 import { json, newRouter } from "./_router.ts";

@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import { parseConfig } from "../lib/config/config.ts";
-import type { AppDeps, Clock } from "../lib/deps.ts";
+import type { Clock } from "../lib/core/clock.ts";
+import type { AppDeps } from "../lib/deps.ts";
 import { openDeps } from "../lib/open_deps.ts";
 import { startWorker, type Worker } from "../lib/processing/worker.ts";
 import { createApp } from "../routes/app.ts";

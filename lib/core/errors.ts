@@ -1,5 +1,3 @@
-import type { ContentfulStatusCode } from "hono/utils/http-status";
-
 /** The stable error codes of the HTTP contract. */
 export type ErrorCode =
   | "invalid_request"
@@ -16,7 +14,23 @@ export type ErrorCode =
   | "unavailable"
   | "internal_error";
 
-const TITLES: Record<ErrorCode, [ContentfulStatusCode, string]> = {
+/** The HTTP statuses the error codes map to (all of them carry a body). */
+export type ErrorStatus =
+  | 400
+  | 401
+  | 403
+  | 404
+  | 409
+  | 410
+  | 413
+  | 415
+  | 416
+  | 422
+  | 429
+  | 500
+  | 503;
+
+const TITLES: Record<ErrorCode, [ErrorStatus, string]> = {
   invalid_request: [400, "Invalid request"],
   unauthorized: [401, "Unauthorized"],
   forbidden: [403, "Forbidden"],
@@ -35,7 +49,7 @@ const TITLES: Record<ErrorCode, [ContentfulStatusCode, string]> = {
 /** An error that becomes an `application/problem+json` response with a stable `code`. */
 export class ApiError extends Error {
   readonly code: ErrorCode;
-  readonly status: ContentfulStatusCode;
+  readonly status: ErrorStatus;
   readonly headers: Record<string, string>;
   constructor(code: ErrorCode, detail: string, headers: Record<string, string> = {}) {
     super(detail);

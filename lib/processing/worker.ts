@@ -1,4 +1,5 @@
-import type { AppDeps, JobSignal } from "../deps.ts";
+import type { AppDeps } from "../deps.ts";
+import type { JobSignal } from "./job_signal.ts";
 import { claimJob, completeJob, extendLease, failJob, reportProgress } from "./jobs.ts";
 import { runJob } from "./processing.ts";
 

@@ -3,15 +3,19 @@ import { activityLog, type Attachment, attachments, type Message } from "../../d
 import { assertRoomForAttachment } from "../auth/access.ts";
 import type { ActivityContext } from "../chat/activity.ts";
 import { recordActivity } from "../chat/activity.ts";
-import type { AppDeps } from "../deps.ts";
+import type { Database } from "../../db/client.ts";
+import type { Config } from "../config/config.ts";
+import type { Clock } from "../core/clock.ts";
 import { ApiError } from "../core/errors.ts";
 import { sanitizeFileName } from "../core/file_name.ts";
 import { newId } from "../core/ids.ts";
 import { enqueueJob, PROCESSING_JOBS } from "../processing/jobs.ts";
+import type { JobSignal } from "../processing/job_signal.ts";
 import { assertWithinLimits, mediaLimitsOf } from "../media/limits.ts";
 import { probeVideo } from "../media/probe.ts";
+import type { MediaTools } from "../media/tools.ts";
 import { readHead, sniffContainer } from "../media/sniff.ts";
-import { storageKey } from "../storage/storage.ts";
+import { type Storage, storageKey } from "../storage/storage.ts";
 
 /** A complete upload sitting in a temporary file. */
 export interface UploadedFile {
@@ -21,6 +25,16 @@ export interface UploadedFile {
   fileName: string;
 }
 
+/** What {@linkcode ingestVideo} uses: the parts of the app's dependencies it needs. */
+export interface IngestDeps {
+  config: Config;
+  db: Database;
+  storage: Storage;
+  media: MediaTools;
+  clock: Clock;
+  jobs: JobSignal;
+}
+
 /**
  * Turns a received file into an attachment: sniff the content, probe it under
  * the hardened flags, then write the row, its jobs and the `video.upload`
@@ -28,7 +42,7 @@ export interface UploadedFile {
  * the temporary file is gone afterwards and no row is left half-made.
  */
 export async function ingestVideo(
-  deps: Pick<AppDeps, "config" | "db" | "storage" | "media" | "clock" | "jobs">,
+  deps: IngestDeps,
   upload: UploadedFile,
   message: Message,
   actor: ActivityContext,

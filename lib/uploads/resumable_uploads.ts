@@ -1,54 +1,32 @@
 import { createHash } from "node:crypto";
 import { and, count, eq, gt, isNull, lte, sql } from "drizzle-orm";
-import { FileStore } from "@tus/file-store";
-import { Metadata, Server, type Upload as TusUpload } from "@tus/server";
-import { type Message, type Upload, uploads } from "../../db/schema.ts";
+import { type Attachment, type Message, type Upload, uploads } from "../../db/schema.ts";
 import { loadMessageForUpload } from "../auth/access.ts";
-import type { ActivityContext } from "../chat/activity.ts";
 import type { User } from "../auth/auth.ts";
-import type { AppDeps } from "../deps.ts";
+import type { ActivityContext } from "../chat/activity.ts";
 import { ApiError } from "../core/errors.ts";
 import { sanitizeFileName } from "../core/file_name.ts";
-import { idSchema } from "../api_schemas.ts";
-import { newId } from "../core/ids.ts";
-import { ingestVideo } from "./ingest.ts";
+import { isId, newId } from "../core/ids.ts";
+import { type IngestDeps, ingestVideo } from "./ingest.ts";
 import { remainingQuota } from "./quota.ts";
-import { serializeAttachment, type UrlContext } from "../serialize.ts";
 
-/** On the answers about a completed upload: the id of the attachment it made. */
-export const ATTACHMENT_ID_HEADER = "OffChat-Attachment-Id";
+/** What resumable uploads use: the same parts as the ingest their last byte runs. */
+export type ResumableUploadsDeps = IngestDeps;
 
-/** Where the tus endpoint is mounted; upload URLs are `<path>/<id>`. */
-export const UPLOADS_PATH = "/api/chat/videos/uploads";
+/** What a client declares when it starts an upload. */
+export interface NewUpload {
+  /** The whole file's size in bytes, known before the first byte. */
+  size: number;
+  /** The message the video will be attached to. */
+  messageId: string;
+  /** The client's name for the file (sanitized here). */
+  fileName: string;
+}
 
-/** Who sends a tus request, as the route has authenticated them. */
-export interface UploadCaller {
+/** Who finishes an upload: the caller the route authenticated, and where from. */
+export interface UploadFinisher {
   user: User;
   actor: ActivityContext;
-  urls: UrlContext;
-  /** The upload the request names in its path (`/uploads/:id`); absent on creation. */
-  uploadId?: string;
-}
-
-/** What one request carries between the route and the tus server's hooks. */
-interface Call extends UploadCaller {
-  /**
-   * The upload this request may act on: the one being created (POST), or the
-   * caller's own upload whose ownership has been checked (HEAD, PATCH, DELETE).
-   * The library is given this id and no other.
-   */
-  id?: string;
-  /** Why the last byte did not make an attachment; the route answers with it. */
-  failure?: unknown;
-  /** The attachment the completed upload made. */
-  attachmentId?: string;
-}
-
-type Deps = Pick<AppDeps, "config" | "db" | "storage" | "media" | "clock" | "jobs">;
-
-function parseLength(header: string | null): number | null {
-  if (header === null || !/^\d{1,16}$/.test(header)) return null;
-  return Number(header);
 }
 
 function notFound(): ApiError {
@@ -79,141 +57,60 @@ async function removeIfPresent(path: string): Promise<void> {
 }
 
 /**
- * Resumable uploads over tus 1.0, served by `@tus/server` with
- * `@tus/file-store` under `DATA_DIR/tus/`. This class adds what the protocol
- * leaves to the application: every request is authenticated and checked
- * before the library reads a byte (the size limit, the message, the
- * per-user cap, the owner of the upload); a row in `uploads` records who
- * owns an upload and when it expires; the last byte hands the file to the
- * same ingest as a multipart upload, and the answer carries the Attachment
- * JSON or the same problem+json.
+ * The domain side of resumable uploads: what the protocol (tus 1.0, spoken
+ * by `routes/_tus.ts`) leaves to the application. A row in `uploads`
+ * records who owns an upload, what it is for and when it expires; it is
+ * created only after the size limit, the message, the per-user cap and the
+ * quota have been checked; the last byte hands the file to the same ingest
+ * as a multipart upload.
+ *
+ * The bytes live in {@linkcode directory} (`DATA_DIR/tus/`, owner-only), laid
+ * out as `@tus/file-store` writes them: `<id>` holds the data and
+ * `<id>.json` the store's record. This class removes both when an upload is
+ * finished, forgotten or expired.
  */
 export class ResumableUploads {
+  /** Where the uploads' bytes are stored while they are unfinished. */
   readonly directory: string;
-  readonly #deps: Deps;
-  readonly #server: Server;
-  readonly #calls = new WeakMap<Request, Call>();
+  readonly #deps: ResumableUploadsDeps;
 
-  private constructor(deps: Deps, directory: string) {
+  private constructor(deps: ResumableUploadsDeps, directory: string) {
     this.#deps = deps;
     this.directory = directory;
-    const store = new FileStore({ directory });
-    // The route refuses deferred lengths (the size must be known before any byte),
-    // so OPTIONS must not offer them.
-    store.extensions = store.extensions.filter((name) => name !== "creation-defer-length");
-    this.#server = new Server({
-      path: UPLOADS_PATH,
-      // The store's own expiry is off: the `uploads` row is the one clock, and
-      // the store would look for the file again after the last byte has made
-      // it an attachment.
-      datastore: store,
-      maxSize: deps.config.maxUploadBytes,
-      // Resolved against the endpoint by clients; no trust in Host headers.
-      relativeLocation: true,
-      exposedHeaders: [ATTACHMENT_ID_HEADER],
-      // Same-origin only, like the rest of the API (the library's default is any origin).
-      allowedOrigins: [],
-      namingFunction: (req) => this.#authorizedId(req),
-      // The library would read the id from the whole URL, query string included
-      // (`/uploads/mine?x=/theirs` names "theirs"): it acts on the checked id only.
-      getFileIdFromRequest: (req) => this.#authorizedId(req),
-      onUploadFinish: (req, upload) => this.#finish(req, upload),
-    });
   }
 
-  /** Creates the upload directory (owner-only) and the tus server. */
-  static async open(deps: Deps): Promise<ResumableUploads> {
+  /** Creates the upload directory (owner-only). */
+  static async open(deps: ResumableUploadsDeps): Promise<ResumableUploads> {
     const directory = `${deps.config.dataDir}/tus`;
     await Deno.mkdir(directory, { recursive: true, mode: 0o700 });
     return new ResumableUploads(deps, directory);
   }
 
   /**
-   * Answers one tus request from an authenticated caller (OPTIONS needs
-   * none). Refusals are problem+json with the tus headers a client needs.
+   * Records a new upload for `user` once it passes every check that can be
+   * made before a byte is read: the size limit (413), the message — theirs,
+   * in a conversation they are in, with room for another video (404/409) —,
+   * the number of their unfinished uploads (429) and their quota (413).
    */
-  async handle(request: Request, caller: UploadCaller | null): Promise<Response> {
-    if (request.method === "OPTIONS") return await this.#server.handleWeb(request);
-    if (!caller) throw new ApiError("unauthorized", "Missing bearer token");
-    if (new URL(request.url).search !== "") {
-      // tus has no use for one, and the library once took the upload id from it.
-      throw new ApiError("invalid_request", "A resumable-upload request takes no query string");
-    }
-    const call: Call = { ...caller };
-    this.#calls.set(request, call);
-    switch (request.method) {
-      case "POST":
-        return await this.#create(request, call);
-      case "HEAD":
-      case "PATCH":
-      case "DELETE":
-        return await this.#resume(request, call);
-      default:
-        // GET would let the library send the partial bytes back: not offered.
-        throw notFound();
-    }
-  }
-
-  /** Removes expired uploads; safe with several processes (each row is claimed once). */
-  async sweepExpired(): Promise<number> {
-    const now = this.#deps.clock().getTime();
-    const expired = await this.#deps.db.delete(uploads).where(lte(uploads.expiresAt, now))
-      .returning({ id: uploads.id });
-    for (const { id } of expired) await this.#removeFiles(id);
-    // Files whose row is gone (a crash between the two) once they are older than any upload.
-    let orphans = 0;
-    const maxAgeMs = this.#deps.config.uploadExpiry * 1000;
-    for await (const entry of Deno.readDir(this.directory)) {
-      const id = entry.name.replace(/\.json$/, "");
-      if (!entry.isFile || !idSchema.safeParse(id).success) continue;
-      const info = await Deno.stat(`${this.directory}/${entry.name}`).catch(() => null);
-      if (!info?.mtime || now - info.mtime.getTime() < maxAgeMs) continue;
-      const [row] = await this.#deps.db.select({ id: uploads.id }).from(uploads)
-        .where(eq(uploads.id, id));
-      if (row) continue;
-      await removeIfPresent(`${this.directory}/${entry.name}`);
-      orphans++;
-    }
-    return expired.length + orphans;
-  }
-
-  async #create(request: Request, call: Call): Promise<Response> {
+  async create(user: User, upload: NewUpload): Promise<Upload> {
     const { config, db } = this.#deps;
-    if (request.headers.get("upload-defer-length") !== null) {
-      throw new ApiError("invalid_request", "Upload-Length is required (no deferred length)");
-    }
-    if (request.headers.get("upload-concat") !== null) {
-      throw new ApiError("invalid_request", "Concatenation is not supported");
-    }
-    const size = parseLength(request.headers.get("upload-length"));
-    if (size === null) throw new ApiError("invalid_request", "Upload-Length must be a byte count");
-    if (size > config.maxUploadBytes) {
+    if (upload.size > config.maxUploadBytes) {
       throw new ApiError(
         "file_too_large",
-        `The file is ${size} bytes; the limit is ${config.maxUploadBytes} bytes`,
+        `The file is ${upload.size} bytes; the limit is ${config.maxUploadBytes} bytes`,
       );
     }
-    let metadata: Record<string, string | null>;
-    try {
-      metadata = Metadata.parse(request.headers.get("upload-metadata") ?? undefined) ?? {};
-    } catch {
-      throw new ApiError("invalid_request", "Upload-Metadata is malformed");
-    }
-    const messageId = idSchema.safeParse(metadata.message_id ?? "");
-    if (!messageId.success) {
-      throw new ApiError("invalid_request", 'Upload-Metadata "message_id" must be a UUID');
-    }
-    const message: Message = await loadMessageForUpload(db, messageId.data, {
-      user: call.user,
+    const message: Message = await loadMessageForUpload(db, upload.messageId, {
+      user,
       maxAttachments: config.maxAttachmentsPerMessage,
     });
     const now = this.#deps.clock().getTime();
     const row: Upload = {
       id: newId(),
-      userId: call.user.id,
+      userId: user.id,
       messageId: message.id,
-      fileName: sanitizeFileName(metadata.filename ?? "", "video"),
-      size,
+      fileName: sanitizeFileName(upload.fileName, "video"),
+      size: upload.size,
       createdAt: now,
       expiresAt: now + config.uploadExpiry * 1000,
       attachmentId: null,
@@ -222,7 +119,7 @@ export class ResumableUploads {
       const [open] = await tx.select({ n: count() }).from(uploads)
         .where(
           and(
-            eq(uploads.userId, call.user.id),
+            eq(uploads.userId, user.id),
             gt(uploads.expiresAt, now),
             isNull(uploads.attachmentId),
           ),
@@ -242,164 +139,113 @@ export class ResumableUploads {
           bytes: sql<number>`coalesce(sum(${uploads.size}), 0)`,
         }).from(uploads).where(
           and(
-            eq(uploads.userId, call.user.id),
+            eq(uploads.userId, user.id),
             gt(uploads.expiresAt, now),
             isNull(uploads.attachmentId),
           ),
         );
         await remainingQuota(tx, {
-          userId: call.user.id,
+          userId: user.id,
           quotaBytes: config.userQuotaBytes,
-          declaredLength: size + Number(pending?.bytes ?? 0),
+          declaredLength: upload.size + Number(pending?.bytes ?? 0),
           envelopeBytes: 0,
         });
       }
       await tx.insert(uploads).values(row);
     });
-    call.id = row.id;
-    let response: Response;
-    try {
-      response = await this.#server.handleWeb(request);
-    } catch (error) {
-      await this.#forget(row.id);
-      throw error;
-    }
-    return await this.#answer(response, call, row);
+    return row;
   }
 
-  /** The id the route checked for this request; the library's one source of upload ids. */
-  #authorizedId(request: Request): string {
-    const id = this.#calls.get(request)?.id;
-    if (!id) throw new Error("a tus request reached the library without the route's checks");
-    return id;
-  }
-
-  async #resume(request: Request, call: Call): Promise<Response> {
-    const id = call.uploadId ?? "";
-    if (!idSchema.safeParse(id).success) throw notFound();
+  /**
+   * `user`'s upload `id`: someone else's upload is as missing as one that
+   * never was (404); an expired one is 410.
+   */
+  async find(user: User, id: string): Promise<Upload> {
+    if (!isId(id)) throw notFound();
     const [row] = await this.#deps.db.select().from(uploads)
-      .where(and(eq(uploads.id, id), eq(uploads.userId, call.user.id)));
-    // Someone else's upload is as missing as one that never was.
+      .where(and(eq(uploads.id, id), eq(uploads.userId, user.id)));
     if (!row) throw notFound();
     if (row.expiresAt <= this.#deps.clock().getTime()) {
       throw new ApiError("gone", "The upload expired; start a new one");
     }
-    if (row.attachmentId) return await this.#completed(request, row, row.attachmentId);
-    call.id = row.id;
-    const response = await this.#server.handleWeb(request);
-    if (request.method === "DELETE" && response.status === 204) await this.#forget(id);
-    return await this.#answer(response, call, row);
-  }
-
-  /** The tus answer, or the failure of the last byte's ingest in its place. */
-  async #answer(response: Response, call: Call, row: Upload): Promise<Response> {
-    if (call.attachmentId) {
-      // Remembered until it expires: the client may not have received this answer.
-      await this.#removeFiles(row.id);
-      await this.#deps.db.update(uploads).set({ attachmentId: call.attachmentId })
-        .where(eq(uploads.id, row.id));
-      response.headers.set(ATTACHMENT_ID_HEADER, call.attachmentId);
-    } else if (call.failure !== undefined) await this.#forget(row.id);
-    else if (response.status >= 400 && !(await this.#exists(row.id))) {
-      // Refused before the store made anything: nothing to resume.
-      await this.#forget(row.id);
-    }
-    if (call.failure !== undefined) {
-      await response.body?.cancel();
-      throw call.failure;
-    }
-    if (!call.attachmentId && response.status < 300) {
-      response.headers.set("upload-expires", new Date(row.expiresAt).toUTCString());
-    }
-    return response;
-  }
-
-  /** The last byte arrived: the same checks and pipeline as a multipart upload. */
-  async #finish(
-    request: Request,
-    upload: TusUpload,
-  ): Promise<{ status_code?: number; body?: string; headers?: Record<string, string> }> {
-    const call = this.#calls.get(request);
-    if (!call) throw new Error("a tus request reached the store without the route");
-    try {
-      const [row] = await this.#deps.db.select().from(uploads).where(eq(uploads.id, upload.id));
-      if (!row) throw notFound();
-      // Membership may have changed since the upload was created, and other
-      // uploads may have used the quota meanwhile.
-      const message = await loadMessageForUpload(this.#deps.db, row.messageId, {
-        user: call.user,
-        maxAttachments: this.#deps.config.maxAttachmentsPerMessage,
-      });
-      await remainingQuota(this.#deps.db, {
-        userId: call.user.id,
-        quotaBytes: this.#deps.config.userQuotaBytes,
-        declaredLength: upload.offset,
-        envelopeBytes: 0,
-      });
-      const tempPath = `${this.directory}/${upload.id}`;
-      const attachment = await ingestVideo(
-        this.#deps,
-        {
-          tempPath,
-          size: upload.offset,
-          sha256: await hashFile(tempPath),
-          fileName: row.fileName,
-        },
-        message,
-        call.actor,
-      );
-      call.attachmentId = attachment.id;
-      return {
-        // A creation that carried every byte still answers 201 with its Location.
-        status_code: request.method === "POST" ? 201 : 200,
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(await serializeAttachment(attachment, call.urls)),
-      };
-    } catch (error) {
-      call.failure = error;
-      // The library answers something; the route replaces it with this failure.
-      throw { status_code: 500, body: "failed\n" };
-    }
+    return row;
   }
 
   /**
-   * Requests about an upload that already made its attachment: `HEAD` says it
-   * is complete (a client that lost the last answer then reports success),
-   * `PATCH` has nothing left to send, `DELETE` forgets it (the attachment
-   * stays; delete that with its own endpoint).
+   * The last byte of upload `id` arrived (`size` bytes in all): the same
+   * checks and pipeline as a multipart upload. Membership may have changed
+   * since the upload was created, and other uploads may have used the quota
+   * meanwhile, so both are checked again. The data file is moved away on
+   * success and removed on failure (by ingest); call {@linkcode completed}
+   * or {@linkcode forget} afterwards.
    */
-  async #completed(request: Request, row: Upload, attachmentId: string): Promise<Response> {
-    const headers = new Headers({
-      "tus-resumable": "1.0.0",
-      "upload-offset": String(row.size),
-      "upload-length": String(row.size),
-      "cache-control": "no-store",
-      [ATTACHMENT_ID_HEADER]: attachmentId,
+  async finish(id: string, size: number, finisher: UploadFinisher): Promise<Attachment> {
+    const { db, config } = this.#deps;
+    const [row] = await db.select().from(uploads)
+      .where(and(eq(uploads.id, id), eq(uploads.userId, finisher.user.id)));
+    if (!row) throw notFound();
+    const message = await loadMessageForUpload(db, row.messageId, {
+      user: finisher.user,
+      maxAttachments: config.maxAttachmentsPerMessage,
     });
-    if (request.method === "DELETE") {
-      await this.#forget(row.id);
-      return new Response(null, { status: 204, headers: { "tus-resumable": "1.0.0" } });
-    }
-    if (request.method === "HEAD") return new Response(null, { status: 200, headers });
-    await request.body?.cancel();
-    throw new ApiError("conflict", "The upload is complete: HEAD it for its attachment", {
-      ...Object.fromEntries(headers),
+    await remainingQuota(db, {
+      userId: finisher.user.id,
+      quotaBytes: config.userQuotaBytes,
+      declaredLength: size,
+      envelopeBytes: 0,
     });
+    const tempPath = `${this.directory}/${row.id}`;
+    return await ingestVideo(
+      this.#deps,
+      { tempPath, size, sha256: await hashFile(tempPath), fileName: row.fileName },
+      message,
+      finisher.actor,
+    );
   }
 
-  async #exists(id: string): Promise<boolean> {
-    try {
-      await Deno.stat(`${this.directory}/${id}.json`);
-      return true;
-    } catch {
-      return false;
-    }
+  /**
+   * Remembers which attachment upload `id` made, until the upload expires
+   * (the client may not have received the answer that said so), and removes
+   * what is left of its files.
+   */
+  async completed(id: string, attachmentId: string): Promise<void> {
+    await this.#removeFiles(id);
+    await this.#deps.db.update(uploads).set({ attachmentId }).where(eq(uploads.id, id));
   }
 
   /** Removes an upload's row and files (a finished one's data file was moved or removed). */
-  async #forget(id: string): Promise<void> {
+  async forget(id: string): Promise<void> {
     await this.#deps.db.delete(uploads).where(eq(uploads.id, id));
     await this.#removeFiles(id);
+  }
+
+  /** Forgets upload `id` when the store never made its record: there is nothing to resume. */
+  async forgetIfUnstarted(id: string): Promise<void> {
+    const started = await Deno.stat(`${this.directory}/${id}.json`).then(() => true, () => false);
+    if (!started) await this.forget(id);
+  }
+
+  /** Removes expired uploads; safe with several processes (each row is claimed once). */
+  async sweepExpired(): Promise<number> {
+    const now = this.#deps.clock().getTime();
+    const expired = await this.#deps.db.delete(uploads).where(lte(uploads.expiresAt, now))
+      .returning({ id: uploads.id });
+    for (const { id } of expired) await this.#removeFiles(id);
+    // Files whose row is gone (a crash between the two) once they are older than any upload.
+    let orphans = 0;
+    const maxAgeMs = this.#deps.config.uploadExpiry * 1000;
+    for await (const entry of Deno.readDir(this.directory)) {
+      const id = entry.name.replace(/\.json$/, "");
+      if (!entry.isFile || !isId(id)) continue;
+      const info = await Deno.stat(`${this.directory}/${entry.name}`).catch(() => null);
+      if (!info?.mtime || now - info.mtime.getTime() < maxAgeMs) continue;
+      const [row] = await this.#deps.db.select({ id: uploads.id }).from(uploads)
+        .where(eq(uploads.id, id));
+      if (row) continue;
+      await removeIfPresent(`${this.directory}/${entry.name}`);
+      orphans++;
+    }
+    return expired.length + orphans;
   }
 
   async #removeFiles(id: string): Promise<void> {

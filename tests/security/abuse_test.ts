@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { SignJWT } from "jose";
-import { TokenBuckets } from "../../lib/rate_limit.ts";
+import { TokenBuckets } from "../../routes/_rate_limit.ts";
 import { fixture } from "../_fixtures.ts";
 import { body, conversationWithMessage, createTestContext, TEST_SECRET } from "../_helpers.ts";
 import { assertNothingLeft, assertProblem, snapshot, uploadBytes } from "./_world.ts";

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { contentDisposition } from "../../../lib/serving/content_disposition.ts";
 import { sanitizeFileName } from "../../../lib/core/file_name.ts";
 import { parseRange } from "../../../lib/serving/range.ts";
-import { formatDuration } from "../../../lib/serialize.ts";
 
 Deno.test("parseRange: single, suffix, open, unsatisfiable, malformed, multi", () => {
   const size = 1000;
@@ -60,13 +59,4 @@ Deno.test("sanitizeFileName: last segment, no controls, bounded", () => {
   const long = sanitizeFileName(`${"é".repeat(400)}.mp4`);
   assert.equal(Array.from(long).length, 255);
   assert.ok(long.endsWith(".mp4"));
-});
-
-Deno.test("formatDuration: M:SS below an hour, H:MM:SS from one hour", () => {
-  assert.equal(formatDuration(0.4), "0:00");
-  assert.equal(formatDuration(120.04), "2:00");
-  assert.equal(formatDuration(59.6), "1:00");
-  assert.equal(formatDuration(3600), "1:00:00");
-  assert.equal(formatDuration(3725), "1:02:05");
-  assert.equal(formatDuration(null), null);
 });

@@ -5,8 +5,8 @@ import type {
   ConversationJson,
   MessageJson,
   ParticipantJson,
-} from "./api_schemas.ts";
-import type { Auth, MediaPurpose, User } from "./auth/auth.ts";
+} from "./_schemas.ts";
+import type { Auth, MediaPurpose, User } from "../lib/auth/auth.ts";
 
 const iso = (ms: number | null): string | null => ms === null ? null : new Date(ms).toISOString();
 

@@ -4,7 +4,7 @@
  * generated OpenAPI document.
  */
 import { z } from "@hono/zod-openapi";
-import { findUnsafeCharacter, type UnsafeTextOptions } from "./core/unsafe_text.ts";
+import { findUnsafeCharacter, type UnsafeTextOptions } from "../lib/core/unsafe_text.ts";
 
 const isoTime = z.string().openapi({ example: "2025-01-15T10:30:00.000Z" });
 const userId = z.string().regex(

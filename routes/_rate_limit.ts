@@ -1,7 +1,8 @@
 import type { Context, MiddlewareHandler } from "hono";
-import type { AppEnv } from "./deps.ts";
-import { bearerToken, type MediaPurpose, verifyRequestUser } from "./auth/auth.ts";
-import { ApiError } from "./core/errors.ts";
+import { LRUCache } from "lru-cache";
+import type { AppEnv } from "./_env.ts";
+import { bearerToken, type MediaPurpose, verifyRequestUser } from "../lib/auth/auth.ts";
+import { ApiError } from "../lib/core/errors.ts";
 
 /**
  * Per-key token buckets: `capacity` requests at once, refilled continuously
@@ -13,25 +14,20 @@ import { ApiError } from "./core/errors.ts";
 export class TokenBuckets {
   readonly #capacity: number;
   readonly #perMs: number;
-  readonly #maxKeys: number;
-  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  readonly #buckets: LRUCache<string, { tokens: number; at: number }>;
 
   constructor(capacity: number, periodMs: number, maxKeys = 100_000) {
     this.#capacity = capacity;
     this.#perMs = capacity / periodMs;
-    this.#maxKeys = maxKeys;
+    this.#buckets = new LRUCache({ max: maxKeys });
   }
 
   /** Takes one token for `key`; returns 0 when allowed, else the milliseconds until one is free. */
   take(key: string, now: number): number {
     const bucket = this.#buckets.get(key) ?? { tokens: this.#capacity, at: now };
-    this.#buckets.delete(key);
     bucket.tokens = Math.min(this.#capacity, bucket.tokens + (now - bucket.at) * this.#perMs);
     bucket.at = now;
     this.#buckets.set(key, bucket);
-    if (this.#buckets.size > this.#maxKeys) {
-      this.#buckets.delete(this.#buckets.keys().next().value!);
-    }
     if (bucket.tokens >= 1) {
       bucket.tokens -= 1;
       return 0;

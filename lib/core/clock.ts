@@ -1,0 +1,2 @@
+/** A source of the current time; tests may pass a fixed one. */
+export type Clock = () => Date;

@@ -1,0 +1,4 @@
+/** Wakes workers when a job is queued in this process (others poll). */
+export interface JobSignal {
+  notify(): void;
+}
