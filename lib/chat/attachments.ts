@@ -5,7 +5,7 @@ import { type ActivityContext, recordActivity } from "./activity.ts";
 import type { User } from "../auth/auth.ts";
 import type { AppDeps } from "../deps.ts";
 import { ApiError } from "../core/errors.ts";
-import { enqueueJob, PROCESSING_JOBS } from "../processing/jobs.ts";
+import { enqueueProcessing } from "../processing/jobs.ts";
 
 /** Every stored file of an attachment. */
 export function storedKeys(attachment: Attachment): string[] {
@@ -81,9 +81,7 @@ export async function reprocessAttachment(
   const now = deps.clock();
   const updated = await deps.db.transaction(async (tx) => {
     await tx.delete(jobs).where(eq(jobs.attachmentId, attachment.id));
-    for (const kind of PROCESSING_JOBS) {
-      await enqueueJob(tx, { kind, attachmentId: attachment.id }, now);
-    }
+    await enqueueProcessing(tx, attachment.id, now);
     const [row] = await tx.update(attachments)
       .set({ status: "processing", error: null, processedAt: null })
       .where(eq(attachments.id, attachment.id))

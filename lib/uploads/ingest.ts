@@ -7,7 +7,7 @@ import type { AppDeps } from "../deps.ts";
 import { ApiError } from "../core/errors.ts";
 import { sanitizeFileName } from "../core/file_name.ts";
 import { newId } from "../core/ids.ts";
-import { enqueueJob, PROCESSING_JOBS } from "../processing/jobs.ts";
+import { enqueueProcessing } from "../processing/jobs.ts";
 import { assertWithinLimits, mediaLimitsOf } from "../media/limits.ts";
 import { probeVideo } from "../media/probe.ts";
 import { readHead, sniffContainer } from "../media/sniff.ts";
@@ -87,7 +87,7 @@ export async function ingestVideo(
     await deps.db.transaction(async (tx) => {
       await assertRoomForAttachment(tx, message.id, deps.config.maxAttachmentsPerMessage);
       await tx.insert(attachments).values(row);
-      for (const kind of PROCESSING_JOBS) await enqueueJob(tx, { kind, attachmentId: id }, now);
+      await enqueueProcessing(tx, id, now);
       await recordActivity(tx, actor, {
         action: "video.upload",
         conversationId: message.conversationId,
