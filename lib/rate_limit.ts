@@ -68,7 +68,7 @@ export async function requestIdentity(
     const media = c.req.query("token");
     const scope = media ? mediaScope?.(c) : null;
     if (media && scope) {
-      const { user } = await auth.verifyMediaToken(media, scope.attachmentId, scope.purpose);
+      const { user } = await auth.verifyMediaToken(media, scope);
       return `media:${user.id}`;
     }
   } catch {

@@ -160,7 +160,7 @@ videoRoutes.post("/upload", requireUser(), async (c) => {
     await Deno.remove(received.tempPath).catch(() => {});
     throw error;
   }
-  const attachment = await ingestVideo(deps, received, message, activityContext(c));
+  const attachment = await ingestVideo(deps, received, { message, actor: activityContext(c) });
   return c.json(await serializeAttachment(attachment, urlContext(c)), 201);
 });
 
@@ -306,12 +306,11 @@ videoRoutes
       // The sprite gets a token of its own purpose (it cannot open this track again),
       // expiring no later than the token this track was opened with: a chain of
       // track → sprite cannot renew itself.
-      const token = await deps.auth.signMediaToken(
-        c.get("user"),
-        attachment.id,
-        "storyboard-sprite",
-        { notAfter: c.get("mediaTokenExpiresAt") },
-      );
+      const token = await deps.auth.signMediaToken(c.get("user"), {
+        attachmentId: attachment.id,
+        purpose: "storyboard-sprite",
+        notAfter: c.get("mediaTokenExpiresAt"),
+      });
       const sprite =
         `${deps.config.publicUrl}/api/chat/videos/${attachment.id}/storyboard.jpg?token=${token}`;
       return c.body(storyboardVtt(layout, sprite), 200, {

@@ -25,9 +25,9 @@ export function storedKeys(attachment: Attachment): string[] {
 export async function deleteAttachment(
   deps: Pick<AppDeps, "db" | "storage" | "clock">,
   attachment: Attachment,
-  user: User,
-  actor: ActivityContext,
+  options: { user: User; actor: ActivityContext },
 ): Promise<void> {
+  const { user, actor } = options;
   if (attachment.uploaderId !== user.id && !user.admin) {
     throw new ApiError("forbidden", "Only the uploader or an admin can delete this attachment");
   }
@@ -41,12 +41,12 @@ export async function deleteAttachment(
       eq(jobs.attachmentId, attachment.id),
       inArray(jobs.status, ["queued", "running"]),
     ));
-    await recordActivity(tx, actor, {
+    await recordActivity(tx, {
       action: "attachment.delete",
       conversationId: attachment.conversationId,
       attachmentId: attachment.id,
       detail: { file_name: attachment.fileName, file_size: attachment.fileSize },
-    }, now);
+    }, { context: actor, at: now });
     return rows[0]!;
   });
   if (!marked) throw new ApiError("not_found", "Attachment not found");
@@ -86,12 +86,12 @@ export async function reprocessAttachment(
       .set({ status: "processing", error: null, processedAt: null })
       .where(eq(attachments.id, attachment.id))
       .returning();
-    await recordActivity(tx, actor, {
+    await recordActivity(tx, {
       action: "attachment.reprocess",
       conversationId: attachment.conversationId,
       attachmentId: attachment.id,
       detail: { previous_status: attachment.status },
-    }, now);
+    }, { context: actor, at: now });
     return row!;
   });
   deps.jobs.notify();

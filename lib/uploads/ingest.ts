@@ -21,6 +21,14 @@ export interface UploadedFile {
   fileName: string;
 }
 
+/** Options for {@linkcode ingestVideo}. */
+export interface IngestOptions {
+  /** The message the video is attached to, already checked for the uploader. */
+  message: Message;
+  /** Who uploads it, for the activity log. */
+  actor: ActivityContext;
+}
+
 /**
  * Turns a received file into an attachment: sniff the content, probe it under
  * the hardened flags, then write the row, its jobs and the `video.upload`
@@ -30,9 +38,9 @@ export interface UploadedFile {
 export async function ingestVideo(
   deps: Pick<AppDeps, "config" | "db" | "storage" | "media" | "clock" | "jobs">,
   upload: UploadedFile,
-  message: Message,
-  actor: ActivityContext,
+  options: IngestOptions,
 ): Promise<Attachment> {
+  const { message, actor } = options;
   try {
     if (upload.size === 0) throw new ApiError("invalid_video", "The file is empty");
     const container = sniffContainer(await readHead(upload.tempPath));
@@ -88,12 +96,12 @@ export async function ingestVideo(
       await assertRoomForAttachment(tx, message.id, deps.config.maxAttachmentsPerMessage);
       await tx.insert(attachments).values(row);
       await enqueueProcessing(tx, id, now);
-      await recordActivity(tx, actor, {
+      await recordActivity(tx, {
         action: "video.upload",
         conversationId: message.conversationId,
         attachmentId: id,
         detail: { file_size: upload.size, container: container.name, sha256: upload.sha256 },
-      }, now);
+      }, { context: actor, at: now });
     });
     try {
       await deps.storage.putFile(upload.tempPath, key);

@@ -345,8 +345,7 @@ export class ResumableUploads {
           sha256: await hashFile(tempPath),
           fileName: row.fileName,
         },
-        message,
-        call.actor,
+        { message, actor: call.actor },
       );
       call.attachmentId = attachment.id;
       return {
