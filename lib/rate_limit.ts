@@ -3,6 +3,15 @@ import type { AppEnv } from "./deps.ts";
 import { bearerToken, type MediaPurpose, verifyRequestUser } from "./auth/auth.ts";
 import { ApiError } from "./core/errors.ts";
 
+/** Options for {@linkcode TokenBuckets}. */
+export interface TokenBucketsOptions {
+  /** Requests a key may make at once, and per `periodMs`. */
+  capacity: number;
+  periodMs: number;
+  /** Keys remembered at most; 100,000 by default. */
+  maxKeys?: number;
+}
+
 /**
  * Per-key token buckets: `capacity` requests at once, refilled continuously
  * at `capacity` per `periodMs`. Unlike a fixed window, a client cannot spend
@@ -16,7 +25,8 @@ export class TokenBuckets {
   readonly #maxKeys: number;
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
 
-  constructor(capacity: number, periodMs: number, maxKeys = 100_000) {
+  constructor(options: TokenBucketsOptions) {
+    const { capacity, periodMs, maxKeys = 100_000 } = options;
     this.#capacity = capacity;
     this.#perMs = capacity / periodMs;
     this.#maxKeys = maxKeys;
@@ -102,7 +112,7 @@ export interface RateLimitOptions {
  * `too_many_requests` with `Retry-After` in seconds.
  */
 export function rateLimit(options: RateLimitOptions): MiddlewareHandler<AppEnv> {
-  const buckets = new TokenBuckets(options.perMinute, 60_000);
+  const buckets = new TokenBuckets({ capacity: options.perMinute, periodMs: 60_000 });
   const now = options.now ?? Date.now;
   return async function rateLimit(c, next) {
     if (options.perMinute > 0 && !options.exempt?.(c)) {

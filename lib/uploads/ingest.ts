@@ -50,17 +50,19 @@ export async function ingestVideo(
         "The content is not an MP4/MOV, WebM/MKV, OGG or AVI video",
       );
     }
-    const metadata = await probeVideo(deps.media, upload.tempPath, container);
+    const metadata = await probeVideo(deps.media, upload.tempPath, { container });
     assertWithinLimits(metadata.inventory, mediaLimitsOf(deps.config));
     const now = deps.clock();
     const id = newId();
-    const key = storageKey("media", now, id, container.extension);
+    const key = storageKey("media", { at: now, id, extension: container.extension });
     const row: Attachment = {
       id,
       messageId: message.id,
       conversationId: message.conversationId,
       uploaderId: actor.actorId,
-      fileName: sanitizeFileName(upload.fileName, `video.${container.extension}`),
+      fileName: sanitizeFileName(upload.fileName, {
+        fallback: `video.${container.extension}`,
+      }),
       fileType: "video",
       mimeType: container.mimeType,
       fileSize: upload.size,

@@ -212,7 +212,7 @@ export class ResumableUploads {
       id: newId(),
       userId: call.user.id,
       messageId: message.id,
-      fileName: sanitizeFileName(metadata.filename ?? "", "video"),
+      fileName: sanitizeFileName(metadata.filename ?? ""),
       size,
       createdAt: now,
       expiresAt: now + config.uploadExpiry * 1000,
