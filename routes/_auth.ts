@@ -39,7 +39,10 @@ export function requireMediaAccess(purpose: MediaPurpose): MiddlewareHandler<App
     const mediaToken = c.req.query("token");
     const auth = c.get("deps").auth;
     if (mediaToken) {
-      const access = await auth.verifyMediaToken(mediaToken, c.req.param("id") ?? "", purpose);
+      const access = await auth.verifyMediaToken(mediaToken, {
+        attachmentId: c.req.param("id") ?? "",
+        purpose,
+      });
       c.set("user", access.user);
       c.set("mediaTokenExpiresAt", access.expiresAt);
     } else {

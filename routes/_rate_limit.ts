@@ -1,8 +1,17 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { LRUCache } from "lru-cache";
 import type { AppEnv } from "./_env.ts";
-import { bearerToken, type MediaPurpose, verifyRequestUser } from "../lib/auth/auth.ts";
+import { bearerToken, type MediaTokenScope, verifyRequestUser } from "../lib/auth/auth.ts";
 import { ApiError } from "../lib/core/errors.ts";
+
+/** Options for {@linkcode TokenBuckets}. */
+export interface TokenBucketsOptions {
+  /** Requests a key may make at once, and per `periodMs`. */
+  capacity: number;
+  periodMs: number;
+  /** Keys remembered at most; 100,000 by default. */
+  maxKeys?: number;
+}
 
 /**
  * Per-key token buckets: `capacity` requests at once, refilled continuously
@@ -16,7 +25,8 @@ export class TokenBuckets {
   readonly #perMs: number;
   readonly #buckets: LRUCache<string, { tokens: number; at: number }>;
 
-  constructor(capacity: number, periodMs: number, maxKeys = 100_000) {
+  constructor(options: TokenBucketsOptions) {
+    const { capacity, periodMs, maxKeys = 100_000 } = options;
     this.#capacity = capacity;
     this.#perMs = capacity / periodMs;
     this.#buckets = new LRUCache({ max: maxKeys });
@@ -34,12 +44,6 @@ export class TokenBuckets {
     }
     return Math.ceil((1 - bucket.tokens) / this.#perMs);
   }
-}
-
-/** What a route accepts a signed media token for: one attachment, one purpose. */
-export interface MediaTokenScope {
-  attachmentId: string;
-  purpose: MediaPurpose;
 }
 
 /** Tells which media token a request's route would accept; null for routes that take none. */
@@ -64,7 +68,7 @@ export async function requestIdentity(
     const media = c.req.query("token");
     const scope = media ? mediaScope?.(c) : null;
     if (media && scope) {
-      const { user } = await auth.verifyMediaToken(media, scope.attachmentId, scope.purpose);
+      const { user } = await auth.verifyMediaToken(media, scope);
       return `media:${user.id}`;
     }
   } catch {
@@ -98,7 +102,7 @@ export interface RateLimitOptions {
  * `too_many_requests` with `Retry-After` in seconds.
  */
 export function rateLimit(options: RateLimitOptions): MiddlewareHandler<AppEnv> {
-  const buckets = new TokenBuckets(options.perMinute, 60_000);
+  const buckets = new TokenBuckets({ capacity: options.perMinute, periodMs: 60_000 });
   const now = options.now ?? Date.now;
   return async function rateLimit(c, next) {
     if (options.perMinute > 0 && !options.exempt?.(c)) {

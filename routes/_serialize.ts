@@ -37,11 +37,10 @@ export async function serializeAttachment(
     path: string,
     purpose: MediaPurpose,
   ): Promise<string> =>
-    `${base}${path}?token=${await context.auth.signMediaToken(
-      context.user,
-      attachment.id,
+    `${base}${path}?token=${await context.auth.signMediaToken(context.user, {
+      attachmentId: attachment.id,
       purpose,
-    )}`;
+    })}`;
   const ready = attachment.status !== "failed";
   return {
     id: attachment.id,
@@ -82,7 +81,7 @@ export async function serializeAttachment(
     storyboard_url: attachment.storyboardKey ? await signed("/storyboard.vtt", "storyboard") : null,
     events_url:
       `${context.publicUrl}/api/chat/attachments/${attachment.id}/events?token=${await context
-        .auth.signMediaToken(context.user, attachment.id, "events")}`,
+        .auth.signMediaToken(context.user, { attachmentId: attachment.id, purpose: "events" })}`,
     uploaded_at: iso(attachment.uploadedAt),
     processed_at: iso(attachment.processedAt),
   };

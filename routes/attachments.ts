@@ -50,7 +50,7 @@ export const attachmentRoutes = newRouter()
       const deps = c.get("deps");
       const user = c.get("user");
       const attachment = await loadVisibleAttachment(deps.db, c.req.valid("param").id, user);
-      await deleteAttachment(deps, attachment, user, activityContext(c));
+      await deleteAttachment(deps, attachment, { user, actor: activityContext(c) });
       deps.recentAccess.clear();
       return c.body(null, 204);
     },

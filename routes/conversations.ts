@@ -68,7 +68,9 @@ export const conversationRoutes = newRouter()
       const conversation = await createConversation(db, activityContext(c), {
         title: body.title,
         participantIds: body.participant_ids,
-      }, { now: clock(), limits: config });
+        now: clock(),
+        limits: config,
+      });
       return c.json(await conversationJson(db, conversation.id), 201);
     },
   )
@@ -115,7 +117,7 @@ export const conversationRoutes = newRouter()
     async (c) => {
       const { db } = c.get("deps");
       const { id } = c.req.valid("param");
-      await requireParticipant(db, id, c.get("user").id);
+      await requireParticipant(db, { conversationId: id, userId: c.get("user").id });
       return c.json(await conversationJson(db, id), 200);
     },
   )
@@ -141,7 +143,7 @@ export const conversationRoutes = newRouter()
     async (c) => {
       const { db } = c.get("deps");
       const { id } = c.req.valid("param");
-      await requireParticipant(db, id, c.get("user").id);
+      await requireParticipant(db, { conversationId: id, userId: c.get("user").id });
       const page = await listParticipants(db, id, c.req.valid("query"));
       return c.json({
         participants: page.participants.map(serializeParticipant),
@@ -177,7 +179,9 @@ export const conversationRoutes = newRouter()
         conversationId: id,
         userId: body.user_id,
         role: body.role,
-      }, { now: clock(), limits: config });
+        now: clock(),
+        limits: config,
+      });
       return c.json(await conversationJson(db, id), 201);
     },
   )
@@ -198,7 +202,11 @@ export const conversationRoutes = newRouter()
     async (c) => {
       const { db, clock } = c.get("deps");
       const { id, user_id } = c.req.valid("param");
-      await removeParticipant(db, activityContext(c), id, user_id, clock());
+      await removeParticipant(db, activityContext(c), {
+        conversationId: id,
+        userId: user_id,
+        now: clock(),
+      });
       c.get("deps").recentAccess.clear();
       return c.body(null, 204);
     },
@@ -220,8 +228,13 @@ export const conversationRoutes = newRouter()
       const { db, clock } = c.get("deps");
       const { id } = c.req.valid("param");
       const user = c.get("user");
-      await requireParticipant(db, id, user.id);
-      const message = await createMessage(db, id, user.id, c.req.valid("json").body, clock());
+      await requireParticipant(db, { conversationId: id, userId: user.id });
+      const message = await createMessage(db, {
+        conversationId: id,
+        senderId: user.id,
+        body: c.req.valid("json").body,
+        now: clock(),
+      });
       return c.json(serializeMessage(message, []), 201);
     },
   )
@@ -244,7 +257,7 @@ export const conversationRoutes = newRouter()
     async (c) => {
       const { db } = c.get("deps");
       const { id } = c.req.valid("param");
-      await requireParticipant(db, id, c.get("user").id);
+      await requireParticipant(db, { conversationId: id, userId: c.get("user").id });
       const page = await listMessages(db, id, c.req.valid("query"));
       const byMessage = await attachmentsOfMessages(db, page.messages.map((m) => m.id));
       const urls = urlContext(c);

@@ -160,16 +160,16 @@ videoRoutes.post("/upload", requireUser(), async (c) => {
     await Deno.remove(received.tempPath).catch(() => {});
     throw error;
   }
-  const attachment = await ingestVideo(deps, received, message, activityContext(c));
+  const attachment = await ingestVideo(deps, received, { message, actor: activityContext(c) });
   return c.json(await serializeAttachment(attachment, urlContext(c)), 201);
 });
 
+/** A GET route for one of an attachment's files, opened by a media token of `purpose`. */
 function mediaRoute(
   path: string,
-  purpose: MediaPurpose,
-  summary: string,
-  responses: typeof mediaResponses = mediaResponses,
+  options: { purpose: MediaPurpose; summary: string; responses?: typeof mediaResponses },
 ) {
+  const { purpose, summary, responses = mediaResponses } = options;
   return createRoute({
     method: "get",
     path,
@@ -216,11 +216,10 @@ async function serveStored(
 
 videoRoutes
   .openapi(
-    mediaRoute(
-      "/{id}/download",
-      "download",
-      "The original file as an attachment (Range supported; logged)",
-    ),
+    mediaRoute("/{id}/download", {
+      purpose: "download",
+      summary: "The original file as an attachment (Range supported; logged)",
+    }),
     async (c) => {
       const deps = c.get("deps");
       const attachment = await loadMediaAttachment(c);
@@ -246,7 +245,10 @@ videoRoutes
     },
   )
   .openapi(
-    mediaRoute("/{id}/stream", "stream", "The playable video, inline (Range supported)"),
+    mediaRoute("/{id}/stream", {
+      purpose: "stream",
+      summary: "The playable video, inline (Range supported)",
+    }),
     async (c) => {
       // A row remembered while processing (say, by the thumbnail) predates the
       // playback decision: it would serve the original in place of the rendition.
@@ -261,9 +263,10 @@ videoRoutes
     },
   )
   .openapi(
-    mediaRoute("/{id}/thumbnail", "thumbnail", "JPEG thumbnail (404 until it has been made)", {
-      ...mediaResponses,
-      200: binary("image/jpeg", "The thumbnail"),
+    mediaRoute("/{id}/thumbnail", {
+      purpose: "thumbnail",
+      summary: "JPEG thumbnail (404 until it has been made)",
+      responses: { ...mediaResponses, 200: binary("image/jpeg", "The thumbnail") },
     }),
     async (c) => {
       const attachment = await loadMediaAttachment(c, (a) => a.thumbnailKey !== null);
@@ -274,9 +277,10 @@ videoRoutes
     },
   )
   .openapi(
-    mediaRoute("/{id}/storyboard.jpg", "storyboard-sprite", "Storyboard sprite sheet (JPEG)", {
-      ...mediaResponses,
-      200: binary("image/jpeg", "The sprite sheet"),
+    mediaRoute("/{id}/storyboard.jpg", {
+      purpose: "storyboard-sprite",
+      summary: "Storyboard sprite sheet (JPEG)",
+      responses: { ...mediaResponses, 200: binary("image/jpeg", "The sprite sheet") },
     }),
     async (c) => {
       const attachment = await loadMediaAttachment(c, (a) => a.storyboardKey !== null);
@@ -287,15 +291,14 @@ videoRoutes
     },
   )
   .openapi(
-    mediaRoute(
-      "/{id}/storyboard.vtt",
-      "storyboard",
-      "WebVTT seek-preview track whose cues point into the sprite by signed URL",
-      {
+    mediaRoute("/{id}/storyboard.vtt", {
+      purpose: "storyboard",
+      summary: "WebVTT seek-preview track whose cues point into the sprite by signed URL",
+      responses: {
         ...mediaResponses,
         200: { description: "WebVTT", content: { "text/vtt": { schema: z.string() } } },
       },
-    ),
+    }),
     async (c) => {
       const deps = c.get("deps");
       const attachment = await loadMediaAttachment(c, (a) => a.storyboardKey !== null);
@@ -306,12 +309,11 @@ videoRoutes
       // The sprite gets a token of its own purpose (it cannot open this track again),
       // expiring no later than the token this track was opened with: a chain of
       // track → sprite cannot renew itself.
-      const token = await deps.auth.signMediaToken(
-        c.get("user"),
-        attachment.id,
-        "storyboard-sprite",
-        { notAfter: c.get("mediaTokenExpiresAt") },
-      );
+      const token = await deps.auth.signMediaToken(c.get("user"), {
+        attachmentId: attachment.id,
+        purpose: "storyboard-sprite",
+        notAfter: c.get("mediaTokenExpiresAt"),
+      });
       const sprite =
         `${deps.config.publicUrl}/api/chat/videos/${attachment.id}/storyboard.jpg?token=${token}`;
       return c.body(storyboardVtt(layout, sprite), 200, {

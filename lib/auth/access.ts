@@ -10,12 +10,15 @@ import {
 import type { User } from "./auth.ts";
 import { ApiError, notFound } from "../core/errors.ts";
 
+/** Who and where, for {@linkcode isParticipant} and {@linkcode requireParticipant}. */
+export interface Membership {
+  conversationId: string;
+  userId: string;
+}
+
 /** True when the user is in the conversation. */
-export async function isParticipant(
-  db: Database,
-  conversationId: string,
-  userId: string,
-): Promise<boolean> {
+export async function isParticipant(db: Database, membership: Membership): Promise<boolean> {
+  const { conversationId, userId } = membership;
   const rows = await db.select({ userId: conversationParticipants.userId })
     .from(conversationParticipants)
     .where(and(
@@ -27,12 +30,8 @@ export async function isParticipant(
 }
 
 /** Throws the same 404 for a missing conversation and one the user is not in. */
-export async function requireParticipant(
-  db: Database,
-  conversationId: string,
-  userId: string,
-): Promise<void> {
-  if (!(await isParticipant(db, conversationId, userId))) throw notFound("Conversation");
+export async function requireParticipant(db: Database, membership: Membership): Promise<void> {
+  if (!(await isParticipant(db, membership))) throw notFound("Conversation");
 }
 
 /** A message the user can see: they are in its conversation or an admin (404 otherwise). */
@@ -42,9 +41,10 @@ export async function loadVisibleMessage(
   user: User,
 ): Promise<Message> {
   const [message] = await db.select().from(messages).where(eq(messages.id, messageId));
-  if (!message || !(user.admin || await isParticipant(db, message.conversationId, user.id))) {
-    throw notFound("Message");
-  }
+  if (!message) throw notFound("Message");
+  const member = user.admin ||
+    await isParticipant(db, { conversationId: message.conversationId, userId: user.id });
+  if (!member) throw notFound("Message");
   return message;
 }
 

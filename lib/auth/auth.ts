@@ -27,8 +27,14 @@ export interface MediaAccess {
   expiresAt: number;
 }
 
+/** The one attachment and purpose a media token is good for. */
+export interface MediaTokenScope {
+  attachmentId: string;
+  purpose: MediaPurpose;
+}
+
 /** Options for {@linkcode Auth.signMediaToken}. */
-export interface SignMediaTokenOptions {
+export interface SignMediaTokenOptions extends MediaTokenScope {
   /**
    * The latest expiry the new token may have (epoch milliseconds): a URL made
    * while answering a media token never outlives that token.
@@ -39,17 +45,9 @@ export interface SignMediaTokenOptions {
 /** Verifies user tokens and signs/verifies the short-lived media URL tokens. */
 export interface Auth {
   verifyUserToken(token: string): Promise<User>;
-  signMediaToken(
-    user: User,
-    attachmentId: string,
-    purpose: MediaPurpose,
-    options?: SignMediaTokenOptions,
-  ): Promise<string>;
-  verifyMediaToken(
-    token: string,
-    attachmentId: string,
-    purpose: MediaPurpose,
-  ): Promise<MediaAccess>;
+  signMediaToken(user: User, options: SignMediaTokenOptions): Promise<string>;
+  /** Throws the same 401 for a token that is invalid, expired or for another scope. */
+  verifyMediaToken(token: string, scope: MediaTokenScope): Promise<MediaAccess>;
   /** Mints a user token with the local HS256 secret; fails when an identity provider is configured. */
   signUserToken(
     userId: string,
@@ -210,7 +208,8 @@ export async function createAuth(config: Config, localSecret: string): Promise<A
         throw unauthorized();
       }
     },
-    async signMediaToken(user, attachmentId, purpose, options = {}) {
+    async signMediaToken(user, options) {
+      const { attachmentId, purpose } = options;
       const now = Math.floor(Date.now() / 1000);
       let exp = now + config.mediaUrlTtl;
       if (options.notAfter !== undefined) exp = Math.min(exp, Math.floor(options.notAfter / 1000));
@@ -222,9 +221,9 @@ export async function createAuth(config: Config, localSecret: string): Promise<A
         .setExpirationTime(exp)
         .sign(mediaKey);
     },
-    async verifyMediaToken(token, attachmentId, purpose) {
+    async verifyMediaToken(token, scope) {
       const entry = await verifiedMediaEntry(token);
-      if (entry.att !== attachmentId || entry.use !== purpose) throw unauthorized();
+      if (entry.att !== scope.attachmentId || entry.use !== scope.purpose) throw unauthorized();
       return { user: entry.user, expiresAt: entry.exp * 1000 };
     },
     async signUserToken(userId, options = {}) {

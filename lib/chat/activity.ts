@@ -31,22 +31,25 @@ export interface ActivityEntry {
 
 type Writer = Pick<Database, "insert">;
 
-/** Writes one activity row, inside the caller's transaction when given one. */
-export async function recordActivity(
-  db: Writer,
-  context: ActivityContext,
-  entry: ActivityEntry,
-  at: Date,
-): Promise<void> {
-  await db.insert(activityLog).values(activityRow(context, entry, at));
-}
-
-/** Options for {@linkcode recordActivityOnce}. */
-export interface RecordActivityOnceOptions {
+/** Who did it, from where and when: options for {@linkcode recordActivity}. */
+export interface RecordActivityOptions {
   /** Who did it and from where. */
   context: ActivityContext;
   /** When it happened. */
   at: Date;
+}
+
+/** Writes one activity row, inside the caller's transaction when given one. */
+export async function recordActivity(
+  db: Writer,
+  entry: ActivityEntry,
+  options: RecordActivityOptions,
+): Promise<void> {
+  await db.insert(activityLog).values(activityRow(entry, options));
+}
+
+/** Options for {@linkcode recordActivityOnce}. */
+export interface RecordActivityOnceOptions extends RecordActivityOptions {
   /** No second row for the same actor, action and attachment within this many milliseconds. */
   windowMs: number;
 }
@@ -63,7 +66,7 @@ export async function recordActivityOnce(
   entry: ActivityEntry & { attachmentId: string },
   options: RecordActivityOnceOptions,
 ): Promise<boolean> {
-  const row = activityRow(options.context, entry, options.at);
+  const row = activityRow(entry, options);
   const since = row.at - options.windowMs;
   // drizzle's builder cannot say INSERT … SELECT without a FROM; the values
   // are still bound as parameters.
@@ -80,7 +83,8 @@ export async function recordActivityOnce(
   return result.rowsAffected > 0;
 }
 
-function activityRow(context: ActivityContext, entry: ActivityEntry, at: Date): Activity {
+function activityRow(entry: ActivityEntry, options: RecordActivityOptions): Activity {
+  const { context, at } = options;
   return {
     id: newId(),
     at: at.getTime(),

@@ -5,7 +5,7 @@ import { type ActivityContext, recordActivity } from "./activity.ts";
 import type { User } from "../auth/auth.ts";
 import type { AppDeps } from "../deps.ts";
 import { ApiError } from "../core/errors.ts";
-import { enqueueJob, PROCESSING_JOBS } from "../processing/jobs.ts";
+import { enqueueProcessing } from "../processing/jobs.ts";
 
 /** Every stored file of an attachment. */
 export function storedKeys(attachment: Attachment): string[] {
@@ -25,9 +25,9 @@ export function storedKeys(attachment: Attachment): string[] {
 export async function deleteAttachment(
   deps: Pick<AppDeps, "db" | "storage" | "clock">,
   attachment: Attachment,
-  user: User,
-  actor: ActivityContext,
+  options: { user: User; actor: ActivityContext },
 ): Promise<void> {
+  const { user, actor } = options;
   if (attachment.uploaderId !== user.id && !user.admin) {
     throw new ApiError("forbidden", "Only the uploader or an admin can delete this attachment");
   }
@@ -41,12 +41,12 @@ export async function deleteAttachment(
       eq(jobs.attachmentId, attachment.id),
       inArray(jobs.status, ["queued", "running"]),
     ));
-    await recordActivity(tx, actor, {
+    await recordActivity(tx, {
       action: "attachment.delete",
       conversationId: attachment.conversationId,
       attachmentId: attachment.id,
       detail: { file_name: attachment.fileName, file_size: attachment.fileSize },
-    }, now);
+    }, { context: actor, at: now });
     return rows[0]!;
   });
   if (!marked) throw new ApiError("not_found", "Attachment not found");
@@ -81,19 +81,17 @@ export async function reprocessAttachment(
   const now = deps.clock();
   const updated = await deps.db.transaction(async (tx) => {
     await tx.delete(jobs).where(eq(jobs.attachmentId, attachment.id));
-    for (const kind of PROCESSING_JOBS) {
-      await enqueueJob(tx, { kind, attachmentId: attachment.id }, now);
-    }
+    await enqueueProcessing(tx, attachment.id, now);
     const [row] = await tx.update(attachments)
       .set({ status: "processing", error: null, processedAt: null })
       .where(eq(attachments.id, attachment.id))
       .returning();
-    await recordActivity(tx, actor, {
+    await recordActivity(tx, {
       action: "attachment.reprocess",
       conversationId: attachment.conversationId,
       attachmentId: attachment.id,
       detail: { previous_status: attachment.status },
-    }, now);
+    }, { context: actor, at: now });
     return row!;
   });
   deps.jobs.notify();

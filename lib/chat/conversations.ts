@@ -46,6 +46,37 @@ export interface WriteOptions {
   limits: ConversationLimits;
 }
 
+/** Options for {@linkcode createConversation}. */
+export interface CreateConversationOptions extends WriteOptions {
+  title?: string;
+  /** The other participants; the creator is added as the owner whether listed or not. */
+  participantIds: string[];
+}
+
+/** Options for {@linkcode addParticipant}. */
+export interface AddParticipantOptions extends WriteOptions {
+  conversationId: string;
+  /** Who is added. */
+  userId: string;
+  role: string;
+}
+
+/** Options for {@linkcode removeParticipant}. */
+export interface RemoveParticipantOptions {
+  conversationId: string;
+  /** Who is removed: the actor themselves to leave. */
+  userId: string;
+  now: Date;
+}
+
+/** Options for {@linkcode createMessage}. */
+export interface CreateMessageOptions {
+  conversationId: string;
+  senderId: string;
+  body: string;
+  now: Date;
+}
+
 /** The participants a conversation embeds, and how many it has in all. */
 export interface ParticipantPreview {
   participants: ParticipantRow[];
@@ -116,9 +147,13 @@ export async function listParticipants(
  * A 429 for an hourly limit: `Retry-After` is when `oldestCounted`, the
  * oldest event that keeps the user at the limit, leaves the hour.
  */
-function overHourlyLimit(what: string, oldestCounted: number, now: number): ApiError {
-  const seconds = Math.max(1, Math.ceil((oldestCounted + HOUR_MS - now) / 1000));
-  return new ApiError("too_many_requests", `${what}; try again in ${seconds} seconds`, {
+function overHourlyLimit(
+  message: string,
+  times: { oldestCounted: number; now: Date },
+): ApiError {
+  const { oldestCounted, now } = times;
+  const seconds = Math.max(1, Math.ceil((oldestCounted + HOUR_MS - now.getTime()) / 1000));
+  return new ApiError("too_many_requests", `${message}; try again in ${seconds} seconds`, {
     "retry-after": String(seconds),
   });
 }
@@ -133,17 +168,16 @@ function overHourlyLimit(what: string, oldestCounted: number, now: number): ApiE
 export async function createConversation(
   db: Database,
   actor: ActivityContext,
-  input: { title?: string; participantIds: string[] },
-  options: WriteOptions,
+  options: CreateConversationOptions,
 ): Promise<Conversation> {
   const { now, limits } = options;
   const conversation: Conversation = {
     id: newId(),
-    title: input.title || null,
+    title: options.title || null,
     createdBy: actor.actorId,
     createdAt: now.getTime(),
   };
-  const others = [...new Set(input.participantIds)].filter((id) => id !== actor.actorId);
+  const others = [...new Set(options.participantIds)].filter((id) => id !== actor.actorId);
   if (others.length + 1 > limits.maxParticipants) {
     throw new ApiError(
       "invalid_request",
@@ -164,11 +198,10 @@ export async function createConversation(
         .limit(1)
         .offset(perHour - 1);
       if (limiting) {
-        throw overHourlyLimit(
-          `At most ${perHour} conversations may be created an hour`,
-          limiting.at,
-          now.getTime(),
-        );
+        throw overHourlyLimit(`At most ${perHour} conversations may be created an hour`, {
+          oldestCounted: limiting.at,
+          now,
+        });
       }
     }
     await tx.insert(conversations).values(conversation);
@@ -186,11 +219,11 @@ export async function createConversation(
         joinedAt: now.getTime(),
       })),
     ]);
-    await recordActivity(tx, actor, {
+    await recordActivity(tx, {
       action: "conversation.create",
       conversationId: conversation.id,
       detail: { participant_ids: others },
-    }, now);
+    }, { context: actor, at: now });
   });
   return conversation;
 }
@@ -237,11 +270,9 @@ export async function getConversation(db: Database, id: string): Promise<Convers
 export async function addParticipant(
   db: Database,
   actor: ActivityContext,
-  target: { conversationId: string; userId: string; role: string },
-  options: WriteOptions,
+  options: AddParticipantOptions,
 ): Promise<void> {
-  const { conversationId } = target;
-  const { now, limits } = options;
+  const { conversationId, userId, role, now, limits } = options;
   await db.transaction(async (tx) => {
     const rows = await tx.select({
       userId: conversationParticipants.userId,
@@ -249,14 +280,14 @@ export async function addParticipant(
     }).from(conversationParticipants)
       .where(and(
         eq(conversationParticipants.conversationId, conversationId),
-        inArray(conversationParticipants.userId, [actor.actorId, target.userId]),
+        inArray(conversationParticipants.userId, [actor.actorId, userId]),
       ));
     const me = rows.find((r) => r.userId === actor.actorId);
     if (!me) throw notFound("Conversation");
-    if (target.role === "owner" && me.role !== "owner") {
+    if (role === "owner" && me.role !== "owner") {
       throw new ApiError("forbidden", "Only an owner can add an owner");
     }
-    if (rows.some((r) => r.userId === target.userId)) return;
+    if (rows.some((r) => r.userId === userId)) return;
     const perHour = limits.maxParticipantAddsPerHour;
     if (perHour > 0) {
       const [limiting] = await tx.select({ at: activityLog.at }).from(activityLog)
@@ -269,11 +300,10 @@ export async function addParticipant(
         .limit(1)
         .offset(perHour - 1);
       if (limiting) {
-        throw overHourlyLimit(
-          `At most ${perHour} participants may be added an hour`,
-          limiting.at,
-          now.getTime(),
-        );
+        throw overHourlyLimit(`At most ${perHour} participants may be added an hour`, {
+          oldestCounted: limiting.at,
+          now,
+        });
       }
     }
     const [size] = await tx.select({ n: count() }).from(conversationParticipants)
@@ -286,15 +316,15 @@ export async function addParticipant(
     }
     await tx.insert(conversationParticipants).values({
       conversationId,
-      userId: target.userId,
-      role: target.role,
+      userId,
+      role,
       joinedAt: now.getTime(),
     });
-    await recordActivity(tx, actor, {
+    await recordActivity(tx, {
       action: "participant.add",
       conversationId,
-      detail: { user_id: target.userId, role: target.role },
-    }, now);
+      detail: { user_id: userId, role },
+    }, { context: actor, at: now });
   });
 }
 
@@ -305,10 +335,9 @@ export async function addParticipant(
 export async function removeParticipant(
   db: Database,
   actor: ActivityContext,
-  conversationId: string,
-  userId: string,
-  now: Date,
+  options: RemoveParticipantOptions,
 ): Promise<void> {
+  const { conversationId, userId, now } = options;
   const rows = await db.select().from(conversationParticipants)
     .where(and(
       eq(conversationParticipants.conversationId, conversationId),
@@ -325,28 +354,25 @@ export async function removeParticipant(
       eq(conversationParticipants.conversationId, conversationId),
       eq(conversationParticipants.userId, userId),
     ));
-    await recordActivity(tx, actor, {
+    await recordActivity(tx, {
       action: "participant.remove",
       conversationId,
       detail: { user_id: userId },
-    }, now);
+    }, { context: actor, at: now });
   });
 }
 
 /** Posts a message. */
 export async function createMessage(
   db: Database,
-  conversationId: string,
-  senderId: string,
-  body: string,
-  now: Date,
+  options: CreateMessageOptions,
 ): Promise<Message> {
   const message: Message = {
     id: newId(),
-    conversationId,
-    senderId,
-    body,
-    createdAt: now.getTime(),
+    conversationId: options.conversationId,
+    senderId: options.senderId,
+    body: options.body,
+    createdAt: options.now.getTime(),
   };
   await db.insert(messages).values(message);
   return message;

@@ -8,7 +8,8 @@ export const MAX_FILE_NAME_LENGTH = 255;
  * segment only, without control, invisible or bidirectional-override
  * characters (see `lib/core/unsafe_text.ts`; they are removed, not refused, since
  * the name is only a label and the upload should not fail over it), trimmed,
- * bounded. It is never part of a storage path.
+ * bounded; `fallback` ("video") when nothing is left. It is never part of a
+ * storage path.
  *
  * @example
  * ```ts
@@ -16,7 +17,8 @@ export const MAX_FILE_NAME_LENGTH = 255;
  * sanitizeFileName("clip\u202Egpj.exe"); // "clipgpj.exe"
  * ```
  */
-export function sanitizeFileName(raw: string, fallback = "video"): string {
+export function sanitizeFileName(raw: string, options: { fallback?: string } = {}): string {
+  const { fallback = "video" } = options;
   const lastSegment = raw.split(/[\\/]/).pop() ?? "";
   const cleaned = stripUnsafeCharacters(lastSegment.normalize("NFC")).trim().replace(/^\.+/, "");
   const chars = Array.from(cleaned);

@@ -163,6 +163,14 @@ export function parseProbeOutput(
   };
 }
 
+/** Options for {@linkcode probeVideo}. */
+export interface ProbeVideoOptions {
+  /** What the file was sniffed as: it names the one demuxer ffprobe may use. */
+  container: Container;
+  /** Refuse dimensions and durations beyond these (422). */
+  limits?: ProbeLimits;
+}
+
 /**
  * Runs ffprobe on a sniffed file under the hardened input options and returns
  * its metadata; 422 when ffprobe cannot read it or runs past the timeout.
@@ -172,16 +180,16 @@ export function parseProbeOutput(
 export async function probeVideo(
   tools: MediaTools,
   path: string,
-  container: Container,
-  limits: ProbeLimits = DEFAULT_PROBE_LIMITS,
+  options: ProbeVideoOptions,
 ): Promise<VideoMetadata> {
+  const { container, limits = DEFAULT_PROBE_LIMITS } = options;
   const toolLimits: MediaLimits = tools.limits ?? DEFAULT_MEDIA_LIMITS;
   const run = () =>
     runTool(tools.ffprobePath, [
       "-hide_banner",
       "-v",
       "error",
-      ...hardenedInputArgs(container.demuxer, path, toolLimits),
+      ...hardenedInputArgs({ path, demuxer: container.demuxer }, toolLimits),
       "-count_packets",
       "-show_format",
       "-show_streams",

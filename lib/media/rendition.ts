@@ -27,7 +27,7 @@ const TONEMAP = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709," +
 
 /** The video filter chain of a transcode: tone map if HDR, scale, cap the frame rate, 8-bit 4:2:0. */
 export function renditionFilter(source: RenditionSource): string {
-  const size = renditionSize(source.width, source.height);
+  const size = renditionSize(source);
   const filters = [
     ...(source.hdr ? [TONEMAP] : []),
     `scale=${size.width}:${size.height}`,
@@ -43,11 +43,14 @@ export function renditionFilter(source: RenditionSource): string {
  *
  * @example
  * ```ts
- * renditionSize(3840, 2160); // { width: 1920, height: 1080 }
- * renditionSize(1080, 1920); // { width: 1080, height: 1920 }
+ * renditionSize({ width: 3840, height: 2160 }); // { width: 1920, height: 1080 }
+ * renditionSize({ width: 1080, height: 1920 }); // { width: 1080, height: 1920 }
  * ```
  */
-export function renditionSize(width: number, height: number): { width: number; height: number } {
+export function renditionSize(
+  display: { width: number; height: number },
+): { width: number; height: number } {
+  const { width, height } = display;
   const long = Math.max(width, height);
   const short = Math.min(width, height);
   const factor = Math.min(1, RENDITION_MAX_LONG_SIDE / long, RENDITION_MAX_SHORT_SIDE / short);
@@ -67,7 +70,7 @@ function renditionArgs(source: RenditionSource, outPath: string, codecArgs: stri
     "-nostats",
     "-progress",
     "pipe:1",
-    ...hardenedInputArgs(source.demuxer, source.path),
+    ...hardenedInputArgs(source),
     "-map",
     "0:V:0",
     ...(source.hasAudio ? ["-map", "0:a:0"] : []),

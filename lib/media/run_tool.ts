@@ -29,12 +29,16 @@ export interface RunToolResult {
   stdoutTruncated: boolean;
 }
 
+/**
+ * Reads a stream to its end, keeping at most `limit` bytes: the first ones
+ * (stdout, whose beginning is the answer) or the last ones (stderr, whose end
+ * says why a tool failed).
+ */
 async function collect(
   stream: ReadableStream<Uint8Array>,
-  limit: number,
-  keep: "head" | "tail",
-  onChunk?: (chunk: Uint8Array) => void,
+  options: { limit: number; keep: "head" | "tail"; onChunk?: (chunk: Uint8Array) => void },
 ): Promise<{ bytes: Uint8Array; truncated: boolean }> {
+  const { limit, keep, onChunk } = options;
   const chunks: Uint8Array[] = [];
   let size = 0;
   let truncated = false;
@@ -138,8 +142,12 @@ export async function runTool(
   }, options.timeoutMs);
   try {
     const [out, err, status] = await Promise.all([
-      collect(child.stdout, options.maxStdoutBytes ?? 1024 * 1024, "head", options.onStdout),
-      collect(child.stderr, options.maxStderrBytes ?? 16 * 1024, "tail"),
+      collect(child.stdout, {
+        limit: options.maxStdoutBytes ?? 1024 * 1024,
+        keep: "head",
+        onChunk: options.onStdout,
+      }),
+      collect(child.stderr, { limit: options.maxStderrBytes ?? 16 * 1024, keep: "tail" }),
       child.status,
     ]);
     const decoder = new TextDecoder();

@@ -48,10 +48,24 @@ function even(n: number): number {
   return Math.max(2, Math.round(n / 2) * 2);
 }
 
-function tileSize(width: number, height: number): { tileWidth: number; tileHeight: number } {
+function tileSize(display: { width: number; height: number }): {
+  tileWidth: number;
+  tileHeight: number;
+} {
+  const { width, height } = display;
   const tileHeight = even((STORYBOARD_TILE_WIDTH * height) / width);
   if (tileHeight <= MAX_TILE_HEIGHT) return { tileWidth: STORYBOARD_TILE_WIDTH, tileHeight };
   return { tileWidth: even((MAX_TILE_HEIGHT * width) / height), tileHeight: MAX_TILE_HEIGHT };
+}
+
+/** What {@linkcode planStoryboard} needs of a video. */
+export interface StoryboardVideo {
+  /** Seconds. */
+  duration: number;
+  /** Display width in pixels, after rotation. */
+  width: number;
+  /** Display height in pixels, after rotation. */
+  height: number;
 }
 
 /**
@@ -67,22 +81,19 @@ function tileSize(width: number, height: number): { tileWidth: number; tileHeigh
  *
  * @example
  * ```ts
- * planStoryboard(600, 1920, 1080);
+ * planStoryboard({ duration: 600, width: 1920, height: 1080 });
  * // { interval: 6, columns: 10, rows: 10, count: 100, tileWidth: 160, tileHeight: 90, duration: 600 }
  * ```
  */
-export function planStoryboard(
-  duration: number,
-  displayWidth: number,
-  displayHeight: number,
-): StoryboardLayout {
+export function planStoryboard(video: StoryboardVideo): StoryboardLayout {
+  const { duration, width, height } = video;
   if (!Number.isFinite(duration) || duration <= 0) {
     throw new Error(`Cannot plan a storyboard for duration "${duration}"`);
   }
-  for (const side of [displayWidth, displayHeight]) {
+  for (const side of [width, height]) {
     if (!Number.isFinite(side) || side < 1) {
       throw new Error(
-        `Cannot plan a storyboard for dimensions "${displayWidth}x${displayHeight}"`,
+        `Cannot plan a storyboard for dimensions "${width}x${height}"`,
       );
     }
   }
@@ -97,7 +108,7 @@ export function planStoryboard(
     columns,
     rows: Math.ceil(count / columns),
     count,
-    ...tileSize(displayWidth, displayHeight),
+    ...tileSize(video),
     duration: durationMs / 1000,
   };
 }
@@ -128,12 +139,12 @@ export async function makeStoryboard(
   source: { path: string; demuxer: string; duration: number; width: number; height: number },
   outPath: string,
 ): Promise<StoryboardLayout> {
-  const layout = planStoryboard(source.duration, source.width, source.height);
+  const layout = planStoryboard(source);
   const intervalMs = Math.round(layout.interval * 1000);
   await Deno.remove(outPath).catch(() => {});
   const result = await runTool(tools.ffmpegPath, [
     ...FFMPEG_QUIET,
-    ...hardenedInputArgs(source.demuxer, source.path, tools.limits),
+    ...hardenedInputArgs(source, tools.limits),
     // `V`, not `v`: cover art attached to a video is not the video.
     "-map",
     "0:V:0",

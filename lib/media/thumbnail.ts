@@ -5,6 +5,7 @@ import {
   isNonEmptyFile,
   jpegOutputArgs,
   type MediaTools,
+  type ToolInput,
 } from "./tools.ts";
 
 /** Width of generated thumbnails, in pixels (height keeps the aspect ratio). */
@@ -33,16 +34,16 @@ export function thumbnailCandidates(duration: number | null): number[] {
 /** Extracts one frame near `at`; returns its average luma, or an error text. */
 async function extractFrame(
   tools: MediaTools,
-  source: { path: string; demuxer: string },
-  at: number,
-  outPath: string,
+  source: ToolInput,
+  frame: { at: number; outPath: string },
 ): Promise<{ luma: number } | { problem: string }> {
+  const { at, outPath } = frame;
   await Deno.remove(outPath).catch(() => {});
   const result = await runTool(tools.ffmpegPath, [
     ...FFMPEG_QUIET,
     "-ss",
     at.toFixed(3),
-    ...hardenedInputArgs(source.demuxer, source.path, tools.limits),
+    ...hardenedInputArgs(source, tools.limits),
     "-map",
     "0:V:0",
     "-frames:v",
@@ -86,7 +87,7 @@ export async function makeThumbnail(
     for (const [i, at] of thumbnailCandidates(source.duration).entries()) {
       const candidate = `${outPath}.${i}.jpg`;
       tried.push(candidate);
-      const result = await extractFrame(tools, source, at, candidate);
+      const result = await extractFrame(tools, source, { at, outPath: candidate });
       if ("problem" in result) {
         problem = result.problem;
         continue;

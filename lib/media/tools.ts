@@ -13,6 +13,12 @@ export interface MediaTools {
   limits?: MediaLimits;
 }
 
+/** A file for ffmpeg/ffprobe to read, and the one demuxer its content was sniffed as. */
+export interface ToolInput {
+  path: string;
+  demuxer: string;
+}
+
 /**
  * Input options every ffmpeg/ffprobe run gets before `-i`: only local files,
  * only the allowlisted demuxers, and the one demuxer the content was sniffed as.
@@ -24,10 +30,10 @@ export interface MediaTools {
  * (ffmpeg's defaults, stated so that a changed default cannot turn them on).
  */
 export function hardenedInputArgs(
-  demuxer: string,
-  path: string,
+  input: ToolInput,
   limits: Pick<MediaLimits, "maxPixels" | "maxStreams"> = DEFAULT_MEDIA_LIMITS,
 ): string[] {
+  const { demuxer, path } = input;
   return [
     "-protocol_whitelist",
     "file",

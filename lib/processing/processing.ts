@@ -37,6 +37,18 @@ async function loadLive(deps: ProcessingDeps, id: string): Promise<Attachment | 
 
 type DerivedKey = "thumbnailKey" | "playbackKey" | "storyboardKey";
 
+/** Where {@linkcode produce} finds an output and records it, and how it is made. */
+interface ProduceOptions {
+  /** The temp file `make` writes. */
+  temp: string;
+  /** The storage key the output is moved to. */
+  key: string;
+  /** The attachment column that points at the output. */
+  column: DerivedKey;
+  /** Writes `temp`; returns the attachment columns to set. */
+  make: () => Promise<Partial<Attachment>>;
+}
+
 /**
  * Runs `make` to write an output into a temp file, moves it to a key named
  * after the job (so each generation has its own key and ETag) and records
@@ -48,9 +60,9 @@ type DerivedKey = "thumbnailKey" | "playbackKey" | "storyboardKey";
 async function produce(
   deps: ProcessingDeps,
   job: Job,
-  files: { temp: string; key: string; column: DerivedKey },
-  make: () => Promise<Partial<Attachment>>,
+  output: ProduceOptions,
 ): Promise<void> {
+  const { make, ...files } = output;
   await Deno.mkdir(deps.storage.tempDir(), { recursive: true });
   try {
     const update = await make();
@@ -75,15 +87,24 @@ async function produce(
 async function thumbnailJob(deps: ProcessingDeps, job: Job): Promise<void> {
   const attachment = await loadLive(deps, job.attachmentId);
   if (!attachment) return;
-  const key = storageKey("thumbnails", new Date(attachment.uploadedAt), job.id, "jpg");
+  const key = storageKey("thumbnails", {
+    at: new Date(attachment.uploadedAt),
+    id: job.id,
+    extension: "jpg",
+  });
   const temp = `${deps.storage.tempDir()}/${job.id}.jpg`;
-  await produce(deps, job, { temp, key, column: "thumbnailKey" }, async () => {
-    await makeThumbnail(deps.media, {
-      path: deps.storage.localPath(attachment.storageKey),
-      demuxer: demuxerFor(attachment.container),
-      duration: attachment.duration,
-    }, temp);
-    return { thumbnailKey: key };
+  await produce(deps, job, {
+    temp,
+    key,
+    column: "thumbnailKey",
+    make: async () => {
+      await makeThumbnail(deps.media, {
+        path: deps.storage.localPath(attachment.storageKey),
+        demuxer: demuxerFor(attachment.container),
+        duration: attachment.duration,
+      }, temp);
+      return { thumbnailKey: key };
+    },
   });
 }
 
@@ -117,37 +138,50 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
     fps: attachment.fps,
     hdr: attachment.hdr,
   };
-  const key = storageKey("renditions", new Date(attachment.uploadedAt), job.id, "mp4");
+  const key = storageKey("renditions", {
+    at: new Date(attachment.uploadedAt),
+    id: job.id,
+    extension: "mp4",
+  });
   const temp = `${deps.storage.tempDir()}/${job.id}.mp4`;
-  await produce(deps, job, { temp, key, column: "playbackKey" }, async () => {
-    const args = plan === "remux" ? remuxArgs(source, temp) : transcodeArgs(source, temp);
-    const result = await runTool(deps.media.ffmpegPath, args, {
-      timeoutMs: renditionTimeoutMs(attachment.duration),
-      maxStdoutBytes: 64 * 1024,
-      addressSpaceBytes: deps.media.limits?.toolMemoryBytes,
-      onStdout: progressParser(attachment.duration, (f) => context.progress(f)),
-    });
-    if (result.timedOut) throw new Error("ffmpeg timed out making the playable rendition");
-    if (result.code !== 0) {
-      throw new Error(`ffmpeg exited with ${result.code}: ${result.stderr.trim().slice(-500)}`);
-    }
-    // Check the output like an upload: it must be an MP4 with an H.264 video stream.
-    const output = await probeVideo(deps.media, temp, MP4);
-    if (output.codec !== "h264") throw new Error(`Rendition has codec "${output.codec}"`);
-    return { playback: plan, playbackKey: key };
+  await produce(deps, job, {
+    temp,
+    key,
+    column: "playbackKey",
+    make: async () => {
+      const args = plan === "remux" ? remuxArgs(source, temp) : transcodeArgs(source, temp);
+      const result = await runTool(deps.media.ffmpegPath, args, {
+        timeoutMs: renditionTimeoutMs(attachment.duration),
+        maxStdoutBytes: 64 * 1024,
+        addressSpaceBytes: deps.media.limits?.toolMemoryBytes,
+        onStdout: progressParser(attachment.duration, (f) => context.progress(f)),
+      });
+      if (result.timedOut) throw new Error("ffmpeg timed out making the playable rendition");
+      if (result.code !== 0) {
+        throw new Error(`ffmpeg exited with ${result.code}: ${result.stderr.trim().slice(-500)}`);
+      }
+      // Check the output like an upload: it must be an MP4 with an H.264 video stream.
+      const output = await probeVideo(deps.media, temp, { container: MP4 });
+      if (output.codec !== "h264") throw new Error(`Rendition has codec "${output.codec}"`);
+      return { playback: plan, playbackKey: key };
+    },
   });
 }
 
 async function storyboardJob(deps: ProcessingDeps, job: Job): Promise<void> {
   const attachment = await loadLive(deps, job.attachmentId);
   if (!attachment) return;
-  const key = storageKey("storyboards", new Date(attachment.uploadedAt), job.id, "jpg");
+  const key = storageKey("storyboards", {
+    at: new Date(attachment.uploadedAt),
+    id: job.id,
+    extension: "jpg",
+  });
   const temp = `${deps.storage.tempDir()}/${job.id}.jpg`;
-  await produce(
-    deps,
-    job,
-    { temp, key, column: "storyboardKey" },
-    async () => {
+  await produce(deps, job, {
+    temp,
+    key,
+    column: "storyboardKey",
+    make: async () => {
       const layout = await makeStoryboard(deps.media, {
         path: deps.storage.localPath(attachment.storageKey),
         demuxer: demuxerFor(attachment.container),
@@ -157,7 +191,7 @@ async function storyboardJob(deps: ProcessingDeps, job: Job): Promise<void> {
       }, temp);
       return { storyboardKey: key, storyboardLayout: JSON.stringify(layout) };
     },
-  );
+  });
 }
 
 /** Runs one claimed job; throws to have it retried. */

@@ -1,6 +1,6 @@
 import type { AppDeps } from "../deps.ts";
 import type { JobSignal } from "./job_signal.ts";
-import { claimJob, completeJob, extendLease, failJob, reportProgress } from "./jobs.ts";
+import { JobQueue } from "./jobs.ts";
 import { runJob } from "./processing.ts";
 
 /**
@@ -38,6 +38,7 @@ export function startWorker(
   const leaseMs = options.leaseMs ?? 5 * 60_000;
   const pollMs = options.pollMs ?? 1000;
   const id = options.workerId ?? `worker-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const queue = new JobQueue({ db: deps.db, workerId: id, leaseMs, clock: deps.clock });
   let stopping = false;
   const wakers = new Set<() => void>();
 
@@ -54,10 +55,10 @@ export function startWorker(
   }
 
   async function runOne(): Promise<boolean> {
-    const job = await claimJob(deps.db, id, leaseMs, deps.clock());
+    const job = await queue.claim();
     if (!job) return false;
     const heartbeat = setInterval(() => {
-      extendLease(deps.db, job, id, leaseMs, deps.clock()).catch(options.onError);
+      queue.extend(job).catch(options.onError);
     }, Math.max(1000, leaseMs / 3));
     let reported = -1;
     let lastReport = 0;
@@ -67,14 +68,14 @@ export function startWorker(
       if (fraction <= reported || (now - lastReport < 250 && fraction < 1)) return;
       reported = fraction;
       lastReport = now;
-      reportProgress(deps.db, job, id, fraction, deps.clock()).catch(options.onError);
+      queue.progress(job, fraction).catch(options.onError);
     };
     try {
       await runJob(deps, job, { progress });
-      await completeJob(deps.db, job, id, deps.clock());
+      await queue.complete(job);
     } catch (error) {
       const reason = redactPaths(error instanceof Error ? error.message : String(error));
-      await failJob(deps.db, job, id, reason, deps.clock());
+      await queue.fail(job, reason);
     } finally {
       clearInterval(heartbeat);
     }

@@ -17,6 +17,12 @@ export interface FileResponseOptions {
 
 /** Bytes per read while streaming: larger reads mean fewer round trips to the thread pool. */
 const CHUNK = 256 * 1024;
+/** A run of bytes of a file: where it starts and how many. */
+interface ByteSpan {
+  start: number;
+  length: number;
+}
+
 /** Ranges up to this size are read in one go and sent from memory, not streamed. */
 const SMALL_RANGE = 1024 * 1024;
 
@@ -26,11 +32,8 @@ const SMALL_RANGE = 1024 * 1024;
  * the read itself for a page-cache hit, and a player's range requests are
  * exactly this case. At most SMALL_RANGE bytes block the loop.
  */
-function readExactly(
-  file: Deno.FsFile,
-  start: number,
-  length: number,
-): Uint8Array<ArrayBuffer> {
+function readExactly(file: Deno.FsFile, span: ByteSpan): Uint8Array<ArrayBuffer> {
+  const { start, length } = span;
   const buffer = new Uint8Array(length);
   file.seekSync(start, Deno.SeekMode.Start);
   let filled = 0;
@@ -42,7 +45,8 @@ function readExactly(
   return buffer.subarray(0, filled);
 }
 
-function fileStream(file: Deno.FsFile, start: number, length: number): ReadableStream<Uint8Array> {
+function fileStream(file: Deno.FsFile, span: ByteSpan): ReadableStream<Uint8Array> {
+  const { start, length } = span;
   let remaining = length;
   let positioned = false;
   return new ReadableStream<Uint8Array>({
@@ -99,7 +103,11 @@ function etagMatches(header: string | null, etag: string): boolean {
  * has. An entity tag is compared strongly (a weak one never matches); a date
  * must equal `Last-Modified` exactly.
  */
-function ifRangeHolds(header: string, etag: string, lastModified: Date | null): boolean {
+function ifRangeHolds(
+  header: string,
+  representation: { etag: string; lastModified: Date | null },
+): boolean {
+  const { etag, lastModified } = representation;
   const value = header.trim();
   if (value.startsWith('"')) return value === `"${etag}"`;
   if (value.startsWith("W/")) return false;
@@ -140,7 +148,7 @@ export function fileResponse(
     return new Response(null, { status: 304, headers });
   }
   const ifRange = request.headers.get("if-range");
-  const rangeHeader = ifRange && !ifRangeHolds(ifRange, options.etag, mtime)
+  const rangeHeader = ifRange && !ifRangeHolds(ifRange, { etag: options.etag, lastModified: mtime })
     ? null
     : request.headers.get("range");
   const range = parseRange(rangeHeader, size);
@@ -171,7 +179,7 @@ export function fileResponse(
   if (request.method === "HEAD" || length === 0) return new Response(null, { status, headers });
   if (length <= SMALL_RANGE) {
     // The cached handle: seek and read happen in this one synchronous step.
-    return new Response(readExactly(opened.file, start, length), { status, headers });
+    return new Response(readExactly(opened.file, { start, length }), { status, headers });
   }
   // A stream reads across many turns of the event loop: it needs its own position.
   let own: Deno.FsFile;
@@ -194,5 +202,5 @@ export function fileResponse(
     }
     return new Response(own.readable, { status, headers });
   }
-  return new Response(fileStream(own, start, length), { status, headers });
+  return new Response(fileStream(own, { start, length }), { status, headers });
 }

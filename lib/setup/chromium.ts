@@ -31,7 +31,7 @@ export async function findChromium(
 ): Promise<FoundChromium | null> {
   const candidates = chromiumPath ? [chromiumPath] : CHROMIUM_CANDIDATES;
   for (const path of candidates) {
-    const output = await versionOutput(path, "--version");
+    const output = await versionOutput(path, ["--version"]);
     if (output === null) continue; // not installed here; try the next path
     const version = /(\d+\.\d+\.\d+\.\d+)/.exec(output);
     return { path, version: version?.[1] ?? "unknown" };

@@ -16,11 +16,11 @@ export function parseToolVersion(output: string): { version: string; major: numb
   return { version, major: major ? Number(major[1]) : null };
 }
 
-/** The standard output of `path arg` (a version query); null when it cannot be run or fails. */
-export async function versionOutput(path: string, arg: string): Promise<string | null> {
+/** The standard output of `path ...args` (a version query); null when it cannot be run or fails. */
+export async function versionOutput(path: string, args: string[]): Promise<string | null> {
   try {
     const output = await new Deno.Command(path, {
-      args: [arg],
+      args,
       stdin: "null",
       stdout: "piped",
       stderr: "null",
@@ -33,7 +33,7 @@ export async function versionOutput(path: string, arg: string): Promise<string |
 
 /** Runs `PATH -version`; null when it cannot be run. */
 export async function findTool(path: string): Promise<FoundTool | null> {
-  const output = await versionOutput(path, "-version");
+  const output = await versionOutput(path, ["-version"]);
   return output === null ? null : { path, ...parseToolVersion(output) };
 }
 

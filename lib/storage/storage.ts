@@ -17,8 +17,19 @@ export interface Storage {
 
 const KEY_PATTERN = /^[a-z]+\/\d{4}\/\d{2}\/\d{2}\/[0-9a-f-]{36}(\.[a-z0-9]{2,5})?$/;
 
-/** Builds a date-sharded storage key such as `media/2026/01/15/<id>.mp4`. */
-export function storageKey(prefix: string, at: Date, id: string, extension: string): string {
+/**
+ * Builds a date-sharded storage key such as `media/2026/01/15/<id>.mp4`.
+ *
+ * @example
+ * ```ts
+ * storageKey("media", { at: new Date("2026-01-15"), id, extension: "mp4" });
+ * ```
+ */
+export function storageKey(
+  prefix: string,
+  file: { at: Date; id: string; extension: string },
+): string {
+  const { at, id, extension } = file;
   const y = at.getUTCFullYear().toString().padStart(4, "0");
   const m = (at.getUTCMonth() + 1).toString().padStart(2, "0");
   const d = at.getUTCDate().toString().padStart(2, "0");

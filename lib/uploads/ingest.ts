@@ -9,7 +9,7 @@ import type { Clock } from "../core/clock.ts";
 import { ApiError } from "../core/errors.ts";
 import { sanitizeFileName } from "../core/file_name.ts";
 import { newId } from "../core/ids.ts";
-import { enqueueJob, PROCESSING_JOBS } from "../processing/jobs.ts";
+import { enqueueProcessing } from "../processing/jobs.ts";
 import type { JobSignal } from "../processing/job_signal.ts";
 import { assertWithinLimits, mediaLimitsOf } from "../media/limits.ts";
 import { probeVideo } from "../media/probe.ts";
@@ -35,6 +35,14 @@ export interface IngestDeps {
   jobs: JobSignal;
 }
 
+/** Options for {@linkcode ingestVideo}. */
+export interface IngestOptions {
+  /** The message the video is attached to, already checked for the uploader. */
+  message: Message;
+  /** Who uploads it, for the activity log. */
+  actor: ActivityContext;
+}
+
 /**
  * Turns a received file into an attachment: sniff the content, probe it under
  * the hardened flags, then write the row, its jobs and the `video.upload`
@@ -44,9 +52,9 @@ export interface IngestDeps {
 export async function ingestVideo(
   deps: IngestDeps,
   upload: UploadedFile,
-  message: Message,
-  actor: ActivityContext,
+  options: IngestOptions,
 ): Promise<Attachment> {
+  const { message, actor } = options;
   try {
     if (upload.size === 0) throw new ApiError("invalid_video", "The file is empty");
     const container = sniffContainer(await readHead(upload.tempPath));
@@ -56,17 +64,19 @@ export async function ingestVideo(
         "The content is not an MP4/MOV, WebM/MKV, OGG or AVI video",
       );
     }
-    const metadata = await probeVideo(deps.media, upload.tempPath, container);
+    const metadata = await probeVideo(deps.media, upload.tempPath, { container });
     assertWithinLimits(metadata.inventory, mediaLimitsOf(deps.config));
     const now = deps.clock();
     const id = newId();
-    const key = storageKey("media", now, id, container.extension);
+    const key = storageKey("media", { at: now, id, extension: container.extension });
     const row: Attachment = {
       id,
       messageId: message.id,
       conversationId: message.conversationId,
       uploaderId: actor.actorId,
-      fileName: sanitizeFileName(upload.fileName, `video.${container.extension}`),
+      fileName: sanitizeFileName(upload.fileName, {
+        fallback: `video.${container.extension}`,
+      }),
       fileType: "video",
       mimeType: container.mimeType,
       fileSize: upload.size,
@@ -101,13 +111,13 @@ export async function ingestVideo(
     await deps.db.transaction(async (tx) => {
       await assertRoomForAttachment(tx, message.id, deps.config.maxAttachmentsPerMessage);
       await tx.insert(attachments).values(row);
-      for (const kind of PROCESSING_JOBS) await enqueueJob(tx, { kind, attachmentId: id }, now);
-      await recordActivity(tx, actor, {
+      await enqueueProcessing(tx, id, now);
+      await recordActivity(tx, {
         action: "video.upload",
         conversationId: message.conversationId,
         attachmentId: id,
         detail: { file_size: upload.size, container: container.name, sha256: upload.sha256 },
-      }, now);
+      }, { context: actor, at: now });
     });
     try {
       await deps.storage.putFile(upload.tempPath, key);

@@ -109,7 +109,7 @@ export class ResumableUploads {
       id: newId(),
       userId: user.id,
       messageId: message.id,
-      fileName: sanitizeFileName(upload.fileName, "video"),
+      fileName: sanitizeFileName(upload.fileName),
       size: upload.size,
       createdAt: now,
       expiresAt: now + config.uploadExpiry * 1000,
@@ -198,8 +198,7 @@ export class ResumableUploads {
     return await ingestVideo(
       this.#deps,
       { tempPath, size, sha256: await hashFile(tempPath), fileName: row.fileName },
-      message,
-      finisher.actor,
+      { message, actor: finisher.actor },
     );
   }
 

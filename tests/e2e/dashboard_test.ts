@@ -758,9 +758,10 @@ Deno.test({
 
       // The date filter: two entries from an earlier day, by another user.
       for (const hour of [9, 15]) {
-        await recordActivity(served.ctx.deps.db, { actorId: "erin", ip: null, userAgent: null }, {
-          action: "video.download",
-        }, new Date(Date.UTC(2025, 0, 15, hour)));
+        await recordActivity(served.ctx.deps.db, { action: "video.download" }, {
+          context: { actorId: "erin", ip: null, userAgent: null },
+          at: new Date(Date.UTC(2025, 0, 15, hour)),
+        });
       }
       const shown = async () =>
         await log.locator("tr").evaluateAll((rows) =>

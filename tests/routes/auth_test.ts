@@ -72,7 +72,10 @@ Deno.test("auth: missing, malformed, expired, unsigned, wrong-algorithm, no-exp 
 
 Deno.test("auth: a media token never passes as a user token", async () => {
   await using ctx = await createTestContext({ worker: false });
-  const media = await ctx.deps.auth.signMediaToken({ id: "alice", admin: false }, "x", "download");
+  const media = await ctx.deps.auth.signMediaToken({ id: "alice", admin: false }, {
+    attachmentId: "x",
+    purpose: "download",
+  });
   await expectUnauthorized(ctx, `Bearer ${media}`);
 });
 
@@ -153,7 +156,15 @@ Deno.test("auth: MEDIA_URL_SECRET signs media URLs that other processes with it 
   await using a = await createTestContext({ worker: false, env });
   await using b = await createTestContext({ worker: false, env: { ...env, JWT_SECRET: "" } });
   await using c = await createTestContext({ worker: false });
-  const token = await a.deps.auth.signMediaToken({ id: "alice", admin: false }, "x", "stream");
-  assert.equal((await b.deps.auth.verifyMediaToken(token, "x", "stream")).user.id, "alice");
-  await assert.rejects(() => c.deps.auth.verifyMediaToken(token, "x", "stream"));
+  const token = await a.deps.auth.signMediaToken({ id: "alice", admin: false }, {
+    attachmentId: "x",
+    purpose: "stream",
+  });
+  assert.equal(
+    (await b.deps.auth.verifyMediaToken(token, { attachmentId: "x", purpose: "stream" })).user.id,
+    "alice",
+  );
+  await assert.rejects(() =>
+    c.deps.auth.verifyMediaToken(token, { attachmentId: "x", purpose: "stream" })
+  );
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { claimJob, completeJob } from "../../lib/processing/jobs.ts";
+import { JobQueue } from "../../lib/processing/jobs.ts";
 import { runJob } from "../../lib/processing/processing.ts";
 import { fixture, type FixtureName } from "../_fixtures.ts";
 import {
@@ -272,11 +272,17 @@ Deno.test({
       await uploadFile(ctx, "alice", messageId, await fixture("long.avi")),
     );
     const id = String(created.id);
+    const queue = new JobQueue({
+      db: ctx.deps.db,
+      workerId: "test",
+      leaseMs: 60_000,
+      clock: () => new Date(),
+    });
     const runNext = async (kind: string) => {
-      const job = await claimJob(ctx.deps.db, "test", 60_000, new Date());
+      const job = await queue.claim();
       assert.equal(job?.kind, kind);
       await runJob(ctx.deps, job!, { progress: () => {} });
-      await completeJob(ctx.deps.db, job!, "test", new Date());
+      await queue.complete(job!);
     };
     await runNext("thumbnail");
     // The page shows the thumbnail while the rendition is still to be made.

@@ -10,14 +10,14 @@ import { body, conversationWithMessage, createTestContext, TEST_SECRET } from ".
 import { assertNothingLeft, assertProblem, snapshot, uploadBytes } from "./_world.ts";
 
 Deno.test("rate limit: token buckets refill continuously and say exactly how long to wait", () => {
-  const buckets = new TokenBuckets(2, 60_000);
+  const buckets = new TokenBuckets({ capacity: 2, periodMs: 60_000 });
   assert.equal(buckets.take("a", 0), 0);
   assert.equal(buckets.take("a", 0), 0);
   assert.equal(buckets.take("a", 0), 30_000);
   assert.equal(buckets.take("b", 0), 0, "another key has its own bucket");
   assert.equal(buckets.take("a", 29_999), 1);
   assert.equal(buckets.take("a", 30_000), 0);
-  const few = new TokenBuckets(1, 1000, 2);
+  const few = new TokenBuckets({ capacity: 1, periodMs: 1000, maxKeys: 2 });
   few.take("x", 0);
   few.take("y", 0);
   few.take("z", 0);

@@ -87,11 +87,10 @@ Deno.test("auth: forged, confused and expired user tokens all get the identical 
     "no subject": await hs256({ alg: "HS256" }, { exp: now() + 3600 }),
     "subject with path syntax": await hs256({ alg: "HS256" }, { ...claims, sub: "../../etc" }),
     "subject with a newline": await hs256({ alg: "HS256" }, { ...claims, sub: "alice\nroot" }),
-    "a media URL token": await ctx.deps.auth.signMediaToken(
-      { id: "alice", admin: false },
-      "01936b2e-6f3a-7cc4-9d5e-2f0c1a9b8e77",
-      "download",
-    ),
+    "a media URL token": await ctx.deps.auth.signMediaToken({ id: "alice", admin: false }, {
+      attachmentId: "01936b2e-6f3a-7cc4-9d5e-2f0c1a9b8e77",
+      purpose: "download",
+    }),
   };
   const reference = await answer(ctx, "/api/chat/conversations", "not.a.jwt");
   assert.equal(reference.status, 401);
@@ -180,7 +179,7 @@ Deno.test("auth: a media token opens only its attachment for its purpose; user t
   const b = await body(await uploadFile(ctx, "alice", messageId, await fixture("h264.mp4")));
   const user = { id: "alice", admin: false };
   const mediaFor = (id: unknown, purpose: "download" | "stream") =>
-    ctx.deps.auth.signMediaToken(user, String(id), purpose);
+    ctx.deps.auth.signMediaToken(user, { attachmentId: String(id), purpose });
   const reference = await (async () => {
     const response = await ctx.app.request(`/api/chat/videos/${a.id}/download?token=x.y.z`);
     return { status: response.status, body: await body(response) };

@@ -95,7 +95,7 @@ async function probeBytes(
   return await runTool("ffprobe", [
     "-v",
     "error",
-    ...hardenedInputArgs(container.demuxer, path, limits),
+    ...hardenedInputArgs({ path, demuxer: container.demuxer }, limits),
     "-count_packets",
     "-show_format",
     "-show_streams",
@@ -231,7 +231,7 @@ Deno.test("bombs: ffmpeg's own ceilings refuse a picture over max_pixels and fil
     runTool("ffprobe", [
       "-v",
       "error",
-      ...hardenedInputArgs("mov", path, limits),
+      ...hardenedInputArgs({ path, demuxer: "mov" }, limits),
       "-show_streams",
       "-of",
       "json",
@@ -246,7 +246,7 @@ Deno.test("bombs: ffmpeg's own ceilings refuse a picture over max_pixels and fil
   const streams = await probe({ maxPixels: 320 * 240, maxStreams: 1 });
   assert.notEqual(streams.code, 0);
   assert.match(streams.stderr, /exceeds max_streams/);
-  const args = hardenedInputArgs("mov", "/x.mp4");
+  const args = hardenedInputArgs({ path: "/x.mp4", demuxer: "mov" });
   for (
     const flag of [
       "-protocol_whitelist",
@@ -260,7 +260,7 @@ Deno.test("bombs: ffmpeg's own ceilings refuse a picture over max_pixels and fil
   ) {
     assert.ok(args.includes(flag), flag);
   }
-  assert.ok(!hardenedInputArgs("matroska", "/x.mkv").includes("-enable_drefs"));
+  assert.ok(!hardenedInputArgs({ path: "/x.mkv", demuxer: "matroska" }).includes("-enable_drefs"));
 });
 
 Deno.test("tools: a child that ignores SIGTERM is killed with SIGKILL; output is capped", async () => {
@@ -331,7 +331,7 @@ Deno.test("tools: children get only a fixed environment and an address-space lim
       "-nostdin",
       "-v",
       "error",
-      ...hardenedInputArgs("mov", path),
+      ...hardenedInputArgs({ path, demuxer: "mov" }),
       "-f",
       "null",
       "-",

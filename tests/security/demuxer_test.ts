@@ -135,7 +135,7 @@ Deno.test("demuxers: ffprobe under the hardened flags refuses every payload with
       await Deno.writeFile(path, bytes);
       for (const demuxer of DEMUXER_ALLOWLIST) {
         await assert.rejects(
-          () => probeVideo(TOOLS, path, containerFor(demuxer)),
+          () => probeVideo(TOOLS, path, { container: containerFor(demuxer) }),
           (e) => e instanceof ApiError && e.status === 422,
           `${label} read as ${demuxer}`,
         );

@@ -77,10 +77,12 @@ Deno.test("probeVideo: the demuxer allowlist refuses content of another format",
   // A real MP4 forced through the ogg demuxer must fail, not fall back to probing.
   const tools = { ffmpegPath: "ffmpeg", ffprobePath: "ffprobe", probeTimeoutMs: 10_000 };
   const path = await fixture("h264.mp4");
-  const meta = await probeVideo(tools, path, sniffContainer(bytes("\0\0\0\x18ftypisom\0\0\0\0"))!);
+  const meta = await probeVideo(tools, path, {
+    container: sniffContainer(bytes("\0\0\0\x18ftypisom\0\0\0\0"))!,
+  });
   assert.equal(meta.codec, "h264");
   await assert.rejects(
-    () => probeVideo(tools, path, sniffContainer(bytes("OggS\0\x02\0\0"))!),
+    () => probeVideo(tools, path, { container: sniffContainer(bytes("OggS\0\x02\0\0"))! }),
     (e) => e instanceof ApiError && e.code === "invalid_video",
   );
 });

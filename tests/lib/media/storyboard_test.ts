@@ -11,7 +11,7 @@ import { ffprobeJson, fixture } from "../../_fixtures.ts";
 const tools: MediaTools = { ffmpegPath: "ffmpeg", ffprobePath: "ffprobe", probeTimeoutMs: 10_000 };
 
 Deno.test("planStoryboard: one tile a second, then 100 tiles at most", () => {
-  const short = planStoryboard(0.4, 160, 120);
+  const short = planStoryboard({ duration: 0.4, width: 160, height: 120 });
   assert.deepEqual(short, {
     interval: 1,
     columns: 1,
@@ -21,13 +21,13 @@ Deno.test("planStoryboard: one tile a second, then 100 tiles at most", () => {
     tileHeight: 120,
     duration: 0.4,
   });
-  const twoSeconds = planStoryboard(2, 320, 240);
+  const twoSeconds = planStoryboard({ duration: 2, width: 320, height: 240 });
   assert.equal(twoSeconds.count, 2);
   assert.equal(twoSeconds.columns, 2);
   assert.equal(twoSeconds.rows, 1);
   assert.equal(twoSeconds.interval, 1);
 
-  const tenMinutes = planStoryboard(600, 1920, 1080);
+  const tenMinutes = planStoryboard({ duration: 600, width: 1920, height: 1080 });
   assert.deepEqual(tenMinutes, {
     interval: 6,
     columns: 10,
@@ -37,21 +37,21 @@ Deno.test("planStoryboard: one tile a second, then 100 tiles at most", () => {
     tileHeight: 90,
     duration: 600,
   });
-  const tenHours = planStoryboard(36_000, 1920, 1080);
+  const tenHours = planStoryboard({ duration: 36_000, width: 1920, height: 1080 });
   assert.equal(tenHours.count, 100);
   assert.equal(tenHours.interval, 360);
   assert.equal(tenHours.rows, 10);
 
   // Between the bounds: 100 s is the last duration at one tile a second.
-  assert.equal(planStoryboard(100, 320, 240).count, 100);
-  assert.equal(planStoryboard(100, 320, 240).interval, 1);
-  assert.equal(planStoryboard(45.2, 320, 240).count, 46);
-  assert.equal(planStoryboard(45.2, 320, 240).rows, 5);
-  const odd = planStoryboard(123.456, 320, 240);
+  assert.equal(planStoryboard({ duration: 100, width: 320, height: 240 }).count, 100);
+  assert.equal(planStoryboard({ duration: 100, width: 320, height: 240 }).interval, 1);
+  assert.equal(planStoryboard({ duration: 45.2, width: 320, height: 240 }).count, 46);
+  assert.equal(planStoryboard({ duration: 45.2, width: 320, height: 240 }).rows, 5);
+  const odd = planStoryboard({ duration: 123.456, width: 320, height: 240 });
   assert.equal(odd.interval, 1.235);
   assert.equal(odd.count, 100);
   for (const duration of [0.001, 1, 99.999, 100.001, 333.3, 7207.77, 86_400]) {
-    const layout = planStoryboard(duration, 320, 240);
+    const layout = planStoryboard({ duration: duration, width: 320, height: 240 });
     assert.ok(layout.count >= 1 && layout.count <= 100, `count for ${duration}`);
     assert.ok(layout.columns * layout.rows >= layout.count, `cells for ${duration}`);
     assert.ok((layout.count - 1) * layout.interval < layout.duration, `last tile for ${duration}`);
@@ -59,28 +59,37 @@ Deno.test("planStoryboard: one tile a second, then 100 tiles at most", () => {
 });
 
 Deno.test("planStoryboard: tiles keep the display aspect ratio with even sides", () => {
-  const portrait = planStoryboard(2, 240, 320);
+  const portrait = planStoryboard({ duration: 2, width: 240, height: 320 });
   assert.equal(portrait.tileWidth, 160);
   assert.equal(portrait.tileHeight, 214);
   assert.ok(portrait.tileHeight > portrait.tileWidth);
-  assert.equal(planStoryboard(10, 1080, 1920).tileHeight, 284);
-  assert.equal(planStoryboard(10, 8192, 2).tileHeight, 2);
+  assert.equal(planStoryboard({ duration: 10, width: 1080, height: 1920 }).tileHeight, 284);
+  assert.equal(planStoryboard({ duration: 10, width: 8192, height: 2 }).tileHeight, 2);
   // Taller than 1:4: the height is capped and the width shrinks to keep the ratio.
   assert.deepEqual(
-    [planStoryboard(10, 2, 8192).tileWidth, planStoryboard(10, 2, 8192).tileHeight],
+    [
+      planStoryboard({ duration: 10, width: 2, height: 8192 }).tileWidth,
+      planStoryboard({ duration: 10, width: 2, height: 8192 }).tileHeight,
+    ],
     [2, 640],
   );
   assert.deepEqual(
-    [planStoryboard(10, 1000, 8000).tileWidth, planStoryboard(10, 1000, 8000).tileHeight],
+    [
+      planStoryboard({ duration: 10, width: 1000, height: 8000 }).tileWidth,
+      planStoryboard({ duration: 10, width: 1000, height: 8000 }).tileHeight,
+    ],
     [80, 640],
   );
 });
 
 Deno.test("planStoryboard: refuses what it cannot lay out", () => {
-  assert.throws(() => planStoryboard(0, 320, 240), /duration "0"/);
-  assert.throws(() => planStoryboard(NaN, 320, 240), /duration "NaN"/);
-  assert.throws(() => planStoryboard(Infinity, 320, 240), /duration "Infinity"/);
-  assert.throws(() => planStoryboard(2, 0, 240), /dimensions "0x240"/);
+  assert.throws(() => planStoryboard({ duration: 0, width: 320, height: 240 }), /duration "0"/);
+  assert.throws(() => planStoryboard({ duration: NaN, width: 320, height: 240 }), /duration "NaN"/);
+  assert.throws(
+    () => planStoryboard({ duration: Infinity, width: 320, height: 240 }),
+    /duration "Infinity"/,
+  );
+  assert.throws(() => planStoryboard({ duration: 2, width: 0, height: 240 }), /dimensions "0x240"/);
 });
 
 Deno.test("storyboardVtt: one cue per tile, the fragment after the query", () => {
@@ -112,18 +121,21 @@ Deno.test("storyboardVtt: one cue per tile, the fragment after the query", () =>
 });
 
 Deno.test("storyboardVtt: hours in cue times; the last cue ends at the duration", () => {
-  const vtt = storyboardVtt(planStoryboard(36_000, 1920, 1080), "/s.jpg?token=t");
+  const vtt = storyboardVtt(
+    planStoryboard({ duration: 36_000, width: 1920, height: 1080 }),
+    "/s.jpg?token=t",
+  );
   const cues = vtt.split("\n\n").slice(1);
   assert.equal(cues.length, 100);
   assert.equal(cues[1], "00:06:00.000 --> 00:12:00.000\n/s.jpg?token=t#xywh=160,0,160,90");
   assert.equal(cues[99], "09:54:00.000 --> 10:00:00.000\n/s.jpg?token=t#xywh=1440,810,160,90\n");
 
-  const short = storyboardVtt(planStoryboard(0.4, 160, 120), "/s.jpg");
+  const short = storyboardVtt(planStoryboard({ duration: 0.4, width: 160, height: 120 }), "/s.jpg");
   assert.equal(short, "WEBVTT\n\n00:00:00.000 --> 00:00:00.400\n/s.jpg#xywh=0,0,160,120\n");
 });
 
 Deno.test("storyboardVtt: a URL that could break the track is refused", () => {
-  const layout = planStoryboard(2, 320, 240);
+  const layout = planStoryboard({ duration: 2, width: 320, height: 240 });
   assert.throws(() => storyboardVtt(layout, "/s.jpg?token=a\n\n00:00:00.000 --> 99:00:00.000"), {
     message: /control character/,
   });
@@ -197,7 +209,7 @@ Deno.test("makeStoryboard: a 2 s landscape clip gives a 2 × 1 sprite of 160 × 
       width: 320,
       height: 240,
     }, out);
-    assert.deepEqual(layout, planStoryboard(2, 320, 240));
+    assert.deepEqual(layout, planStoryboard({ duration: 2, width: 320, height: 240 }));
     assert.ok((await Deno.stat(out)).size > 0);
     assert.deepEqual(await dimensions(out), [2 * 160, 120]);
     assert.ok(await firstTilePsnr(out, path, layout, true) > 25);

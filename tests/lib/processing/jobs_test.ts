@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { and, eq, ne } from "drizzle-orm";
 import { attachments, jobs } from "../../../db/schema.ts";
-import { claimJob, failJob, retryDelayMs } from "../../../lib/processing/jobs.ts";
+import { JobQueue, retryDelayMs } from "../../../lib/processing/jobs.ts";
 import { runJob } from "../../../lib/processing/processing.ts";
 import { startWorker } from "../../../lib/processing/worker.ts";
 import { fixture } from "../../_fixtures.ts";
@@ -14,6 +14,20 @@ import {
   uploadFile,
   waitForProcessed,
 } from "../../_helpers.ts";
+
+/** A queue for worker `workerId` whose clock reads `at()`, so a test can move time. */
+function queueOf(
+  ctx: TestContext,
+  options: { workerId: string; leaseMs: number; at?: () => Date },
+): JobQueue {
+  const at = options.at ?? (() => new Date());
+  return new JobQueue({
+    db: ctx.deps.db,
+    workerId: options.workerId,
+    leaseMs: options.leaseMs,
+    clock: at,
+  });
+}
 
 /** Uploads a clip with no worker running and keeps only its thumbnail job, so claims are predictable. */
 async function uploadWithoutWorker(ctx: TestContext): Promise<string> {
@@ -30,13 +44,19 @@ Deno.test("jobs: a killed worker's job is re-claimed once its lease expires", as
   await using ctx = await createTestContext({ worker: false });
   const attachmentId = await uploadWithoutWorker(ctx);
   const t0 = new Date();
-  const first = await claimJob(ctx.deps.db, "worker-a", 1000, t0);
+  let now = t0;
+  const [workerA, workerB] = ["worker-a", "worker-b"].map((workerId) =>
+    queueOf(ctx, { workerId, leaseMs: 1000, at: () => now })
+  );
+  const first = await workerA!.claim();
   assert.ok(first);
   assert.equal(first.attachmentId, attachmentId);
   assert.equal(first.attempts, 1);
   // worker-a dies here without finishing. Nobody may take the job while the lease holds.
-  assert.equal(await claimJob(ctx.deps.db, "worker-b", 1000, new Date(t0.getTime() + 500)), null);
-  const reclaimed = await claimJob(ctx.deps.db, "worker-b", 1000, new Date(t0.getTime() + 1500));
+  now = new Date(t0.getTime() + 500);
+  assert.equal(await workerB!.claim(), null);
+  now = new Date(t0.getTime() + 1500);
+  const reclaimed = await workerB!.claim();
   assert.ok(reclaimed);
   assert.equal(reclaimed.id, first.id);
   assert.equal(reclaimed.attempts, 2);
@@ -57,33 +77,73 @@ Deno.test("jobs: a killed worker's job is re-claimed once its lease expires", as
   }
 });
 
+Deno.test("jobs: a run that lost its lease cannot touch the re-claim of its own worker", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const attachmentId = await uploadWithoutWorker(ctx);
+  const t0 = Date.now();
+  let now = new Date(t0);
+  // A worker's slots share its id: the stale run and the re-claim write as the same worker.
+  const queue = queueOf(ctx, { workerId: "w", leaseMs: 1000, at: () => now });
+  const stale = await queue.claim();
+  assert.ok(stale);
+  now = new Date(t0 + 1500); // the first slot stalled past its lease
+  const current = await queue.claim();
+  assert.equal(current?.id, stale.id);
+  assert.equal(current.attempts, 2);
+
+  assert.equal(await queue.extend(stale), false);
+  await queue.progress(stale, 0.5);
+  await queue.complete(stale);
+  await queue.fail(stale, "late failure");
+  const jobRow = async () =>
+    (await ctx.deps.db.select().from(jobs).where(eq(jobs.id, current.id)))[0]!;
+  const attachmentStatus = async () =>
+    (await ctx.deps.db.select().from(attachments).where(eq(attachments.id, attachmentId)))[0]!
+      .status;
+  let row = await jobRow();
+  assert.equal(row.status, "running");
+  assert.equal(row.attempts, 2);
+  assert.equal(row.lockedUntil, t0 + 2500);
+  assert.equal(row.progress, null);
+  assert.equal(row.lastError, null);
+  assert.equal(await attachmentStatus(), "processing");
+
+  assert.equal(await queue.extend(current), true);
+  await queue.progress(current, 0.5);
+  assert.equal((await jobRow()).progress, 0.5);
+  await queue.complete(current);
+  row = await jobRow();
+  assert.equal(row.status, "done");
+  assert.equal(await attachmentStatus(), "ready");
+});
+
 Deno.test("jobs: two workers never hold the same job", async () => {
   await using ctx = await createTestContext({ worker: false });
   await uploadWithoutWorker(ctx);
   await uploadWithoutWorker(ctx);
-  const now = new Date();
   const claims = await Promise.all(
-    ["a", "b", "c", "d"].map((w) => claimJob(ctx.deps.db, w, 60_000, now)),
+    ["a", "b", "c", "d"].map((workerId) => queueOf(ctx, { workerId, leaseMs: 60_000 }).claim()),
   );
   const held = claims.filter((c) => c !== null).map((c) => c!.id);
   assert.equal(held.length, 2);
   assert.equal(new Set(held).size, 2);
-  assert.equal(await claimJob(ctx.deps.db, "e", 60_000, now), null);
+  assert.equal(await queueOf(ctx, { workerId: "e", leaseMs: 60_000 }).claim(), null);
 });
 
 Deno.test("jobs: failures retry with backoff, then the attachment fails with the reason", async () => {
   await using ctx = await createTestContext({ worker: false });
   const attachmentId = await uploadWithoutWorker(ctx);
   let now = new Date();
+  const queue = queueOf(ctx, { workerId: "w", leaseMs: 60_000, at: () => now });
   for (let attempt = 1; attempt <= 3; attempt++) {
-    const job = await claimJob(ctx.deps.db, "w", 60_000, now);
+    const job = await queue.claim();
     assert.ok(job, `attempt ${attempt}`);
     assert.equal(job.attempts, attempt);
-    const outcome = await failJob(ctx.deps.db, job, "w", `boom ${attempt}`, now);
+    const outcome = await queue.fail(job, `boom ${attempt}`);
     assert.equal(outcome, attempt < 3 ? "retry" : "failed");
     if (attempt < 3) {
       // Not runnable again before the backoff has passed.
-      assert.equal(await claimJob(ctx.deps.db, "w", 60_000, now), null);
+      assert.equal(await queue.claim(), null);
       now = new Date(now.getTime() + retryDelayMs(attempt));
     }
   }
@@ -121,10 +181,10 @@ Deno.test("jobs: a missing source file fails the job, not the worker", async () 
 Deno.test("jobs: an admin reprocesses a failed attachment back to ready", async () => {
   await using ctx = await createTestContext({ worker: false });
   const attachmentId = await uploadWithoutWorker(ctx);
-  const now = new Date();
   await ctx.deps.db.update(jobs).set({ maxAttempts: 1 }).where(eq(jobs.attachmentId, attachmentId));
-  const job = await claimJob(ctx.deps.db, "w", 60_000, now);
-  await failJob(ctx.deps.db, job!, "w", "ffmpeg crashed", now);
+  const queue = queueOf(ctx, { workerId: "w", leaseMs: 60_000 });
+  const job = await queue.claim();
+  await queue.fail(job!, "ffmpeg crashed");
   const admin = `Bearer ${await ctx.token("root", { admin: true })}`;
   const failed = await body<{ items: { id: string }[] }>(
     await ctx.app.request("/api/admin/attachments?status=failed", {
@@ -156,11 +216,19 @@ Deno.test("jobs: a job whose worker dies on every attempt fails instead of loopi
   const attachmentId = await uploadWithoutWorker(ctx);
   let t = Date.now();
   for (let attempt = 1; attempt <= 3; attempt++) {
-    const job = await claimJob(ctx.deps.db, `w${attempt}`, 1000, new Date(t));
+    const job = await queueOf(ctx, {
+      workerId: `w${attempt}`,
+      leaseMs: 1000,
+      at: () => new Date(t),
+    })
+      .claim();
     assert.ok(job, `attempt ${attempt}`);
     t += 2000; // the worker died; its lease runs out
   }
-  assert.equal(await claimJob(ctx.deps.db, "w4", 1000, new Date(t)), null);
+  assert.equal(
+    await queueOf(ctx, { workerId: "w4", leaseMs: 1000, at: () => new Date(t) }).claim(),
+    null,
+  );
   const json = await body(await ctx.request("alice", `/api/chat/attachments/${attachmentId}`));
   assert.equal(json.status, "failed");
   assert.match(String(json.error), /stopped responding 3 times/);
@@ -169,7 +237,7 @@ Deno.test("jobs: a job whose worker dies on every attempt fails instead of loopi
 Deno.test("jobs: a job dropped by a reprocess while running leaves no file and no key", async () => {
   await using ctx = await createTestContext({ worker: false });
   const attachmentId = await uploadWithoutWorker(ctx);
-  const stale = await claimJob(ctx.deps.db, "old-worker", 60_000, new Date());
+  const stale = await queueOf(ctx, { workerId: "old-worker", leaseMs: 60_000 }).claim();
   assert.ok(stale);
   const admin = `Bearer ${await ctx.token("root", { admin: true })}`;
   const reprocessed = await ctx.app.request(`/api/admin/attachments/${attachmentId}/reprocess`, {

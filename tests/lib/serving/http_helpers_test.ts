@@ -54,7 +54,7 @@ Deno.test("sanitizeFileName: last segment, no controls, bounded", () => {
   assert.equal(sanitizeFileName("C:\\Users\\me\\clip.mp4"), "clip.mp4");
   assert.equal(sanitizeFileName("a\r\nb\u0000c.mp4"), "abc.mp4");
   assert.equal(sanitizeFileName("...hidden.mp4"), "hidden.mp4");
-  assert.equal(sanitizeFileName("   ", "video.mp4"), "video.mp4");
+  assert.equal(sanitizeFileName("   ", { fallback: "video.mp4" }), "video.mp4");
   assert.equal(sanitizeFileName("evil\u202egpj.mp4"), "evilgpj.mp4");
   const long = sanitizeFileName(`${"é".repeat(400)}.mp4`);
   assert.equal(Array.from(long).length, 255);
