@@ -1,11 +1,13 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { HTTPException } from "hono/http-exception";
 import type { AppDeps, AppEnv } from "../lib/deps.ts";
+import { MAX_JSON_BODY_BYTES } from "../lib/api_schemas.ts";
 import { ApiError, problemResponse } from "../lib/errors.ts";
 import { MEDIA_SECURITY_HEADERS } from "../lib/media_headers.ts";
 import { concurrencyLimit, rateLimit } from "../lib/rate_limit.ts";
 import { UPLOADS_PATH } from "../lib/resumable_uploads.ts";
 import { requireAdmin, requireUser } from "./_auth.ts";
+import { limitRequestBody } from "./_body_limit.ts";
 import { newRouter } from "./_router.ts";
 import { adminRoutes } from "./admin.ts";
 import { adminStorageRoutes } from "./admin_storage.ts";
@@ -20,6 +22,8 @@ import { videoRoutes } from "./videos.ts";
 
 /** Requests for media bytes: download, stream, thumbnail and storyboard sprite. */
 const MEDIA_BYTES = /^\/api\/chat\/videos\/[^/]+\/(download|stream|thumbnail|storyboard\.jpg)\/?$/;
+/** The upload routes, multipart and resumable (tus), which stream their bodies to disk. */
+const STREAMED_UPLOADS = /^\/api\/chat\/videos\/uploads?(\/[^/]*)?$/;
 
 /** Options for {@linkcode createApp}. */
 export interface CreateAppOptions {
@@ -45,6 +49,16 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
       perMinute: deps.config.rateLimitPerMinute,
       exempt: (c) =>
         (c.req.method === "GET" || c.req.method === "HEAD") && MEDIA_BYTES.test(c.req.path),
+    }),
+  );
+
+  // Request bodies are small JSON documents, bounded before any route reads them; uploads
+  // stream theirs to disk under their own limits.
+  app.use(
+    "*",
+    limitRequestBody({
+      maxBytes: MAX_JSON_BODY_BYTES,
+      exempt: (c) => STREAMED_UPLOADS.test(c.req.path),
     }),
   );
 

@@ -1,4 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
 import {
   AddParticipantBody,
   type ConversationJson,
@@ -6,6 +7,7 @@ import {
   CreateConversationBody,
   CreateMessageBody,
   IdParam,
+  idSchema,
   MessageSchema,
   PageQuery,
   ParticipantParam,
@@ -23,11 +25,23 @@ import {
   removeParticipant,
 } from "../lib/conversations.ts";
 import type { Database } from "../db/client.ts";
+import type { AppEnv } from "../lib/deps.ts";
 import { serializeAttachment, serializeConversation, serializeMessage } from "../lib/serialize.ts";
 import { activityContext, urlContext } from "./_context.ts";
 import { bearer, json, newRouter, problems } from "./_router.ts";
 
 const tags = ["conversations"];
+
+/**
+ * The participant check of a route that takes a body, made before the body is
+ * read so that an outsider's body is never parsed. A malformed id is left to
+ * the parameter validation (400), which also runs before the body.
+ */
+const participantsOnly: MiddlewareHandler<AppEnv> = async function participantsOnly(c, next) {
+  const id = idSchema.safeParse(c.req.param("id"));
+  if (id.success) await requireParticipant(c.get("deps").db, id.data, c.get("user").id);
+  await next();
+};
 
 async function conversationJson(db: Database, id: string): Promise<ConversationJson> {
   const conversation = await getConversation(db, id);
@@ -102,6 +116,7 @@ export const conversationRoutes = newRouter()
       tags,
       summary: "Add a participant (any participant may)",
       security: bearer,
+      middleware: [participantsOnly],
       request: {
         params: IdParam,
         body: { content: { "application/json": { schema: AddParticipantBody } } },
@@ -112,7 +127,6 @@ export const conversationRoutes = newRouter()
       const { db, clock } = c.get("deps");
       const { id } = c.req.valid("param");
       const body = c.req.valid("json");
-      await requireParticipant(db, id, c.get("user").id);
       await addParticipant(db, activityContext(c), id, {
         userId: body.user_id,
         role: body.role,
@@ -149,6 +163,7 @@ export const conversationRoutes = newRouter()
       tags: ["messages"],
       summary: "Post a message",
       security: bearer,
+      middleware: [participantsOnly],
       request: {
         params: IdParam,
         body: { content: { "application/json": { schema: CreateMessageBody } } },
@@ -159,7 +174,6 @@ export const conversationRoutes = newRouter()
       const { db, clock } = c.get("deps");
       const { id } = c.req.valid("param");
       const user = c.get("user");
-      await requireParticipant(db, id, user.id);
       const message = await createMessage(db, id, user.id, c.req.valid("json").body, clock());
       return c.json(serializeMessage(message, []), 201);
     },
