@@ -33,6 +33,7 @@ export const CONFIG_ENV_NAMES = [
   "RATE_LIMIT_PER_MINUTE",
   "MAX_CONCURRENT_UPLOADS",
   "USER_QUOTA_BYTES",
+  "HEADER_TIMEOUT_MS",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -81,6 +82,9 @@ const envSchema = z.object({
   RATE_LIMIT_PER_MINUTE: integer(0, 1_000_000).default(600),
   MAX_CONCURRENT_UPLOADS: integer(0, 1000).default(2),
   USER_QUOTA_BYTES: integer(0, 2 ** 53 - 1).default(0),
+  HEADER_TIMEOUT_MS: integer(0, 600_000).refine((ms) => ms === 0 || ms >= 100, {
+    message: "must be 0 (off) or at least 100",
+  }).default(20_000),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -140,6 +144,11 @@ export interface Config {
   maxConcurrentUploads: number;
   /** Bytes of originals one user may keep stored; 0 = no quota. */
   userQuotaBytes: number;
+  /**
+   * Milliseconds a connection may take to send a complete request head, from
+   * when it opens or from its last response; then it is closed. 0 = no limit.
+   */
+  headerTimeoutMs: number;
 }
 
 /** Raised when the environment does not describe a valid configuration; lists every bad variable. */
@@ -217,5 +226,6 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     maxConcurrentUploads: e.MAX_CONCURRENT_UPLOADS,
     userQuotaBytes: e.USER_QUOTA_BYTES,
+    headerTimeoutMs: e.HEADER_TIMEOUT_MS,
   };
 }

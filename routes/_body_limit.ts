@@ -20,13 +20,17 @@ export interface LimitRequestBodyOptions {
  * Hono's `bodyLimit` counts the same way but leaves the body's reader open
  * when it refuses, and an open reader keeps Deno's server waiting for the rest
  * of the body, so the connection hangs with the client's bytes queued in the
- * socket. Cancelling the reader makes the server close the connection.
+ * socket. With the reader cancelled, Deno's server reads and discards what
+ * the client goes on sending, without keeping it, until the connection ends.
  */
 export function limitRequestBody(options: LimitRequestBodyOptions): MiddlewareHandler<AppEnv> {
+  // The rest of the body is never read, so the connection cannot carry another request:
+  // `Connection: close` tells the client, and the server (lib/serve.ts) to close it.
   const tooLarge = () =>
     new ApiError(
       "payload_too_large",
       `The request body is larger than the limit of ${options.maxBytes} bytes`,
+      { connection: "close" },
     );
   return async function limitBody(c, next) {
     const body = c.req.raw.body;
