@@ -14,6 +14,7 @@
  */
 // deno-lint-ignore-file no-console -- this is the command line; printing is its job
 import type { Config } from "./lib/config/config.ts";
+import type { Server } from "./lib/serving/server.ts";
 
 function fail(message: string): never {
   console.error(message);
@@ -209,6 +210,7 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
   const { startWorker } = await import("./lib/processing/worker.ts");
   const { sweepTempFiles } = await import("./lib/storage/temp_sweep.ts");
   const { createApp } = await import("./routes/app.ts");
+  const { serve } = await import("./lib/serving/server.ts");
 
   const opened = await openDeps(config);
   const { deps } = opened;
@@ -250,23 +252,36 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
   await sweep();
   const sweepTimer = setInterval(sweep, SWEEP_INTERVAL_MS);
 
-  let server: Deno.HttpServer | null = null;
+  let server: Server | null = null;
   if (mode === "worker") {
     console.log(`worker ${worker!.id} running ${concurrency} job slot(s)`);
   } else {
     const app = createApp(deps, {
       onUnexpectedError: (error) => console.error("unexpected error:", error),
     });
-    server = Deno.serve({
+    server = serve({
       port: config.port,
       hostname: config.host,
+      headerTimeoutMs: config.headerTimeoutMs,
       onListen: ({ hostname, port }) => {
         console.log(
           `OffChat Media listening on http://${hostname}:${port} (public URL ${config.publicUrl})`,
         );
         console.log(`API docs: ${config.publicUrl}/docs`);
       },
+      onError: (error) => {
+        console.error("unexpected error:", error);
+        return new Response("Internal Server Error", { status: 500 });
+      },
+      onAcceptError: (error) => console.error("accepting a connection failed:", error),
     }, app.fetch);
+    if (config.headerTimeoutMs > 0 && !server.headerTimeout) {
+      console.warn(
+        `HEADER_TIMEOUT_MS=${config.headerTimeoutMs} cannot be enforced by this Deno ` +
+          `(${Deno.version.deno}): connections that never send a complete request stay open. ` +
+          "Serve behind a reverse proxy with its own timeouts (docs/OPERATIONS.md).",
+      );
+    }
   }
 
   let stopping = false;

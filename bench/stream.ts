@@ -607,6 +607,7 @@ function frontConfig(upstream: string, port: number | string, dataDir: string): 
   return `upstream offchat {
     server ${upstream};
     keepalive 32;
+    keepalive_timeout 15s;
 }
 
 server {

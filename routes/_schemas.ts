@@ -141,6 +141,14 @@ export const CreateMessageBody = z.object({
   }),
 }).openapi("CreateMessage");
 
+/**
+ * The largest request body a JSON route accepts, in bytes; uploads stream under their own
+ * limits. It leaves room for the largest valid body: a message of 10,000 UTF-16 code units, each
+ * of which `JSON.stringify` may write as a 6-byte `\uXXXX` escape (60,000 bytes), while 256
+ * participant ids of at most 128 ASCII characters take about 34 KB.
+ */
+export const MAX_JSON_BODY_BYTES = 64 * 1024;
+
 export const IdParam = z.object({ id: idSchema.openapi({ param: { name: "id", in: "path" } }) });
 
 export const ParticipantParam = z.object({

@@ -8,7 +8,9 @@ import { MEDIA_SECURITY_HEADERS } from "../lib/serving/media_headers.ts";
 import type { MediaPurpose, MediaTokenScope } from "../lib/auth/auth.ts";
 import { concurrencyLimit, rateLimit } from "./_rate_limit.ts";
 import { TusEndpoint, UPLOADS_PATH } from "./_tus.ts";
+import { MAX_JSON_BODY_BYTES } from "./_schemas.ts";
 import { requireAdmin, requireUser } from "./_auth.ts";
+import { limitRequestBody } from "./_body_limit.ts";
 import { newRouter } from "./_router.ts";
 import { adminRoutes } from "./admin.ts";
 import { adminStorageRoutes } from "./admin_storage.ts";
@@ -23,6 +25,8 @@ import { startsDownload, videoRoutes } from "./videos.ts";
 
 /** Requests for media bytes: download, stream, thumbnail and storyboard sprite. */
 const MEDIA_BYTES = /^\/api\/chat\/videos\/[^/]+\/(download|stream|thumbnail|storyboard\.jpg)\/?$/;
+/** The upload routes, multipart and resumable (tus), which stream their bodies to disk. */
+const STREAMED_UPLOADS = /^\/api\/chat\/videos\/uploads?(\/[^/]*)?$/;
 
 /** The routes that take a signed media token (`requireMediaAccess`), and the purpose of each. */
 const MEDIA_TOKEN_ROUTES: [RegExp, MediaPurpose][] = [
@@ -78,6 +82,16 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
       perMinute: deps.config.rateLimitPerMinute,
       exempt: isPlayerRequest,
       mediaScope: mediaTokenScope,
+    }),
+  );
+
+  // Request bodies are small JSON documents, bounded before any route reads them; uploads
+  // stream theirs to disk under their own limits.
+  app.use(
+    "*",
+    limitRequestBody({
+      maxBytes: MAX_JSON_BODY_BYTES,
+      exempt: (c) => STREAMED_UPLOADS.test(c.req.path),
     }),
   );
 

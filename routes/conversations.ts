@@ -1,4 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
 import {
   AddParticipantBody,
   type ConversationJson,
@@ -7,6 +8,7 @@ import {
   CreateConversationBody,
   CreateMessageBody,
   IdParam,
+  idSchema,
   MessageSchema,
   PageQuery,
   ParticipantPageQuery,
@@ -33,10 +35,27 @@ import {
   serializeMessage,
   serializeParticipant,
 } from "./_serialize.ts";
+import type { AppEnv } from "./_env.ts";
 import { activityContext, urlContext } from "./_context.ts";
 import { bearer, json, newRouter, problems } from "./_router.ts";
 
 const tags = ["conversations"];
+
+/**
+ * The participant check of a route that takes a body, made before the body is
+ * read so that an outsider's body is never parsed. A malformed id is left to
+ * the parameter validation (400), which also runs before the body.
+ */
+const participantsOnly: MiddlewareHandler<AppEnv> = async function participantsOnly(c, next) {
+  const id = idSchema.safeParse(c.req.param("id"));
+  if (id.success) {
+    await requireParticipant(c.get("deps").db, {
+      conversationId: id.data,
+      userId: c.get("user").id,
+    });
+  }
+  await next();
+};
 
 async function conversationJson(db: Database, id: string): Promise<ConversationJson> {
   const conversation = await getConversation(db, id);
@@ -158,6 +177,7 @@ export const conversationRoutes = newRouter()
       tags,
       summary: "Add a participant (any participant may add a member, an owner an owner)",
       security: bearer,
+      middleware: [participantsOnly],
       request: {
         params: IdParam,
         body: { content: { "application/json": { schema: AddParticipantBody } } },
@@ -218,6 +238,7 @@ export const conversationRoutes = newRouter()
       tags: ["messages"],
       summary: "Post a message",
       security: bearer,
+      middleware: [participantsOnly],
       request: {
         params: IdParam,
         body: { content: { "application/json": { schema: CreateMessageBody } } },

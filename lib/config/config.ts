@@ -37,6 +37,7 @@ export const CONFIG_ENV_NAMES = [
   "MAX_CONVERSATIONS_PER_HOUR",
   "MAX_PARTICIPANT_ADDS_PER_HOUR",
   "MAX_ATTACHMENTS_PER_MESSAGE",
+  "HEADER_TIMEOUT_MS",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -89,6 +90,9 @@ const envSchema = z.object({
   MAX_CONVERSATIONS_PER_HOUR: integer(0, 1_000_000).default(30),
   MAX_PARTICIPANT_ADDS_PER_HOUR: integer(0, 1_000_000).default(100),
   MAX_ATTACHMENTS_PER_MESSAGE: integer(1, 1000).default(10),
+  HEADER_TIMEOUT_MS: integer(0, 600_000).refine((ms) => ms === 0 || ms >= 100, {
+    message: "must be 0 (off) or at least 100",
+  }).default(20_000),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -157,6 +161,11 @@ export interface Config {
   maxParticipantAddsPerHour: number;
   /** Live videos one message may carry. */
   maxAttachmentsPerMessage: number;
+  /**
+   * Milliseconds a connection may take to send a complete request head, from
+   * when it opens or from its last response; then it is closed. 0 = no limit.
+   */
+  headerTimeoutMs: number;
 }
 
 /** Raised when the environment does not describe a valid configuration; lists every bad variable. */
@@ -245,6 +254,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     maxConversationsPerHour: e.MAX_CONVERSATIONS_PER_HOUR,
     maxParticipantAddsPerHour: e.MAX_PARTICIPANT_ADDS_PER_HOUR,
     maxAttachmentsPerMessage: e.MAX_ATTACHMENTS_PER_MESSAGE,
+    headerTimeoutMs: e.HEADER_TIMEOUT_MS,
   };
 }
 

@@ -7,6 +7,7 @@ export type ErrorCode =
   | "conflict"
   | "gone"
   | "file_too_large"
+  | "payload_too_large"
   | "unsupported_media_type"
   | "range_not_satisfiable"
   | "invalid_video"
@@ -38,6 +39,7 @@ const TITLES: Record<ErrorCode, [ErrorStatus, string]> = {
   conflict: [409, "Conflict"],
   gone: [410, "Gone"],
   file_too_large: [413, "File too large"],
+  payload_too_large: [413, "Payload too large"],
   unsupported_media_type: [415, "Unsupported media type"],
   range_not_satisfiable: [416, "Range not satisfiable"],
   invalid_video: [422, "Invalid video"],

@@ -12,6 +12,16 @@ Deno.test("config: defaults follow DESIGN.md", () => {
   assert.equal(config.workerConcurrency, 2);
   assert.equal(config.probeTimeoutMs, 30000);
   assert.equal(config.jwtSecret, undefined);
+  assert.equal(config.headerTimeoutMs, 20000);
+});
+
+Deno.test("config: HEADER_TIMEOUT_MS is 0 (off) or at least 100 ms", () => {
+  assert.equal(parseConfig({ HEADER_TIMEOUT_MS: "0" }).headerTimeoutMs, 0);
+  assert.equal(parseConfig({ HEADER_TIMEOUT_MS: "100" }).headerTimeoutMs, 100);
+  assert.throws(
+    () => parseConfig({ HEADER_TIMEOUT_MS: "50" }),
+    /HEADER_TIMEOUT_MS: must be 0 \(off\) or at least 100/,
+  );
 });
 
 Deno.test("config: every bad value is named", () => {
