@@ -68,16 +68,9 @@ async function launch(args: string[]): Promise<void> {
   }
   const launched = command as Launched;
   const config = await loadConfig();
-  const { permissionFlags } = await import("./lib/config/permissions.ts");
-  const service = launched === "serve" || launched === "worker";
+  const { denoRunArgs } = await import("./lib/config/permissions.ts");
   const runArgs = [
-    "run",
-    // A smaller young generation: upload chunks die young, and peak memory stays low.
-    ...(service ? ["--v8-flags=--max-semi-space-size=2"] : []),
-    ...(rest.includes("--watch") ? ["--watch=ui/"] : []),
-    ...permissionFlags(config, launched),
-    "main.ts",
-    launched,
+    ...denoRunArgs(config, launched, { watch: rest.includes("--watch") }),
     ...rest.filter((arg) => arg !== "--watch" && arg !== "--print"),
   ];
   if (rest.includes("--print")) {

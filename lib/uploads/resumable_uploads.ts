@@ -38,7 +38,7 @@ function notFound(): ApiError {
  * hands out a fresh 64 KiB buffer per read, which for 100 MB measured about
  * 50 MiB more peak memory and twice the time.
  */
-async function hashFile(path: string): Promise<string> {
+export async function hashFile(path: string): Promise<string> {
   const hash = createHash("sha256");
   using file = await Deno.open(path, { read: true });
   const buffer = new Uint8Array(256 * 1024);

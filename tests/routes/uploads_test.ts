@@ -5,7 +5,7 @@ import * as tus from "tus-js-client";
 import { eq, isNull } from "drizzle-orm";
 import { attachments, uploads } from "../../db/schema.ts";
 import { parseConfig } from "../../lib/config/config.ts";
-import { permissionFlags } from "../../lib/config/permissions.ts";
+import { denoRunArgs } from "../../lib/config/permissions.ts";
 import { fixture } from "../_fixtures.ts";
 import {
   body,
@@ -508,9 +508,8 @@ async function startServerProcess(
   const env = { PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir, JWT_SECRET: secret };
   // The flags `deno task start` gives the server (without its launcher, which would
   // outlive a SIGKILL of its child).
-  const args = permissionFlags(parseConfig(env), "serve");
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...args, "main.ts", "serve"],
+    args: denoRunArgs(parseConfig(env), "serve"),
     cwd: root,
     env,
     stdin: "null",
