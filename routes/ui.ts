@@ -6,7 +6,7 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 // Importing the package's manifest puts tus-js-client in the module graph, so
 // Deno installs it into node_modules, where its browser bundle is read from.
 import "tus-js-client/package.json" with { type: "json" };
-import { ACCEPTED_FORMATS } from "../lib/media/accepted_formats.ts";
+import { CONTAINERS } from "../lib/media/containers.ts";
 import type { Config } from "../lib/config/config.ts";
 import type { AppEnv } from "../lib/deps.ts";
 import { ApiError } from "../lib/core/errors.ts";
@@ -219,7 +219,12 @@ export function createUiRoutes(config: Config, options: UiRoutesOptions): OpenAP
       c.json(
         {
           max_upload_bytes: config.maxUploadBytes,
-          accepted_formats: ACCEPTED_FORMATS.map((f) => ({ ...f })),
+          accepted_formats: CONTAINERS.map((c) => ({
+            container: c.name,
+            label: c.label,
+            mime_types: [...c.mimeTypes],
+            extensions: [...c.extensions],
+          })),
           resumable_upload_url: options.resumableUploadPath,
           dev_login: config.devLogin,
         },

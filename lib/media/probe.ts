@@ -1,7 +1,7 @@
 import { ApiError } from "../core/errors.ts";
 import { DEFAULT_MEDIA_LIMITS, type MediaLimits, type ProbeInventory } from "./limits.ts";
 import { runTool } from "./run_tool.ts";
-import type { Container } from "./sniff.ts";
+import type { Container } from "./containers.ts";
 import { hardenedInputArgs, type MediaTools } from "./tools.ts";
 
 /** What ffprobe tells about an accepted video. */

@@ -1,6 +1,6 @@
 import type { Semaphore } from "../core/semaphore.ts";
 import { DEFAULT_MEDIA_LIMITS, type MediaLimits } from "./limits.ts";
-import { DEMUXER_ALLOWLIST } from "./sniff.ts";
+import { DEMUXER_ALLOWLIST } from "./containers.ts";
 
 /** Where the media binaries are, how long they may run and how many probes run at once. */
 export interface MediaTools {

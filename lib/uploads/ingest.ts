@@ -10,7 +10,7 @@ import { newId } from "../core/ids.ts";
 import { enqueueJob, PROCESSING_JOBS } from "../processing/jobs.ts";
 import { assertWithinLimits, mediaLimitsOf } from "../media/limits.ts";
 import { probeVideo } from "../media/probe.ts";
-import { readHead, sniffContainer } from "../media/sniff.ts";
+import { CONTAINERS, readHead, sniffContainer } from "../media/containers.ts";
 import { storageKey } from "../storage/storage.ts";
 
 /** A complete upload sitting in a temporary file. */
@@ -39,22 +39,24 @@ export async function ingestVideo(
     if (!container) {
       throw new ApiError(
         "unsupported_media_type",
-        "The content is not an MP4/MOV, WebM/MKV, OGG or AVI video",
+        `The content is not a video in an accepted container (${
+          CONTAINERS.map((c) => c.label).join(", ")
+        })`,
       );
     }
     const metadata = await probeVideo(deps.media, upload.tempPath, container);
     assertWithinLimits(metadata.inventory, mediaLimitsOf(deps.config));
     const now = deps.clock();
     const id = newId();
-    const key = storageKey("media", now, id, container.extension);
+    const key = storageKey("media", now, id, container.extensions[0]);
     const row: Attachment = {
       id,
       messageId: message.id,
       conversationId: message.conversationId,
       uploaderId: actor.actorId,
-      fileName: sanitizeFileName(upload.fileName, `video.${container.extension}`),
+      fileName: sanitizeFileName(upload.fileName, `video.${container.extensions[0]}`),
       fileType: "video",
-      mimeType: container.mimeType,
+      mimeType: container.mimeTypes[0],
       fileSize: upload.size,
       sha256: upload.sha256,
       storageKey: key,

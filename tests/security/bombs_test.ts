@@ -13,7 +13,7 @@ import {
 } from "../../lib/media/limits.ts";
 import { parseProbeOutput } from "../../lib/media/probe.ts";
 import { limitedCommand, runTool, TOOL_ENV } from "../../lib/media/run_tool.ts";
-import { sniffContainer } from "../../lib/media/sniff.ts";
+import { sniffContainer } from "../../lib/media/containers.ts";
 import { hardenedInputArgs } from "../../lib/media/tools.ts";
 import { fixture } from "../_fixtures.ts";
 import { conversationWithMessage, createTestContext } from "../_helpers.ts";

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { ApiError } from "../../lib/core/errors.ts";
 import { probeVideo } from "../../lib/media/probe.ts";
 import { runTool } from "../../lib/media/run_tool.ts";
-import { type Container, DEMUXER_ALLOWLIST } from "../../lib/media/sniff.ts";
+import { type Container, CONTAINERS, DEMUXER_ALLOWLIST } from "../../lib/media/containers.ts";
 import { fixture } from "../_fixtures.ts";
 import {
   body,
@@ -39,7 +39,7 @@ const enc = new TextEncoder();
 const TOOLS = { ffmpegPath: "ffmpeg", ffprobePath: "ffprobe", probeTimeoutMs: 10_000 };
 
 function containerFor(demuxer: Container["demuxer"]): Container {
-  return { name: "mp4", demuxer, mimeType: "video/mp4", extension: "mp4" };
+  return CONTAINERS.find((c) => c.demuxer === demuxer)!;
 }
 
 Deno.test("demuxers: hostile uploads under any name are 4xx problems; nothing is opened, connected or left", async () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ApiError } from "../../../lib/core/errors.ts";
 import { parseProbeOutput, probeVideo } from "../../../lib/media/probe.ts";
-import { sniffContainer } from "../../../lib/media/sniff.ts";
+import { DEMUXER_ALLOWLIST, sniffContainer } from "../../../lib/media/containers.ts";
 import { makeThumbnail, thumbnailCandidates, thumbnailTime } from "../../../lib/media/thumbnail.ts";
 import { parseToolVersion } from "../../../lib/setup/setup.ts";
 import { fixture } from "../../_fixtures.ts";
@@ -22,6 +22,8 @@ Deno.test("sniffContainer: magic bytes decide, names do not", () => {
   assert.equal(sniffContainer(bytes("\0\0\0\x18ftypheic\0\0\0\0")), null);
   assert.equal(sniffContainer(bytes("ID3\x04\0\0")), null);
   assert.equal(sniffContainer(new Uint8Array(0)), null);
+  // The allowlist SECURITY.md documents, made from the same table.
+  assert.deepEqual(DEMUXER_ALLOWLIST, ["mov", "matroska", "ogg", "avi"]);
 });
 
 Deno.test("parseProbeOutput: rotation swaps display dimensions; cover art is not video", () => {
