@@ -45,6 +45,8 @@
  */
 
 import { FFMPEG_QUIET } from "../lib/media/tools.ts";
+import { mediaLimitsOf } from "../lib/media/limits.ts";
+import { parseConfig } from "../lib/config/config.ts";
 import { progressParser, renditionTimeoutMs, transcodeArgs } from "../lib/media/rendition.ts";
 import { runTool } from "../lib/media/run_tool.ts";
 import {
@@ -895,9 +897,11 @@ async function measureTranscode(
   const sourceProbe = await probe(sourcePath);
   const sourceInfo = describe(sourceProbe.streams, sourceProbe.duration, "AVI");
   const outPath = `${tmp}/rendition.mp4`;
+  const limits = mediaLimitsOf(parseConfig({}));
   const args = transcodeArgs(
     { path: sourcePath, demuxer: "avi", width: 1280, height: 720, hasAudio: true },
     outPath,
+    limits,
   );
   const timeoutMs = renditionTimeoutMs(sourceProbe.duration);
   let progressEvents = 0;
@@ -910,7 +914,11 @@ async function measureTranscode(
       lastFraction = fraction;
     });
     const started = performance.now();
-    const result = await runTool("ffmpeg", args, { timeoutMs, onStdout });
+    const result = await runTool("ffmpeg", args, {
+      timeoutMs,
+      onStdout,
+      addressSpaceBytes: limits.toolMemoryBytes,
+    });
     const elapsed = performance.now() - started;
     if (result.code !== 0 || result.timedOut) {
       throw new Error(`ffmpeg through runTool exited ${result.code}: ${result.stderr}`);

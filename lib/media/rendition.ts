@@ -1,3 +1,4 @@
+import type { MediaLimits } from "./limits.ts";
 import { FFMPEG_QUIET, hardenedInputArgs } from "./tools.ts";
 
 /** The longest and shortest side of a rendition (1080p, either orientation). */
@@ -61,13 +62,18 @@ export function renditionSize(width: number, height: number): { width: number; h
  * an attached picture), no subtitles or data, no uploader tags or chapters
  * (they may carry location), the `moov` box first, progress on stdout.
  */
-function renditionArgs(source: RenditionSource, outPath: string, codecArgs: string[]): string[] {
+function renditionArgs(
+  source: RenditionSource,
+  outPath: string,
+  limits: MediaLimits,
+  codecArgs: string[],
+): string[] {
   return [
     ...FFMPEG_QUIET,
     "-nostats",
     "-progress",
     "pipe:1",
-    ...hardenedInputArgs(source.demuxer, source.path),
+    ...hardenedInputArgs(source.demuxer, source.path, limits),
     "-map",
     "0:V:0",
     ...(source.hasAudio ? ["-map", "0:a:0"] : []),
@@ -93,8 +99,12 @@ function renditionArgs(source: RenditionSource, outPath: string, codecArgs: stri
  * rotation flag. HDR is tone-mapped and every output is tagged BT.709, what
  * it now is.
  */
-export function transcodeArgs(source: RenditionSource, outPath: string): string[] {
-  return renditionArgs(source, outPath, [
+export function transcodeArgs(
+  source: RenditionSource,
+  outPath: string,
+  limits: MediaLimits,
+): string[] {
+  return renditionArgs(source, outPath, limits, [
     "-vf",
     renditionFilter(source),
     "-color_primaries",
@@ -119,8 +129,12 @@ export function transcodeArgs(source: RenditionSource, outPath: string): string[
  * ffmpeg arguments that copy the streams into a faststart MP4 without
  * re-encoding (the display rotation travels with the video stream).
  */
-export function remuxArgs(source: RenditionSource, outPath: string): string[] {
-  return renditionArgs(source, outPath, ["-c", "copy"]);
+export function remuxArgs(
+  source: RenditionSource,
+  outPath: string,
+  limits: MediaLimits,
+): string[] {
+  return renditionArgs(source, outPath, limits, ["-c", "copy"]);
 }
 
 /** How long a rendition may take: ten times the duration, at least a minute, at most six hours. */

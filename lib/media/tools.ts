@@ -1,5 +1,6 @@
+import type { Config } from "../config/config.ts";
 import type { Semaphore } from "../core/semaphore.ts";
-import { DEFAULT_MEDIA_LIMITS, type MediaLimits } from "./limits.ts";
+import { type MediaLimits, mediaLimitsOf } from "./limits.ts";
 import { DEMUXER_ALLOWLIST } from "./containers.ts";
 
 /** Where the media binaries are, how long they may run and how many probes run at once. */
@@ -9,8 +10,27 @@ export interface MediaTools {
   probeTimeoutMs: number;
   /** Bounds concurrent upload probes in this process (unbounded when absent). */
   probeSlots?: Semaphore;
-  /** ffmpeg's own ceilings and the address-space limit ({@linkcode DEFAULT_MEDIA_LIMITS} when absent). */
-  limits?: MediaLimits;
+  /** ffmpeg's own ceilings and the address-space limit of every run. */
+  limits: MediaLimits;
+}
+
+/**
+ * The media tools of a configuration; `probeSlots` bounds concurrent upload
+ * probes (unbounded when absent).
+ *
+ * @example
+ * ```ts
+ * const tools = mediaToolsOf(parseConfig({})); // the defaults
+ * ```
+ */
+export function mediaToolsOf(config: Config, probeSlots?: Semaphore): MediaTools {
+  return {
+    ffmpegPath: config.ffmpegPath,
+    ffprobePath: config.ffprobePath,
+    probeTimeoutMs: config.probeTimeoutMs,
+    probeSlots,
+    limits: mediaLimitsOf(config),
+  };
 }
 
 /**
@@ -26,7 +46,7 @@ export interface MediaTools {
 export function hardenedInputArgs(
   demuxer: string,
   path: string,
-  limits: Pick<MediaLimits, "maxPixels" | "maxStreams"> = DEFAULT_MEDIA_LIMITS,
+  limits: Pick<MediaLimits, "maxPixels" | "maxStreams">,
 ): string[] {
   return [
     "-protocol_whitelist",

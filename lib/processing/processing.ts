@@ -119,11 +119,13 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
   const key = storageKey("renditions", new Date(attachment.uploadedAt), job.id, "mp4");
   const temp = `${deps.storage.tempDir()}/${job.id}.mp4`;
   await produce(deps, job, { temp, key, column: "playbackKey" }, async () => {
-    const args = plan === "remux" ? remuxArgs(source, temp) : transcodeArgs(source, temp);
+    const args = plan === "remux"
+      ? remuxArgs(source, temp, deps.media.limits)
+      : transcodeArgs(source, temp, deps.media.limits);
     const result = await runTool(deps.media.ffmpegPath, args, {
       timeoutMs: renditionTimeoutMs(attachment.duration),
       maxStdoutBytes: 64 * 1024,
-      addressSpaceBytes: deps.media.limits?.toolMemoryBytes,
+      addressSpaceBytes: deps.media.limits.toolMemoryBytes,
       onStdout: progressParser(attachment.duration, (f) => context.progress(f)),
     });
     if (result.timedOut) throw new Error("ffmpeg timed out making the playable rendition");

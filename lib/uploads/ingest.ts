@@ -8,7 +8,7 @@ import { ApiError } from "../core/errors.ts";
 import { sanitizeFileName } from "../core/file_name.ts";
 import { newId } from "../core/ids.ts";
 import { enqueueJob, PROCESSING_JOBS } from "../processing/jobs.ts";
-import { assertWithinLimits, mediaLimitsOf } from "../media/limits.ts";
+import { assertWithinLimits } from "../media/limits.ts";
 import { probeVideo } from "../media/probe.ts";
 import { CONTAINERS, readHead, sniffContainer } from "../media/containers.ts";
 import { storageKey } from "../storage/storage.ts";
@@ -45,7 +45,7 @@ export async function ingestVideo(
       );
     }
     const metadata = await probeVideo(deps.media, upload.tempPath, container);
-    assertWithinLimits(metadata.inventory, mediaLimitsOf(deps.config));
+    assertWithinLimits(metadata.inventory, deps.media.limits);
     const now = deps.clock();
     const id = newId();
     const key = storageKey("media", now, id, container.extensions[0]);

@@ -9,7 +9,7 @@ import { ApiError } from "../../lib/core/errors.ts";
 import { probeVideo } from "../../lib/media/probe.ts";
 import { runTool } from "../../lib/media/run_tool.ts";
 import { type Container, CONTAINERS, DEMUXER_ALLOWLIST } from "../../lib/media/containers.ts";
-import { fixture } from "../_fixtures.ts";
+import { fixture, TEST_TOOLS } from "../_fixtures.ts";
 import {
   body,
   conversationWithMessage,
@@ -36,7 +36,6 @@ import {
 } from "./_world.ts";
 
 const enc = new TextEncoder();
-const TOOLS = { ffmpegPath: "ffmpeg", ffprobePath: "ffprobe", probeTimeoutMs: 10_000 };
 
 function containerFor(demuxer: Container["demuxer"]): Container {
   return CONTAINERS.find((c) => c.demuxer === demuxer)!;
@@ -135,7 +134,7 @@ Deno.test("demuxers: ffprobe under the hardened flags refuses every payload with
       await Deno.writeFile(path, bytes);
       for (const demuxer of DEMUXER_ALLOWLIST) {
         await assert.rejects(
-          () => probeVideo(TOOLS, path, containerFor(demuxer)),
+          () => probeVideo(TEST_TOOLS, path, containerFor(demuxer)),
           (e) => e instanceof ApiError && e.status === 422,
           `${label} read as ${demuxer}`,
         );
@@ -172,6 +171,7 @@ Deno.test("demuxers (control): the same payloads are live without the hardened f
       );
       const probe = runTool("ffprobe", ["-v", "error", "-show_streams", playlist], {
         timeoutMs: 10_000,
+        addressSpaceBytes: TEST_TOOLS.limits.toolMemoryBytes,
       });
       for (let i = 0; i < 100 && !tripwire.opened(); i++) {
         await new Promise((resolve) => setTimeout(resolve, 50));
@@ -194,7 +194,7 @@ Deno.test("demuxers (control): the same payloads are live without the hardened f
         "1",
         "-show_streams",
         movie,
-      ], { timeoutMs: 10_000 });
+      ], { timeoutMs: 10_000, addressSpaceBytes: TEST_TOOLS.limits.toolMemoryBytes });
       for (let i = 0; i < 100 && !tripwire.opened(); i++) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
