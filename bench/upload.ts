@@ -23,7 +23,7 @@
  * every ~10 ms.
  */
 
-import { createHash } from "node:crypto";
+import { sha256File } from "../lib/core/hash.ts";
 import {
   apiSession,
   capture,
@@ -307,18 +307,15 @@ async function uploadTus(
 }
 
 /**
- * A SHA-256 pass over `path` as lib/resumable_uploads.ts makes one on a
- * finished tus upload (node:crypto over the file's stream); the median of
+ * A SHA-256 pass over `path` as lib/uploads/resumable_uploads.ts makes one on
+ * a finished tus upload (`sha256File` of lib/core/hash.ts); the median of
  * `runs` passes, in milliseconds.
  */
 async function hashPass(path: string, runs: number): Promise<number> {
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
     const started = performance.now();
-    const hash = createHash("sha256");
-    using file = await Deno.open(path, { read: true });
-    for await (const chunk of file.readable) hash.update(chunk);
-    hash.digest("hex");
+    await sha256File(path);
     times.push(performance.now() - started);
   }
   return stats(times).median;

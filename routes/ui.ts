@@ -10,7 +10,7 @@ import { CONTAINERS } from "../lib/media/containers.ts";
 import type { Config } from "../lib/config/config.ts";
 import type { AppEnv } from "../lib/deps.ts";
 import { ApiError } from "../lib/core/errors.ts";
-import { encodeHex } from "../lib/core/encoding.ts";
+import { sha256Hex } from "../lib/core/hash.ts";
 import { json, newRouter } from "./_router.ts";
 
 /** Where the dashboard's files are, and the marker in index.html replaced by the asset base. */
@@ -50,10 +50,6 @@ interface Bundle {
   assets: Map<string, Asset>;
 }
 
-async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  return encodeHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
-}
-
 async function listFiles(dir: string, prefix = ""): Promise<string[]> {
   const found: string[] = [];
   for await (const entry of Deno.readDir(`${dir}${prefix}`)) {
@@ -65,12 +61,12 @@ async function listFiles(dir: string, prefix = ""): Promise<string[]> {
   return found;
 }
 
-async function asset(body: Uint8Array<ArrayBuffer>, name: string): Promise<Asset> {
+function asset(body: Uint8Array<ArrayBuffer>, name: string): Asset {
   const extension = name.slice(name.lastIndexOf(".") + 1);
   return {
     body,
     type: CONTENT_TYPES[extension] ?? "application/octet-stream",
-    etag: `"${(await sha256Hex(body)).slice(0, 32)}"`,
+    etag: `"${sha256Hex(body).slice(0, 32)}"`,
   };
 }
 
@@ -84,11 +80,11 @@ async function loadBundle(): Promise<Bundle> {
   const assets = new Map<string, Asset>();
   const hashes: string[] = [];
   for (const [name, path] of sources) {
-    const item = await asset(await Deno.readFile(path), name);
+    const item = asset(await Deno.readFile(path), name);
     assets.set(name, item);
     hashes.push(`${name} ${item.etag}`);
   }
-  const version = (await sha256Hex(new TextEncoder().encode(hashes.join("\n")))).slice(0, 16);
+  const version = sha256Hex(new TextEncoder().encode(hashes.join("\n"))).slice(0, 16);
   const template = assets.get("index.html");
   if (!template) throw new Error(`Dashboard page "${UI_DIR}index.html" is missing`);
   assets.delete("index.html");
@@ -96,7 +92,7 @@ async function loadBundle(): Promise<Bundle> {
     ASSET_BASE_MARKER,
     `/ui/${version}`,
   );
-  return { version, index: await asset(new TextEncoder().encode(page), "index.html"), assets };
+  return { version, index: asset(new TextEncoder().encode(page), "index.html"), assets };
 }
 
 /**

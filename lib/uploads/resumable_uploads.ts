@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { and, count, eq, gt, isNull, lte, sql } from "drizzle-orm";
 import { FileStore } from "@tus/file-store";
 import { Metadata, Server, type Upload as TusUpload } from "@tus/server";
@@ -9,6 +8,7 @@ import type { User } from "../auth/auth.ts";
 import type { AppDeps } from "../deps.ts";
 import { ApiError } from "../core/errors.ts";
 import { sanitizeFileName } from "../core/file_name.ts";
+import { sha256File } from "../core/hash.ts";
 import { idSchema } from "../api_schemas.ts";
 import { newId } from "../core/ids.ts";
 import { ingestVideo } from "./ingest.ts";
@@ -53,23 +53,6 @@ function parseLength(header: string | null): number | null {
 
 function notFound(): ApiError {
   return new ApiError("not_found", "Upload not found");
-}
-
-/**
- * SHA-256 of a file, read through one reused buffer: the file's own stream
- * hands out a fresh 64 KiB buffer per read, which for 100 MB measured about
- * 50 MiB more peak memory and twice the time.
- */
-async function hashFile(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  using file = await Deno.open(path, { read: true });
-  const buffer = new Uint8Array(256 * 1024);
-  while (true) {
-    const n = await file.read(buffer);
-    if (n === null) break;
-    hash.update(buffer.subarray(0, n));
-  }
-  return hash.digest("hex");
 }
 
 async function removeIfPresent(path: string): Promise<void> {
@@ -342,7 +325,7 @@ export class ResumableUploads {
         {
           tempPath,
           size: upload.offset,
-          sha256: await hashFile(tempPath),
+          sha256: await sha256File(tempPath),
           fileName: row.fileName,
         },
         message,
