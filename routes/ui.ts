@@ -11,6 +11,7 @@ import type { Config } from "../lib/config/config.ts";
 import type { AppEnv } from "../lib/deps.ts";
 import { ApiError } from "../lib/core/errors.ts";
 import { sha256Hex } from "../lib/core/hash.ts";
+import { isNotModified } from "../lib/serving/not_modified.ts";
 import { json, newRouter } from "./_router.ts";
 
 /** Where the dashboard's files are, and the marker in index.html replaced by the asset base. */
@@ -119,14 +120,6 @@ export function dashboardCsp(publicUrl: string): string {
   ].join("; ");
 }
 
-function matches(ifNoneMatch: string | undefined, etag: string): boolean {
-  if (!ifNoneMatch) return false;
-  return ifNoneMatch.split(",").some((tag) => {
-    const value = tag.trim();
-    return value === "*" || value.replace(/^W\//, "") === etag;
-  });
-}
-
 function send(
   request: Request,
   item: Asset,
@@ -138,7 +131,7 @@ function send(
     "x-content-type-options": "nosniff",
     ...headers,
   };
-  if (matches(request.headers.get("if-none-match") ?? undefined, item.etag)) {
+  if (isNotModified(request.headers, item.etag)) {
     return new Response(null, { status: 304, headers: all });
   }
   return new Response(request.method === "HEAD" ? null : item.body, { status: 200, headers: all });
