@@ -20,6 +20,8 @@
 import { createHash } from "node:crypto";
 import { progressParser, renditionTimeoutMs, transcodeArgs } from "../lib/media/rendition.ts";
 import { runTool } from "../lib/media/run_tool.ts";
+import { mediaToolsOf } from "../lib/media/tools.ts";
+import { parseConfig } from "../lib/config/config.ts";
 import { ffmpeg, ffprobeJson } from "../tests/_fixtures.ts";
 import {
   curlUpload,
@@ -454,7 +456,9 @@ async function measureTranscode(tmp: string): Promise<TranscodeResult> {
   );
   const out = `${tmp}/rendition.mp4`;
   const source_ = { path: source, demuxer: "avi", width: 1280, height: 720, hasAudio: true };
-  const args = transcodeArgs(source_, out);
+  // The limits the service runs with by default (MAX_PIXELS, MAX_STREAMS, MEDIA_MEMORY_LIMIT_MB).
+  const limits = mediaToolsOf(parseConfig({})).limits;
+  const args = transcodeArgs(source_, out, limits);
   const progress = { updates: 0, last: 0 };
   const bare = async (): Promise<void> => {
     const out = await new Deno.Command("ffmpeg", { args, stdin: "null", stdout: "null" }).output();
@@ -468,6 +472,7 @@ async function measureTranscode(tmp: string): Promise<TranscodeResult> {
     });
     const result = await runTool("ffmpeg", args, {
       timeoutMs: renditionTimeoutMs(duration),
+      addressSpaceBytes: limits.toolMemoryBytes,
       onStdout,
     });
     if (result.code !== 0 || result.timedOut) {

@@ -14,7 +14,7 @@
  * would hide the first upload's growth (freed memory stays in the process).
  */
 
-import { hashFile } from "../lib/uploads/resumable_uploads.ts";
+import { sha256File } from "../lib/core/hash.ts";
 import {
   curlUpload,
   delay,
@@ -221,7 +221,7 @@ function tables(
       ["Client process wall time, median", "", time(spread(tus.map((s) => s.processMs)).median)],
       ...memoryRows([server, tus]),
       ["tus / multipart, per round", "", ratioText(ratios(client, curl))],
-      ["SHA-256 pass over the file (lib's hashFile)", "", time(hashMs)],
+      ["SHA-256 pass over the file (lib's sha256File)", "", time(hashMs)],
     ]),
     table(
       "Per round",
@@ -301,7 +301,7 @@ async function main(): Promise<void> {
     const hashTimes: number[] = [];
     for (let i = 0; i < 3; i++) {
       const started = performance.now();
-      await hashFile(video.path);
+      await sha256File(video.path);
       hashTimes.push(performance.now() - started);
     }
     const hashMs = spread(hashTimes).median;

@@ -4,7 +4,7 @@ import { createAuth } from "./auth/auth.ts";
 import type { Config } from "./config/config.ts";
 import type { Clock } from "./core/clock.ts";
 import type { AppDeps } from "./deps.ts";
-import { mediaLimitsOf } from "./media/limits.ts";
+import { mediaToolsOf } from "./media/tools.ts";
 import { loadOrCreateSecret } from "./config/secrets.ts";
 import { DiskStorage } from "./storage/storage.ts";
 import { RecentAccess } from "./serving/recent_access.ts";
@@ -42,13 +42,7 @@ export async function openDeps(
       : await loadOrCreateSecret(config.dataDir);
     let worker: Worker | null = null;
     const storage = new DiskStorage(config.dataDir);
-    const media = {
-      ffmpegPath: config.ffmpegPath,
-      ffprobePath: config.ffprobePath,
-      probeTimeoutMs: config.probeTimeoutMs,
-      probeSlots: new Semaphore(PROBE_SLOTS),
-      limits: mediaLimitsOf(config),
-    };
+    const media = mediaToolsOf(config, new Semaphore(PROBE_SLOTS));
     const jobs = { notify: () => worker?.notify() };
     const deps: AppDeps = {
       config,

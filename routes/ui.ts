@@ -6,11 +6,12 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 // Importing the package's manifest puts tus-js-client in the module graph, so
 // Deno installs it into node_modules, where its browser bundle is read from.
 import "tus-js-client/package.json" with { type: "json" };
-import { ACCEPTED_FORMATS } from "../lib/media/accepted_formats.ts";
+import { CONTAINERS } from "../lib/media/containers.ts";
 import type { Config } from "../lib/config/config.ts";
 import type { AppEnv } from "./_env.ts";
 import { ApiError } from "../lib/core/errors.ts";
-import { encodeHex } from "../lib/core/encoding.ts";
+import { sha256Hex } from "../lib/core/hash.ts";
+import { isNotModified } from "../lib/serving/not_modified.ts";
 import { json, newRouter } from "./_router.ts";
 
 /** Where the dashboard's files are, and the marker in index.html replaced by the asset base. */
@@ -50,10 +51,6 @@ interface Bundle {
   assets: Map<string, Asset>;
 }
 
-async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  return encodeHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
-}
-
 async function listFiles(dir: string, prefix = ""): Promise<string[]> {
   const found: string[] = [];
   for await (const entry of Deno.readDir(`${dir}${prefix}`)) {
@@ -65,12 +62,12 @@ async function listFiles(dir: string, prefix = ""): Promise<string[]> {
   return found;
 }
 
-async function asset(body: Uint8Array<ArrayBuffer>, name: string): Promise<Asset> {
+function asset(body: Uint8Array<ArrayBuffer>, name: string): Asset {
   const extension = name.slice(name.lastIndexOf(".") + 1);
   return {
     body,
     type: CONTENT_TYPES[extension] ?? "application/octet-stream",
-    etag: `"${(await sha256Hex(body)).slice(0, 32)}"`,
+    etag: `"${sha256Hex(body).slice(0, 32)}"`,
   };
 }
 
@@ -84,11 +81,11 @@ async function loadBundle(): Promise<Bundle> {
   const assets = new Map<string, Asset>();
   const hashes: string[] = [];
   for (const [name, path] of sources) {
-    const item = await asset(await Deno.readFile(path), name);
+    const item = asset(await Deno.readFile(path), name);
     assets.set(name, item);
     hashes.push(`${name} ${item.etag}`);
   }
-  const version = (await sha256Hex(new TextEncoder().encode(hashes.join("\n")))).slice(0, 16);
+  const version = sha256Hex(new TextEncoder().encode(hashes.join("\n"))).slice(0, 16);
   const template = assets.get("index.html");
   if (!template) throw new Error(`Dashboard page "${UI_DIR}index.html" is missing`);
   assets.delete("index.html");
@@ -96,7 +93,7 @@ async function loadBundle(): Promise<Bundle> {
     ASSET_BASE_MARKER,
     `/ui/${version}`,
   );
-  return { version, index: await asset(new TextEncoder().encode(page), "index.html"), assets };
+  return { version, index: asset(new TextEncoder().encode(page), "index.html"), assets };
 }
 
 /**
@@ -123,14 +120,6 @@ export function dashboardCsp(publicUrl: string): string {
   ].join("; ");
 }
 
-function matches(ifNoneMatch: string | undefined, etag: string): boolean {
-  if (!ifNoneMatch) return false;
-  return ifNoneMatch.split(",").some((tag) => {
-    const value = tag.trim();
-    return value === "*" || value.replace(/^W\//, "") === etag;
-  });
-}
-
 function send(
   request: Request,
   item: Asset,
@@ -142,7 +131,7 @@ function send(
     "x-content-type-options": "nosniff",
     ...headers,
   };
-  if (matches(request.headers.get("if-none-match") ?? undefined, item.etag)) {
+  if (isNotModified(request.headers, item.etag)) {
     return new Response(null, { status: 304, headers: all });
   }
   return new Response(request.method === "HEAD" ? null : item.body, { status: 200, headers: all });
@@ -219,7 +208,12 @@ export function createUiRoutes(config: Config, options: UiRoutesOptions): OpenAP
       c.json(
         {
           max_upload_bytes: config.maxUploadBytes,
-          accepted_formats: ACCEPTED_FORMATS.map((f) => ({ ...f })),
+          accepted_formats: CONTAINERS.map((c) => ({
+            container: c.name,
+            label: c.label,
+            mime_types: [...c.mimeTypes],
+            extensions: [...c.extensions],
+          })),
           resumable_upload_url: options.resumableUploadPath,
           dev_login: config.devLogin,
         },

@@ -2,6 +2,11 @@
  * Test videos made with ffmpeg's lavfi sources at test time (nothing binary is
  * committed). Each fixture is generated once per test process.
  */
+import { parseConfig } from "../lib/config/config.ts";
+import { type MediaTools, mediaToolsOf } from "../lib/media/tools.ts";
+
+/** ffmpeg and ffprobe as a configuration with the defaults has them, probes limited to 10 s. */
+export const TEST_TOOLS: MediaTools = mediaToolsOf(parseConfig({ PROBE_TIMEOUT_MS: "10000" }));
 
 /** Names of the fixtures this module can make. */
 export type FixtureName =

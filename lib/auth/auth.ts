@@ -1,4 +1,5 @@
 import { createRemoteJWKSet, importSPKI, type JWTPayload, jwtVerify, SignJWT } from "jose";
+import { LRUCache } from "lru-cache";
 import type { Config } from "../config/config.ts";
 import { ApiError } from "../core/errors.ts";
 
@@ -148,9 +149,11 @@ export async function createAuth(config: Config, localSecret: string): Promise<A
     ["sign", "verify"],
   );
   // A player sends the same media token with every range request: remember
-  // verified ones until they expire (bounded, oldest dropped first).
+  // verified ones until they expire (bounded, the least recently used
+  // dropped first). The expiry is checked here, against the token's own
+  // `exp`, exactly as jose does.
   type MediaEntry = { user: User; att: unknown; use: unknown; exp: number };
-  const verifiedMedia = new Map<string, MediaEntry>();
+  const verifiedMedia = new LRUCache<string, MediaEntry>({ max: MEDIA_TOKEN_CACHE_SIZE });
   const localUserKey = new TextEncoder().encode(localSecret);
   const usesLocalSecret = !config.jwtPublicKey && !config.jwtJwksUrl;
 
@@ -183,9 +186,6 @@ export async function createAuth(config: Config, localSecret: string): Promise<A
         throw unauthorized();
       }
       verifiedMedia.set(token, entry);
-      if (verifiedMedia.size > MEDIA_TOKEN_CACHE_SIZE) {
-        verifiedMedia.delete(verifiedMedia.keys().next().value!);
-      }
     }
     return entry;
   }

@@ -18,14 +18,6 @@ export interface MediaLimits {
   toolMemoryBytes: number;
 }
 
-/** The defaults of `MAX_PIXELS` (8K UHD, 8192 × 4320), `MAX_STREAMS`, `MAX_DURATION_SECONDS`, `MEDIA_MEMORY_LIMIT_MB`. */
-export const DEFAULT_MEDIA_LIMITS: Readonly<MediaLimits> = {
-  maxPixels: 8192 * 4320,
-  maxStreams: 16,
-  maxDurationSeconds: 24 * 3600,
-  toolMemoryBytes: 2048 * 1024 * 1024,
-};
-
 /**
  * The highest frame rate a declared frame count is measured against: phones
  * record slow motion at 240 fps. More frames than the longest allowed
@@ -33,7 +25,14 @@ export const DEFAULT_MEDIA_LIMITS: Readonly<MediaLimits> = {
  */
 export const MAX_FRAMES_PER_SECOND = 240;
 
-/** The limits of a configuration. */
+/**
+ * The longest side of a frame ffprobe's answer may report, whatever
+ * `MAX_PIXELS` allows: H.264 and HEVC levels stop at 8192, and a wider or
+ * taller number is a header lie. A fixed bound, not a setting.
+ */
+export const MAX_DIMENSION = 8192;
+
+/** The limits of a configuration: their defaults are the config schema's (`lib/config/config.ts`). */
 export function mediaLimitsOf(
   config: Pick<Config, "maxPixels" | "maxStreams" | "maxDurationSeconds" | "mediaMemoryLimitMb">,
 ): MediaLimits {

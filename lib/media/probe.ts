@@ -1,7 +1,7 @@
 import { ApiError } from "../core/errors.ts";
-import { DEFAULT_MEDIA_LIMITS, type MediaLimits, type ProbeInventory } from "./limits.ts";
+import { MAX_DIMENSION, type ProbeInventory } from "./limits.ts";
 import { runTool } from "./run_tool.ts";
-import type { Container } from "./sniff.ts";
+import type { Container } from "./containers.ts";
 import { hardenedInputArgs, type MediaTools } from "./tools.ts";
 
 /** What ffprobe tells about an accepted video. */
@@ -27,16 +27,13 @@ export interface VideoMetadata {
   inventory: ProbeInventory;
 }
 
-/** Bounds beyond which a file is refused as absurd. */
-export interface ProbeLimits {
-  maxDimension: number;
-  maxDurationSeconds: number;
+/** Options for {@linkcode parseProbeOutput}. */
+export interface ParseProbeOptions {
+  /** Longest side a video may have ({@linkcode MAX_DIMENSION} unless a test lifts it). */
+  maxDimension?: number;
+  /** ffprobe ran with `-count_packets`: a stream without `nb_read_packets` has none. */
+  countedPackets?: boolean;
 }
-
-export const DEFAULT_PROBE_LIMITS: ProbeLimits = {
-  maxDimension: 8192,
-  maxDurationSeconds: 24 * 3600,
-};
 
 interface ProbeStream {
   codec_type?: string;
@@ -84,14 +81,12 @@ function rotationOf(stream: ProbeStream): number {
 
 /**
  * Reads the metadata of an ffprobe JSON document. Throws 422 `invalid_video`
- * when there is no real video stream (cover art does not count) or the
- * numbers are absurd.
+ * when there is no real video stream (cover art does not count), its
+ * dimensions are absurd or it has no duration. The configured limits
+ * (duration included) are checked on the result by `assertWithinLimits`.
  */
-export function parseProbeOutput(
-  json: string,
-  limits: ProbeLimits = DEFAULT_PROBE_LIMITS,
-  options: { countedPackets?: boolean } = {},
-): VideoMetadata {
+export function parseProbeOutput(json: string, options: ParseProbeOptions = {}): VideoMetadata {
+  const maxDimension = options.maxDimension ?? MAX_DIMENSION;
   let output: ProbeOutput;
   try {
     output = JSON.parse(json);
@@ -108,22 +103,16 @@ export function parseProbeOutput(
   const codedWidth = video.width ?? 0;
   const codedHeight = video.height ?? 0;
   if (
-    codedWidth < 1 || codedHeight < 1 || codedWidth > limits.maxDimension ||
-    codedHeight > limits.maxDimension
+    codedWidth < 1 || codedHeight < 1 || codedWidth > maxDimension ||
+    codedHeight > maxDimension
   ) {
     throw new ApiError(
       "invalid_video",
-      `Video dimensions "${codedWidth}x${codedHeight}" are outside 1..${limits.maxDimension}`,
+      `Video dimensions "${codedWidth}x${codedHeight}" are outside 1..${maxDimension}`,
     );
   }
   const duration = positive(output.format?.duration) ?? positive(video.duration);
   if (duration === null) throw new ApiError("invalid_video", "The video has no duration");
-  if (duration > limits.maxDurationSeconds) {
-    throw new ApiError(
-      "invalid_video",
-      `Video duration "${duration}" s is over the limit of ${limits.maxDurationSeconds} s`,
-    );
-  }
   const rotation = rotationOf(video);
   const sideways = rotation === 90 || rotation === 270;
   const bitRate = positive(output.format?.bit_rate);
@@ -167,29 +156,27 @@ export function parseProbeOutput(
 export interface ProbeVideoOptions {
   /** What the file was sniffed as: it names the one demuxer ffprobe may use. */
   container: Container;
-  /** Refuse dimensions and durations beyond these (422). */
-  limits?: ProbeLimits;
 }
 
 /**
- * Runs ffprobe on a sniffed file under the hardened input options and returns
- * its metadata; 422 when ffprobe cannot read it or runs past the timeout.
- * Every packet is read (`-count_packets`, demuxing only, no decoding), so the
- * result says how much of what the headers declare is really in the file.
+ * Runs ffprobe on a sniffed file under the hardened input options and the
+ * tools' limits, and returns its metadata; 422 when ffprobe cannot read it or
+ * runs past the timeout. Every packet is read (`-count_packets`, demuxing
+ * only, no decoding), so the result says how much of what the headers declare
+ * is really in the file.
  */
 export async function probeVideo(
   tools: MediaTools,
   path: string,
   options: ProbeVideoOptions,
 ): Promise<VideoMetadata> {
-  const { container, limits = DEFAULT_PROBE_LIMITS } = options;
-  const toolLimits: MediaLimits = tools.limits ?? DEFAULT_MEDIA_LIMITS;
+  const { container } = options;
   const run = () =>
     runTool(tools.ffprobePath, [
       "-hide_banner",
       "-v",
       "error",
-      ...hardenedInputArgs({ path, demuxer: container.demuxer }, toolLimits),
+      ...hardenedInputArgs({ path, demuxer: container.demuxer }, tools.limits),
       "-count_packets",
       "-show_format",
       "-show_streams",
@@ -198,7 +185,7 @@ export async function probeVideo(
     ], {
       timeoutMs: tools.probeTimeoutMs,
       maxStdoutBytes: 2 * 1024 * 1024,
-      addressSpaceBytes: toolLimits.toolMemoryBytes,
+      addressSpaceBytes: tools.limits.toolMemoryBytes,
     });
   const result = tools.probeSlots ? await tools.probeSlots.run(run) : await run();
   if (result.timedOut) {
@@ -207,5 +194,5 @@ export async function probeVideo(
   if (result.code !== 0 || result.stdoutTruncated) {
     throw new ApiError("invalid_video", "The file could not be read as a video");
   }
-  return parseProbeOutput(result.stdout, limits, { countedPackets: true });
+  return parseProbeOutput(result.stdout, { countedPackets: true });
 }

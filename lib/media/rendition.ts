@@ -1,3 +1,4 @@
+import type { MediaLimits } from "./limits.ts";
 import { FFMPEG_QUIET, hardenedInputArgs } from "./tools.ts";
 
 /** The longest and shortest side of a rendition (1080p, either orientation). */
@@ -64,13 +65,17 @@ export function renditionSize(
  * an attached picture), no subtitles or data, no uploader tags or chapters
  * (they may carry location), the `moov` box first, progress on stdout.
  */
-function renditionArgs(source: RenditionSource, outPath: string, codecArgs: string[]): string[] {
+function renditionArgs(
+  source: RenditionSource,
+  options: { outPath: string; limits: MediaLimits; codecArgs: string[] },
+): string[] {
+  const { outPath, limits, codecArgs } = options;
   return [
     ...FFMPEG_QUIET,
     "-nostats",
     "-progress",
     "pipe:1",
-    ...hardenedInputArgs(source),
+    ...hardenedInputArgs(source, limits),
     "-map",
     "0:V:0",
     ...(source.hasAudio ? ["-map", "0:a:0"] : []),
@@ -96,34 +101,46 @@ function renditionArgs(source: RenditionSource, outPath: string, codecArgs: stri
  * rotation flag. HDR is tone-mapped and every output is tagged BT.709, what
  * it now is.
  */
-export function transcodeArgs(source: RenditionSource, outPath: string): string[] {
-  return renditionArgs(source, outPath, [
-    "-vf",
-    renditionFilter(source),
-    "-color_primaries",
-    "bt709",
-    "-color_trc",
-    "bt709",
-    "-colorspace",
-    "bt709",
-    "-c:v",
-    "libx264",
-    "-preset",
-    "veryfast",
-    "-crf",
-    "23",
-    "-profile:v",
-    "high",
-    ...(source.hasAudio ? ["-c:a", "aac", "-b:a", "128k", "-ac", "2"] : []),
-  ]);
+export function transcodeArgs(
+  source: RenditionSource,
+  outPath: string,
+  limits: MediaLimits,
+): string[] {
+  return renditionArgs(source, {
+    outPath,
+    limits,
+    codecArgs: [
+      "-vf",
+      renditionFilter(source),
+      "-color_primaries",
+      "bt709",
+      "-color_trc",
+      "bt709",
+      "-colorspace",
+      "bt709",
+      "-c:v",
+      "libx264",
+      "-preset",
+      "veryfast",
+      "-crf",
+      "23",
+      "-profile:v",
+      "high",
+      ...(source.hasAudio ? ["-c:a", "aac", "-b:a", "128k", "-ac", "2"] : []),
+    ],
+  });
 }
 
 /**
  * ffmpeg arguments that copy the streams into a faststart MP4 without
  * re-encoding (the display rotation travels with the video stream).
  */
-export function remuxArgs(source: RenditionSource, outPath: string): string[] {
-  return renditionArgs(source, outPath, ["-c", "copy"]);
+export function remuxArgs(
+  source: RenditionSource,
+  outPath: string,
+  limits: MediaLimits,
+): string[] {
+  return renditionArgs(source, { outPath, limits, codecArgs: ["-c", "copy"] });
 }
 
 /** How long a rendition may take: ten times the duration, at least a minute, at most six hours. */

@@ -1,5 +1,3 @@
-import { DEFAULT_MEDIA_LIMITS } from "./limits.ts";
-
 /** Limits for one ffmpeg/ffprobe run. */
 export interface RunToolOptions {
   timeoutMs: number;
@@ -13,10 +11,11 @@ export interface RunToolOptions {
   killAfterMs?: number;
   /**
    * Address-space limit of the child in bytes (RLIMIT_AS, set by util-linux
-   * `prlimit` before it execs the tool); absent means the default
-   * `MEDIA_MEMORY_LIMIT_MB`, 0 runs without one. Linux only.
+   * `prlimit` before it execs the tool): `MediaTools.limits.toolMemoryBytes`,
+   * from `MEDIA_MEMORY_LIMIT_MB`. 0 runs without one. Linux only. Required,
+   * so that no run forgets it.
    */
-  addressSpaceBytes?: number;
+  addressSpaceBytes: number;
 }
 
 /** How a run ended. */
@@ -95,7 +94,7 @@ export const TOOL_ENV: Readonly<Record<string, string>> = {
 export function limitedCommand(
   command: string,
   args: string[],
-  addressSpaceBytes: number = DEFAULT_MEDIA_LIMITS.toolMemoryBytes,
+  addressSpaceBytes: number,
 ): { program: string; args: string[] } {
   if (addressSpaceBytes <= 0 || Deno.build.os !== "linux") return { program: command, args };
   return {

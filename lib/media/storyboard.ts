@@ -161,7 +161,7 @@ export async function makeStoryboard(
     ...jpegOutputArgs(outPath, 5),
   ], {
     timeoutMs: Math.max(60_000, layout.duration * 2000),
-    addressSpaceBytes: tools.limits?.toolMemoryBytes,
+    addressSpaceBytes: tools.limits.toolMemoryBytes,
   });
   let problem = "";
   if (result.timedOut) problem = "ffmpeg timed out";

@@ -58,7 +58,7 @@ async function extractFrame(
   ], {
     timeoutMs: 60_000,
     maxStdoutBytes: 4096,
-    addressSpaceBytes: tools.limits?.toolMemoryBytes,
+    addressSpaceBytes: tools.limits.toolMemoryBytes,
   });
   if (result.timedOut) return { problem: "ffmpeg timed out" };
   if (result.code !== 0) {

@@ -1,6 +1,7 @@
+import type { Config } from "../config/config.ts";
 import type { Semaphore } from "../core/semaphore.ts";
-import { DEFAULT_MEDIA_LIMITS, type MediaLimits } from "./limits.ts";
-import { DEMUXER_ALLOWLIST } from "./sniff.ts";
+import { type MediaLimits, mediaLimitsOf } from "./limits.ts";
+import { DEMUXER_ALLOWLIST } from "./containers.ts";
 
 /** Where the media binaries are, how long they may run and how many probes run at once. */
 export interface MediaTools {
@@ -9,8 +10,27 @@ export interface MediaTools {
   probeTimeoutMs: number;
   /** Bounds concurrent upload probes in this process (unbounded when absent). */
   probeSlots?: Semaphore;
-  /** ffmpeg's own ceilings and the address-space limit ({@linkcode DEFAULT_MEDIA_LIMITS} when absent). */
-  limits?: MediaLimits;
+  /** ffmpeg's own ceilings and the address-space limit of every run. */
+  limits: MediaLimits;
+}
+
+/**
+ * The media tools of a configuration; `probeSlots` bounds concurrent upload
+ * probes (unbounded when absent).
+ *
+ * @example
+ * ```ts
+ * const tools = mediaToolsOf(parseConfig({})); // the defaults
+ * ```
+ */
+export function mediaToolsOf(config: Config, probeSlots?: Semaphore): MediaTools {
+  return {
+    ffmpegPath: config.ffmpegPath,
+    ffprobePath: config.ffprobePath,
+    probeTimeoutMs: config.probeTimeoutMs,
+    probeSlots,
+    limits: mediaLimitsOf(config),
+  };
 }
 
 /** A file for ffmpeg/ffprobe to read, and the one demuxer its content was sniffed as. */
@@ -31,7 +51,7 @@ export interface ToolInput {
  */
 export function hardenedInputArgs(
   input: ToolInput,
-  limits: Pick<MediaLimits, "maxPixels" | "maxStreams"> = DEFAULT_MEDIA_LIMITS,
+  limits: Pick<MediaLimits, "maxPixels" | "maxStreams">,
 ): string[] {
   const { demuxer, path } = input;
   return [

@@ -11,7 +11,7 @@ import {
   transcodeArgs,
 } from "../media/rendition.ts";
 import { runTool } from "../media/run_tool.ts";
-import { demuxerFor, sniffContainer } from "../media/sniff.ts";
+import { containerNamed } from "../media/containers.ts";
 import { makeStoryboard } from "../media/storyboard.ts";
 import { makeThumbnail } from "../media/thumbnail.ts";
 import { storageKey } from "../storage/storage.ts";
@@ -23,8 +23,6 @@ export interface JobContext {
   /** How far the job is, 0 to 1 (throttled by the worker). */
   progress(fraction: number): void;
 }
-
-const MP4 = sniffContainer(new TextEncoder().encode("\0\0\0\x18ftypisom\0\0\0\0"))!;
 
 async function loadLive(deps: ProcessingDeps, id: string): Promise<Attachment | null> {
   const [attachment] = await deps.db.select().from(attachments).where(eq(attachments.id, id));
@@ -100,7 +98,7 @@ async function thumbnailJob(deps: ProcessingDeps, job: Job): Promise<void> {
     make: async () => {
       await makeThumbnail(deps.media, {
         path: deps.storage.localPath(attachment.storageKey),
-        demuxer: demuxerFor(attachment.container),
+        demuxer: containerNamed(attachment.container).demuxer,
         duration: attachment.duration,
       }, temp);
       return { thumbnailKey: key };
@@ -112,7 +110,8 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
   const attachment = await loadLive(deps, job.attachmentId);
   if (!attachment) return;
   const sourcePath = deps.storage.localPath(attachment.storageKey);
-  const isoFamily = attachment.container === "mp4" || attachment.container === "mov";
+  const { demuxer } = containerNamed(attachment.container);
+  const isoFamily = demuxer === "mov";
   const plan = planPlayback(
     attachment.container,
     {
@@ -131,7 +130,7 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
   }
   const source = {
     path: sourcePath,
-    demuxer: demuxerFor(attachment.container),
+    demuxer,
     width: attachment.width ?? 2,
     height: attachment.height ?? 2,
     hasAudio: attachment.hasAudio,
@@ -149,11 +148,13 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
     key,
     column: "playbackKey",
     make: async () => {
-      const args = plan === "remux" ? remuxArgs(source, temp) : transcodeArgs(source, temp);
+      const args = plan === "remux"
+        ? remuxArgs(source, temp, deps.media.limits)
+        : transcodeArgs(source, temp, deps.media.limits);
       const result = await runTool(deps.media.ffmpegPath, args, {
         timeoutMs: renditionTimeoutMs(attachment.duration),
         maxStdoutBytes: 64 * 1024,
-        addressSpaceBytes: deps.media.limits?.toolMemoryBytes,
+        addressSpaceBytes: deps.media.limits.toolMemoryBytes,
         onStdout: progressParser(attachment.duration, (f) => context.progress(f)),
       });
       if (result.timedOut) throw new Error("ffmpeg timed out making the playable rendition");
@@ -161,7 +162,7 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
         throw new Error(`ffmpeg exited with ${result.code}: ${result.stderr.trim().slice(-500)}`);
       }
       // Check the output like an upload: it must be an MP4 with an H.264 video stream.
-      const output = await probeVideo(deps.media, temp, { container: MP4 });
+      const output = await probeVideo(deps.media, temp, { container: containerNamed("mp4") });
       if (output.codec !== "h264") throw new Error(`Rendition has codec "${output.codec}"`);
       return { playback: plan, playbackKey: key };
     },
@@ -184,7 +185,7 @@ async function storyboardJob(deps: ProcessingDeps, job: Job): Promise<void> {
     make: async () => {
       const layout = await makeStoryboard(deps.media, {
         path: deps.storage.localPath(attachment.storageKey),
-        demuxer: demuxerFor(attachment.container),
+        demuxer: containerNamed(attachment.container).demuxer,
         duration: attachment.duration ?? 0,
         width: attachment.width ?? 2,
         height: attachment.height ?? 2,

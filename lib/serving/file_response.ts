@@ -1,4 +1,5 @@
 import { ApiError } from "../core/errors.ts";
+import { isNotModified } from "./not_modified.ts";
 import type { OpenFiles } from "./open_files.ts";
 import { parseRange } from "./range.ts";
 import { stripUnsafeCharacters } from "../core/unsafe_text.ts";
@@ -91,13 +92,6 @@ function fileStream(file: Deno.FsFile, span: ByteSpan): ReadableStream<Uint8Arra
   });
 }
 
-/** `If-None-Match`: weak comparison, so `W/"x"` and `"x"` match, and `*` matches. */
-function etagMatches(header: string | null, etag: string): boolean {
-  if (!header) return false;
-  if (header.trim() === "*") return true;
-  return header.split(",").some((t) => t.trim().replace(/^W\//, "") === `"${etag}"`);
-}
-
 /**
  * `If-Range`: the range applies only to the very representation the client
  * has. An entity tag is compared strongly (a weak one never matches); a date
@@ -118,9 +112,11 @@ function ifRangeHolds(
 
 /**
  * Answers a GET or HEAD for a file with validators and single-range support:
- * 304 for a matching `If-None-Match`, 206 with `Content-Range` for one
- * satisfiable range (unless `If-Range` no longer matches), 416 for a
- * malformed or unsatisfiable one, 200 otherwise. The bytes are streamed.
+ * 304 when the client's copy is current ({@linkcode isNotModified}), 206 with
+ * `Content-Range` for one satisfiable range (unless `If-Range` no longer
+ * matches), 200 otherwise. The bytes are streamed. Throws `ApiError` 416
+ * (its `Content-Range` gives the size) for a malformed or unsatisfiable
+ * range, 404 for a file gone.
  */
 export function fileResponse(
   request: Request,
@@ -135,16 +131,18 @@ export function fileResponse(
     throw error;
   }
   const { size, mtime } = opened;
+  const etag = `"${options.etag}"`;
+  const lastModified = mtime?.toUTCString();
   const headers = new Headers({
     "accept-ranges": "bytes",
     "content-type": options.contentType,
-    etag: `"${options.etag}"`,
+    etag,
     "cache-control": options.cacheControl,
   });
-  if (mtime) headers.set("last-modified", mtime.toUTCString());
+  if (lastModified) headers.set("last-modified", lastModified);
   if (options.disposition) headers.set("content-disposition", options.disposition);
 
-  if (etagMatches(request.headers.get("if-none-match"), options.etag)) {
+  if (isNotModified(request.headers, etag, lastModified)) {
     return new Response(null, { status: 304, headers });
   }
   const ifRange = request.headers.get("if-range");
@@ -153,20 +151,12 @@ export function fileResponse(
     : request.headers.get("range");
   const range = parseRange(rangeHeader, size);
   if (range.kind === "unsatisfiable") {
-    headers.set("content-range", `bytes */${size}`);
-    headers.set("content-type", "application/problem+json");
-    headers.delete("content-disposition");
-    return new Response(
-      JSON.stringify({
-        type: "https://offchat.dev/problems/range_not_satisfiable",
-        title: "Range not satisfiable",
-        status: 416,
-        detail: `Range "${
-          stripUnsafeCharacters(rangeHeader?.slice(0, 100) ?? "")
-        }" cannot be served from ${size} bytes`,
-        code: "range_not_satisfiable",
-      }),
-      { status: 416, headers },
+    // At most 100 characters of the header come back, without controls or bidi marks.
+    const shown = stripUnsafeCharacters(rangeHeader?.slice(0, 100) ?? "");
+    throw new ApiError(
+      "range_not_satisfiable",
+      `Range "${shown}" cannot be served from ${size} bytes`,
+      { "content-range": `bytes */${size}` },
     );
   }
   const [start, end] = range.kind === "partial"

@@ -1,3 +1,5 @@
+import { LRUCache } from "lru-cache";
+
 /** An open file with the size and modification time it had when opened. */
 export interface OpenFile {
   file: Deno.FsFile;
@@ -19,19 +21,32 @@ interface Entry extends OpenFile {
  * {@linkcode RecentAccess} already gives access checks, and `clear()` closes
  * everything at once after a deletion in this process.
  *
- * Callers read with a seek and a synchronous read in one turn of the event
- * loop, so two requests never interleave on one handle, and never close it.
+ * At most `maxEntries` handles are open, the least recently used closed
+ * first. Callers read with a seek and a synchronous read in one turn of the
+ * event loop, so two requests never interleave on one handle, and never close
+ * it.
  */
 export class OpenFiles implements Disposable {
   readonly ttlMs: number;
-  #entries = new Map<string, Entry>();
-  #maxEntries: number;
+  #entries: LRUCache<string, Entry>;
+  /** The earliest `until` of the cached handles: no handle expires before it. */
+  #nextExpiry = Infinity;
   #now: () => number;
 
   constructor(options: { ttlMs?: number; maxEntries?: number; now?: () => number } = {}) {
     this.ttlMs = options.ttlMs ?? 2000;
-    this.#maxEntries = options.maxEntries ?? 64;
     this.#now = options.now ?? (() => performance.now());
+    this.#entries = new LRUCache<string, Entry>({
+      max: options.maxEntries ?? 64,
+      // Whatever drops an entry (expiry, eviction, clear) closes its handle.
+      dispose: (entry) => {
+        try {
+          entry.file.close();
+        } catch {
+          // already closed
+        }
+      },
+    });
   }
 
   /**
@@ -41,7 +56,7 @@ export class OpenFiles implements Disposable {
    */
   get(path: string): OpenFile {
     const now = this.#now();
-    this.#closeExpired(now);
+    if (now >= this.#nextExpiry) this.#closeExpired(now);
     const cached = this.#entries.get(path);
     if (cached) return cached;
     // Synchronous: open and fstat are metadata calls that cost far less than
@@ -56,35 +71,32 @@ export class OpenFiles implements Disposable {
     }
     const entry = { file, size: stat.size, mtime: stat.mtime, until: now + this.ttlMs };
     this.#entries.set(path, entry);
-    if (this.#entries.size > this.#maxEntries) this.#evict(this.#entries.keys().next().value!);
+    this.#nextExpiry = Math.min(this.#nextExpiry, entry.until);
     return entry;
   }
 
   /** Closes every cached handle: after a deletion, and at shutdown. */
   clear(): void {
-    for (const path of [...this.#entries.keys()]) this.#evict(path);
+    this.#entries.clear();
+    this.#nextExpiry = Infinity;
   }
 
   [Symbol.dispose](): void {
     this.clear();
   }
 
-  /** Entries expire in insertion order, so the expired ones are at the front. */
+  /**
+   * Closes the expired handles. Only when one may have expired: a hit
+   * otherwise costs one lookup, not a walk over the cache.
+   */
   #closeExpired(now: number): void {
-    for (const [path, entry] of this.#entries) {
-      if (entry.until > now) return;
-      this.#evict(path);
-    }
-  }
-
-  #evict(path: string): void {
-    const entry = this.#entries.get(path);
-    if (!entry) return;
-    this.#entries.delete(path);
-    try {
-      entry.file.close();
-    } catch {
-      // already closed
-    }
+    const expired: string[] = [];
+    let next = Infinity;
+    this.#entries.forEach((entry, path) => {
+      if (entry.until <= now) expired.push(path);
+      else next = Math.min(next, entry.until);
+    });
+    for (const path of expired) this.#entries.delete(path);
+    this.#nextExpiry = next;
   }
 }

@@ -1,3 +1,4 @@
+import { LRUCache } from "lru-cache";
 import type { Attachment } from "../../db/schema.ts";
 import type { User } from "../auth/auth.ts";
 import { OpenFiles } from "./open_files.ts";
@@ -19,12 +20,16 @@ export class RecentAccess implements Disposable {
   readonly ttlMs: number;
   /** The files those requests read, kept open for the same window. */
   readonly files: OpenFiles;
-  #entries = new Map<string, { attachment: Attachment; until: number }>();
-  #maxEntries: number;
+  /**
+   * At most `maxEntries`, the least recently used dropped first. The window
+   * is checked here, not by lru-cache's TTL: the caller gives the request's
+   * time, and an entry is stale from `until` on.
+   */
+  #entries: LRUCache<string, { attachment: Attachment; until: number }>;
 
   constructor(options: { ttlMs?: number; maxEntries?: number } = {}) {
     this.ttlMs = options.ttlMs ?? 2000;
-    this.#maxEntries = options.maxEntries ?? 10_000;
+    this.#entries = new LRUCache({ max: options.maxEntries ?? 10_000 });
     this.files = new OpenFiles({ ttlMs: this.ttlMs });
   }
 
@@ -41,9 +46,6 @@ export class RecentAccess implements Disposable {
 
   set(attachment: Attachment, user: User, now: number): void {
     this.#entries.set(cacheKey(attachment.id, user), { attachment, until: now + this.ttlMs });
-    if (this.#entries.size > this.#maxEntries) {
-      this.#entries.delete(this.#entries.keys().next().value!);
-    }
   }
 
   /**

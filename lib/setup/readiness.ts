@@ -30,14 +30,24 @@ export async function checkReadiness(
     }
   };
   const tool = (path: string) => async () => {
-    const result = await runTool(path, ["-version"], { timeoutMs: 5000, maxStdoutBytes: 4096 });
+    const result = await runTool(path, ["-version"], {
+      timeoutMs: 5000,
+      maxStdoutBytes: 4096,
+      addressSpaceBytes: deps.media.limits.toolMemoryBytes,
+    });
     if (result.code !== 0) throw new Error("not runnable");
   };
   // Renditions need the libx264 encoder, and HDR tone mapping needs zimg's zscale filter.
   const features = async () => {
     const [encoders, filters] = await Promise.all([
-      runTool(deps.media.ffmpegPath, ["-hide_banner", "-encoders"], { timeoutMs: 5000 }),
-      runTool(deps.media.ffmpegPath, ["-hide_banner", "-filters"], { timeoutMs: 5000 }),
+      runTool(deps.media.ffmpegPath, ["-hide_banner", "-encoders"], {
+        timeoutMs: 5000,
+        addressSpaceBytes: deps.media.limits.toolMemoryBytes,
+      }),
+      runTool(deps.media.ffmpegPath, ["-hide_banner", "-filters"], {
+        timeoutMs: 5000,
+        addressSpaceBytes: deps.media.limits.toolMemoryBytes,
+      }),
     ]);
     if (!/\slibx264\s/.test(encoders.stdout)) throw new MissingFeature("no libx264 encoder");
     if (!/\szscale\s/.test(filters.stdout)) throw new MissingFeature("no zscale filter");

@@ -11,10 +11,10 @@ import { sanitizeFileName } from "../core/file_name.ts";
 import { newId } from "../core/ids.ts";
 import { enqueueProcessing } from "../processing/jobs.ts";
 import type { JobSignal } from "../processing/job_signal.ts";
-import { assertWithinLimits, mediaLimitsOf } from "../media/limits.ts";
+import { assertWithinLimits } from "../media/limits.ts";
 import { probeVideo } from "../media/probe.ts";
 import type { MediaTools } from "../media/tools.ts";
-import { readHead, sniffContainer } from "../media/sniff.ts";
+import { CONTAINERS, readHead, sniffContainer } from "../media/containers.ts";
 import { type Storage, storageKey } from "../storage/storage.ts";
 
 /** A complete upload sitting in a temporary file. */
@@ -61,24 +61,26 @@ export async function ingestVideo(
     if (!container) {
       throw new ApiError(
         "unsupported_media_type",
-        "The content is not an MP4/MOV, WebM/MKV, OGG or AVI video",
+        `The content is not a video in an accepted container (${
+          CONTAINERS.map((c) => c.label).join(", ")
+        })`,
       );
     }
     const metadata = await probeVideo(deps.media, upload.tempPath, { container });
-    assertWithinLimits(metadata.inventory, mediaLimitsOf(deps.config));
+    assertWithinLimits(metadata.inventory, deps.media.limits);
     const now = deps.clock();
     const id = newId();
-    const key = storageKey("media", { at: now, id, extension: container.extension });
+    const key = storageKey("media", { at: now, id, extension: container.extensions[0]! });
     const row: Attachment = {
       id,
       messageId: message.id,
       conversationId: message.conversationId,
       uploaderId: actor.actorId,
       fileName: sanitizeFileName(upload.fileName, {
-        fallback: `video.${container.extension}`,
+        fallback: `video.${container.extensions[0]}`,
       }),
       fileType: "video",
-      mimeType: container.mimeType,
+      mimeType: container.mimeTypes[0],
       fileSize: upload.size,
       sha256: upload.sha256,
       storageKey: key,

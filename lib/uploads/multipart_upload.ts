@@ -1,8 +1,7 @@
 import busboy from "busboy";
-import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import { ApiError } from "../core/errors.ts";
-import { encodeHex } from "../core/encoding.ts";
+import { sha256 } from "../core/hash.ts";
 import { stripUnsafeCharacters } from "../core/unsafe_text.ts";
 
 /** A file part streamed to a temporary file. */
@@ -125,7 +124,7 @@ export async function receiveMultipartFile(
     fieldsBefore: Record<string, string>,
   ): Promise<FilePart> {
     await options.beforeFile?.(fieldsBefore);
-    const hash = createHash("sha256");
+    const hash = sha256();
     let size = 0;
     using file = await Deno.open(tempPath, { write: true, createNew: true, mode: 0o600 });
     const writer = new BufferedWriter(file);
@@ -140,7 +139,7 @@ export async function receiveMultipartFile(
     } finally {
       await writer.settle();
     }
-    return { name: fileName, size, sha256: encodeHex(hash.digest()) };
+    return { name: fileName, size, sha256: hash.hex() };
   }
 
   let received = 0;

@@ -5,20 +5,24 @@
  */
 import assert from "node:assert/strict";
 import { ApiError } from "../../lib/core/errors.ts";
+import { parseConfig } from "../../lib/config/config.ts";
 import {
   assertWithinLimits,
-  DEFAULT_MEDIA_LIMITS,
   MAX_FRAMES_PER_SECOND,
   type MediaLimits,
+  mediaLimitsOf,
 } from "../../lib/media/limits.ts";
 import { parseProbeOutput } from "../../lib/media/probe.ts";
 import { limitedCommand, runTool, TOOL_ENV } from "../../lib/media/run_tool.ts";
-import { sniffContainer } from "../../lib/media/sniff.ts";
+import { sniffContainer } from "../../lib/media/containers.ts";
 import { hardenedInputArgs } from "../../lib/media/tools.ts";
 import { fixture } from "../_fixtures.ts";
 import { conversationWithMessage, createTestContext } from "../_helpers.ts";
 import { bombs } from "./_payloads.ts";
 import { assertNothingLeft, assertProblem, pollHealth, snapshot, uploadBytes } from "./_world.ts";
+
+/** The limits of a configuration with every default. */
+const DEFAULT_MEDIA_LIMITS = mediaLimitsOf(parseConfig({}));
 
 /** The most frames a stream may declare under the default limits. */
 const MAX_FRAMES = DEFAULT_MEDIA_LIMITS.maxDurationSeconds * MAX_FRAMES_PER_SECOND;
@@ -65,7 +69,7 @@ Deno.test("bombs: each is a 422 over real HTTP, leaves nothing, and /healthz kee
         // ffprobe's -max_pixels refuses to open the decoder: no dimensions are reported.
         "16000×16000 frames": 'Video dimensions "0x0" are outside 1..8192',
         "50 million frames": `A stream declares 50000000 frames; the limit is ${MAX_FRAMES}`,
-        "a header claiming six days": 'Video duration "500000" s is over the limit of 86400 s',
+        "a header claiming six days": "The file declares 500000 s; the limit is 86400 s",
         // ffprobe's -max_streams refuses the file.
         "300 streams": unreadable,
         "truncated MP4 (index whole, samples cut)":
@@ -101,7 +105,7 @@ async function probeBytes(
     "-show_streams",
     "-of",
     "json",
-  ], { timeoutMs: 20_000 });
+  ], { timeoutMs: 20_000, addressSpaceBytes: limits.toolMemoryBytes });
 }
 
 Deno.test("bombs: ffmpeg's ceilings stop the pixel and stream bombs, and limits.ts would stop each one behind them", async () => {
@@ -129,8 +133,8 @@ Deno.test("bombs: ffmpeg's ceilings stop the pixel and stream bombs, and limits.
     assert.notEqual(noIndex.code, 0);
     assert.match(noIndex.stderr, /moov atom not found/);
 
-    // With ffmpeg's ceilings lifted (and the probe's own dimension and duration bounds
-    // too), the checks of limits.ts refuse each bomb for its own reason.
+    // With ffmpeg's ceilings lifted (and the probe's own dimension bound too), the
+    // checks of limits.ts refuse each bomb for its own reason.
     const backstop: Record<string, string> = {};
     for (const [label, bytes] of Object.entries(payloads)) {
       if (label === "truncated MP4 (no index)") continue;
@@ -138,8 +142,8 @@ Deno.test("bombs: ffmpeg's ceilings stop the pixel and stream bombs, and limits.
       assert.equal(probe.code, 0, `${label}: ${probe.stderr}`);
       const { inventory } = parseProbeOutput(probe.stdout, {
         maxDimension: 100_000,
-        maxDurationSeconds: 1e9,
-      }, { countedPackets: true });
+        countedPackets: true,
+      });
       try {
         assertWithinLimits(inventory, DEFAULT_MEDIA_LIMITS);
         backstop[label] = "accepted";
@@ -237,6 +241,7 @@ Deno.test("bombs: ffmpeg's own ceilings refuse a picture over max_pixels and fil
       "json",
     ], {
       timeoutMs: 10_000,
+      addressSpaceBytes: DEFAULT_MEDIA_LIMITS.toolMemoryBytes,
     });
   const ok = await probe({ maxPixels: 320 * 240, maxStreams: 2 });
   assert.equal(ok.code, 0);
@@ -246,7 +251,7 @@ Deno.test("bombs: ffmpeg's own ceilings refuse a picture over max_pixels and fil
   const streams = await probe({ maxPixels: 320 * 240, maxStreams: 1 });
   assert.notEqual(streams.code, 0);
   assert.match(streams.stderr, /exceeds max_streams/);
-  const args = hardenedInputArgs({ path: "/x.mp4", demuxer: "mov" });
+  const args = hardenedInputArgs({ path: "/x.mp4", demuxer: "mov" }, DEFAULT_MEDIA_LIMITS);
   for (
     const flag of [
       "-protocol_whitelist",
@@ -260,21 +265,26 @@ Deno.test("bombs: ffmpeg's own ceilings refuse a picture over max_pixels and fil
   ) {
     assert.ok(args.includes(flag), flag);
   }
-  assert.ok(!hardenedInputArgs({ path: "/x.mkv", demuxer: "matroska" }).includes("-enable_drefs"));
+  assert.ok(
+    !hardenedInputArgs({ path: "/x.mkv", demuxer: "matroska" }, DEFAULT_MEDIA_LIMITS)
+      .includes("-enable_drefs"),
+  );
 });
 
 Deno.test("tools: a child that ignores SIGTERM is killed with SIGKILL; output is capped", async () => {
   const started = performance.now();
+  const addressSpaceBytes = DEFAULT_MEDIA_LIMITS.toolMemoryBytes;
   const stubborn = await runTool("sh", ["-c", "trap '' TERM; exec sleep 30"], {
     timeoutMs: 200,
     killAfterMs: 300,
+    addressSpaceBytes,
   });
   const elapsed = performance.now() - started;
   assert.equal(stubborn.timedOut, true);
   assert.equal(stubborn.signal, "SIGKILL");
   assert.ok(elapsed < 3000, `took ${elapsed} ms`);
 
-  const polite = await runTool("sleep", ["30"], { timeoutMs: 200 });
+  const polite = await runTool("sleep", ["30"], { timeoutMs: 200, addressSpaceBytes });
   assert.equal(polite.timedOut, true);
   assert.equal(polite.signal, "SIGTERM");
 
@@ -285,6 +295,7 @@ Deno.test("tools: a child that ignores SIGTERM is killed with SIGKILL; output is
     timeoutMs: 10_000,
     maxStdoutBytes: 1000,
     maxStderrBytes: 2000,
+    addressSpaceBytes,
   });
   assert.equal(loud.stdout.length, 1000);
   assert.equal(loud.stdoutTruncated, true);
@@ -292,9 +303,11 @@ Deno.test("tools: a child that ignores SIGTERM is killed with SIGKILL; output is
 });
 
 Deno.test("tools: children get only a fixed environment and an address-space limit", async () => {
+  // MEDIA_MEMORY_LIMIT_MB's default, as every run gets it from the configuration.
+  const defaultBytes = DEFAULT_MEDIA_LIMITS.toolMemoryBytes;
   Deno.env.set("OFFCHAT_TEST_SECRET", "must-not-leak");
   try {
-    const env = await runTool("env", [], { timeoutMs: 5000 });
+    const env = await runTool("env", [], { timeoutMs: 5000, addressSpaceBytes: defaultBytes });
     assert.equal(env.code, 0);
     const names = env.stdout.trim().split("\n").map((line) => line.split("=")[0]).sort();
     assert.deepEqual(names, Object.keys(TOOL_ENV).sort());
@@ -302,8 +315,10 @@ Deno.test("tools: children get only a fixed environment and an address-space lim
   } finally {
     Deno.env.delete("OFFCHAT_TEST_SECRET");
   }
-  const limits = await runTool("cat", ["/proc/self/limits"], { timeoutMs: 5000 });
-  const defaultBytes = DEFAULT_MEDIA_LIMITS.toolMemoryBytes;
+  const limits = await runTool("cat", ["/proc/self/limits"], {
+    timeoutMs: 5000,
+    addressSpaceBytes: defaultBytes,
+  });
   assert.match(
     limits.stdout,
     new RegExp(`Max address space\\s+${defaultBytes}\\s+${defaultBytes}`),
@@ -331,7 +346,7 @@ Deno.test("tools: children get only a fixed environment and an address-space lim
       "-nostdin",
       "-v",
       "error",
-      ...hardenedInputArgs({ path, demuxer: "mov" }),
+      ...hardenedInputArgs({ path, demuxer: "mov" }, DEFAULT_MEDIA_LIMITS),
       "-f",
       "null",
       "-",

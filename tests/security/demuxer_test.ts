@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import { ApiError } from "../../lib/core/errors.ts";
 import { probeVideo } from "../../lib/media/probe.ts";
 import { runTool } from "../../lib/media/run_tool.ts";
-import { type Container, DEMUXER_ALLOWLIST } from "../../lib/media/sniff.ts";
-import { fixture } from "../_fixtures.ts";
+import { type Container, CONTAINERS, DEMUXER_ALLOWLIST } from "../../lib/media/containers.ts";
+import { fixture, TEST_TOOLS } from "../_fixtures.ts";
 import {
   body,
   conversationWithMessage,
@@ -36,10 +36,9 @@ import {
 } from "./_world.ts";
 
 const enc = new TextEncoder();
-const TOOLS = { ffmpegPath: "ffmpeg", ffprobePath: "ffprobe", probeTimeoutMs: 10_000 };
 
 function containerFor(demuxer: Container["demuxer"]): Container {
-  return { name: "mp4", demuxer, mimeType: "video/mp4", extension: "mp4" };
+  return CONTAINERS.find((c) => c.demuxer === demuxer)!;
 }
 
 Deno.test("demuxers: hostile uploads under any name are 4xx problems; nothing is opened, connected or left", async () => {
@@ -135,7 +134,7 @@ Deno.test("demuxers: ffprobe under the hardened flags refuses every payload with
       await Deno.writeFile(path, bytes);
       for (const demuxer of DEMUXER_ALLOWLIST) {
         await assert.rejects(
-          () => probeVideo(TOOLS, path, { container: containerFor(demuxer) }),
+          () => probeVideo(TEST_TOOLS, path, { container: containerFor(demuxer) }),
           (e) => e instanceof ApiError && e.status === 422,
           `${label} read as ${demuxer}`,
         );
@@ -172,6 +171,7 @@ Deno.test("demuxers (control): the same payloads are live without the hardened f
       );
       const probe = runTool("ffprobe", ["-v", "error", "-show_streams", playlist], {
         timeoutMs: 10_000,
+        addressSpaceBytes: TEST_TOOLS.limits.toolMemoryBytes,
       });
       for (let i = 0; i < 100 && !tripwire.opened(); i++) {
         await new Promise((resolve) => setTimeout(resolve, 50));
@@ -194,7 +194,7 @@ Deno.test("demuxers (control): the same payloads are live without the hardened f
         "1",
         "-show_streams",
         movie,
-      ], { timeoutMs: 10_000 });
+      ], { timeoutMs: 10_000, addressSpaceBytes: TEST_TOOLS.limits.toolMemoryBytes });
       for (let i = 0; i < 100 && !tripwire.opened(); i++) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }

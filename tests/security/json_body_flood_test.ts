@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { MAX_JSON_BODY_BYTES } from "../../routes/_schemas.ts";
 import { serve } from "../../lib/serving/server.ts";
-import { body, conversationWithMessage, createTestContext, postJson } from "../_helpers.ts";
+import { body, conversationWithMessage, createTestContext } from "../_helpers.ts";
 import { assertProblem } from "./_world.ts";
 
 const FLOOD_BYTES = 10 * 1024 * 1024;

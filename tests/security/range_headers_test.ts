@@ -3,6 +3,7 @@
  * framing lies, over real HTTP where the framing matters.
  */
 import assert from "node:assert/strict";
+import { problemBody } from "../../lib/core/errors.ts";
 import { MAX_RANGES, parseRange } from "../../lib/serving/range.ts";
 import { fixture } from "../_fixtures.ts";
 import { body, conversationWithMessage, createTestContext, uploadFile } from "../_helpers.ts";
@@ -53,6 +54,8 @@ Deno.test("range: over HTTP, abuse gets 416 problems that echo at most 100 chara
   assert.equal(response.headers.get("content-type"), "application/problem+json");
   const problem = await body(response);
   assert.equal(problem.code, "range_not_satisfiable");
+  // The same problem+json as every other error.
+  assert.deepEqual(problem, problemBody("range_not_satisfiable", String(problem.detail)));
   assert.equal(response.headers.get("content-range"), `bytes */${attachment.file_size}`);
   assert.ok(String(problem.detail).length < 200);
   assert.ok(!String(problem.detail).includes("<script>"));

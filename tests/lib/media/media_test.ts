@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import { ApiError } from "../../../lib/core/errors.ts";
+import { assertWithinLimits } from "../../../lib/media/limits.ts";
 import { parseProbeOutput, probeVideo } from "../../../lib/media/probe.ts";
-import { sniffContainer } from "../../../lib/media/sniff.ts";
+import { DEMUXER_ALLOWLIST, sniffContainer } from "../../../lib/media/containers.ts";
+import { remuxArgs, transcodeArgs } from "../../../lib/media/rendition.ts";
 import { makeThumbnail, thumbnailCandidates, thumbnailTime } from "../../../lib/media/thumbnail.ts";
 import { parseToolVersion } from "../../../lib/setup/setup.ts";
-import { fixture } from "../../_fixtures.ts";
+import { fixture, TEST_TOOLS } from "../../_fixtures.ts";
 
 const bytes = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
 
@@ -22,6 +24,8 @@ Deno.test("sniffContainer: magic bytes decide, names do not", () => {
   assert.equal(sniffContainer(bytes("\0\0\0\x18ftypheic\0\0\0\0")), null);
   assert.equal(sniffContainer(bytes("ID3\x04\0\0")), null);
   assert.equal(sniffContainer(new Uint8Array(0)), null);
+  // The allowlist SECURITY.md documents, made from the same table.
+  assert.deepEqual(DEMUXER_ALLOWLIST, ["mov", "matroska", "ogg", "avi"]);
 });
 
 Deno.test("parseProbeOutput: rotation swaps display dimensions; cover art is not video", () => {
@@ -70,12 +74,16 @@ Deno.test("parseProbeOutput: rotation swaps display dimensions; cover art is not
     streams: [{ codec_type: "video", codec_name: "h264", width: 16, height: 16 }],
     format: { duration: String(5 * 24 * 3600) },
   });
-  assert.throws(() => parseProbeOutput(days), /duration/);
+  // The duration limit is the configured one, checked on the inventory.
+  assert.throws(
+    () => assertWithinLimits(parseProbeOutput(days).inventory, TEST_TOOLS.limits),
+    /declares 432000 s; the limit is 86400 s/,
+  );
 });
 
 Deno.test("probeVideo: the demuxer allowlist refuses content of another format", async () => {
   // A real MP4 forced through the ogg demuxer must fail, not fall back to probing.
-  const tools = { ffmpegPath: "ffmpeg", ffprobePath: "ffprobe", probeTimeoutMs: 10_000 };
+  const tools = TEST_TOOLS;
   const path = await fixture("h264.mp4");
   const meta = await probeVideo(tools, path, {
     container: sniffContainer(bytes("\0\0\0\x18ftypisom\0\0\0\0"))!,
@@ -85,6 +93,17 @@ Deno.test("probeVideo: the demuxer allowlist refuses content of another format",
     () => probeVideo(tools, path, { container: sniffContainer(bytes("OggS\0\x02\0\0"))! }),
     (e) => e instanceof ApiError && e.code === "invalid_video",
   );
+});
+
+Deno.test("renditions: ffmpeg's ceilings and memory limit are the configured ones", () => {
+  const limits = { ...TEST_TOOLS.limits, maxPixels: 1234, maxStreams: 5 };
+  const source = { path: "/x.mkv", demuxer: "matroska", width: 640, height: 360, hasAudio: true };
+  for (
+    const args of [transcodeArgs(source, "/out.mp4", limits), remuxArgs(source, "/out.mp4", limits)]
+  ) {
+    assert.equal(args[args.indexOf("-max_pixels") + 1], "1234");
+    assert.equal(args[args.indexOf("-max_streams") + 1], "5");
+  }
 });
 
 Deno.test("thumbnailTime: min(1 s, half the duration)", () => {
@@ -107,7 +126,7 @@ Deno.test("parseToolVersion: Debian, release and git builds", () => {
 });
 
 Deno.test("makeThumbnail: a dark frame at the seek point gives way to a brighter one", async () => {
-  const tools = { ffmpegPath: "ffmpeg", ffprobePath: "ffprobe", probeTimeoutMs: 10_000 };
+  const tools = TEST_TOOLS;
   const dir = await Deno.makeTempDir();
   try {
     const out = `${dir}/thumb.jpg`;

@@ -5,10 +5,9 @@ import {
   type StoryboardLayout,
   storyboardVtt,
 } from "../../../lib/media/storyboard.ts";
-import type { MediaTools } from "../../../lib/media/tools.ts";
-import { ffprobeJson, fixture } from "../../_fixtures.ts";
+import { ffprobeJson, fixture, TEST_TOOLS } from "../../_fixtures.ts";
 
-const tools: MediaTools = { ffmpegPath: "ffmpeg", ffprobePath: "ffprobe", probeTimeoutMs: 10_000 };
+const tools = TEST_TOOLS;
 
 Deno.test("planStoryboard: one tile a second, then 100 tiles at most", () => {
   const short = planStoryboard({ duration: 0.4, width: 160, height: 120 });

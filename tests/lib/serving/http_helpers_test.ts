@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { contentDisposition } from "../../../lib/serving/content_disposition.ts";
 import { sanitizeFileName } from "../../../lib/core/file_name.ts";
+import { isNotModified } from "../../../lib/serving/not_modified.ts";
 import { parseRange } from "../../../lib/serving/range.ts";
 
 Deno.test("parseRange: single, suffix, open, unsatisfiable, malformed, multi", () => {
@@ -33,6 +34,25 @@ Deno.test("parseRange: single, suffix, open, unsatisfiable, malformed, multi", (
   assert.equal(parseRange("items=0-1", size).kind, "full");
   const many = `bytes=${Array.from({ length: 300 }, (_, i) => `${i}-${i}`).join(",")}`;
   assert.equal(parseRange(many, size).kind, "unsatisfiable");
+});
+
+Deno.test("isNotModified: If-None-Match first, then If-Modified-Since; never on a no-cache reload", () => {
+  const etag = '"abc"';
+  const lastModified = "Wed, 21 Oct 2015 07:28:00 GMT";
+  const ask = (headers: Record<string, string>) =>
+    isNotModified(new Headers(headers), etag, lastModified);
+  assert.equal(ask({}), false);
+  assert.equal(ask({ "if-none-match": '"abc"' }), true);
+  assert.equal(ask({ "if-none-match": 'W/"abc"' }), true, "weak comparison");
+  assert.equal(ask({ "if-none-match": '"x", W/"abc"' }), true, "a list");
+  assert.equal(ask({ "if-none-match": "*" }), true);
+  assert.equal(ask({ "if-none-match": '"abcd"' }), false);
+  assert.equal(ask({ "if-none-match": '"abc"', "cache-control": "no-cache" }), false);
+  assert.equal(ask({ "if-modified-since": lastModified }), true);
+  assert.equal(ask({ "if-modified-since": "Wed, 21 Oct 2015 07:27:59 GMT" }), false);
+  // If-None-Match wins over If-Modified-Since.
+  assert.equal(ask({ "if-none-match": '"other"', "if-modified-since": lastModified }), false);
+  assert.equal(isNotModified(new Headers({ "if-modified-since": lastModified }), etag), false);
 });
 
 Deno.test("contentDisposition: plain for safe ASCII, RFC 5987 otherwise", () => {
