@@ -82,15 +82,27 @@ async function produce(
   }
 }
 
+/**
+ * Where a job's output goes: its storage key (named after the job, so each
+ * generation has its own file and ETag, dated by the upload) and its temp
+ * file while it is made.
+ */
+function outputOf(
+  deps: ProcessingDeps,
+  job: Job,
+  output: { attachment: Attachment; prefix: string; extension: string },
+): { key: string; temp: string } {
+  const { attachment, prefix, extension } = output;
+  return {
+    key: storageKey(prefix, { at: new Date(attachment.uploadedAt), id: job.id, extension }),
+    temp: `${deps.storage.tempDir()}/${job.id}.${extension}`,
+  };
+}
+
 async function thumbnailJob(deps: ProcessingDeps, job: Job): Promise<void> {
   const attachment = await loadLive(deps, job.attachmentId);
   if (!attachment) return;
-  const key = storageKey("thumbnails", {
-    at: new Date(attachment.uploadedAt),
-    id: job.id,
-    extension: "jpg",
-  });
-  const temp = `${deps.storage.tempDir()}/${job.id}.jpg`;
+  const { key, temp } = outputOf(deps, job, { attachment, prefix: "thumbnails", extension: "jpg" });
   await produce(deps, job, {
     temp,
     key,
@@ -137,12 +149,7 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
     fps: attachment.fps,
     hdr: attachment.hdr,
   };
-  const key = storageKey("renditions", {
-    at: new Date(attachment.uploadedAt),
-    id: job.id,
-    extension: "mp4",
-  });
-  const temp = `${deps.storage.tempDir()}/${job.id}.mp4`;
+  const { key, temp } = outputOf(deps, job, { attachment, prefix: "renditions", extension: "mp4" });
   await produce(deps, job, {
     temp,
     key,
@@ -172,12 +179,11 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
 async function storyboardJob(deps: ProcessingDeps, job: Job): Promise<void> {
   const attachment = await loadLive(deps, job.attachmentId);
   if (!attachment) return;
-  const key = storageKey("storyboards", {
-    at: new Date(attachment.uploadedAt),
-    id: job.id,
+  const { key, temp } = outputOf(deps, job, {
+    attachment,
+    prefix: "storyboards",
     extension: "jpg",
   });
-  const temp = `${deps.storage.tempDir()}/${job.id}.jpg`;
   await produce(deps, job, {
     temp,
     key,
