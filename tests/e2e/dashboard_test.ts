@@ -815,6 +815,61 @@ Deno.test({
       await root.close();
     });
 
+    await step("a poll during an upload shows the message, and the video joins it", async () => {
+      // The conversation is polled for new messages: one that lands while a video uploads
+      // shows its message, text only; the video must still join that message when the
+      // upload ends (it used to be dropped, as the message was already shown). The page's
+      // clock lets the test fire the poll inside the upload instead of hoping for it.
+      const created = await postJson(served.ctx, "bob", "/api/chat/conversations", {
+        title: "Poll race",
+        participant_ids: ["alice"],
+      });
+      assert.equal(created.status, 201);
+      const { id } = await body<{ id: string }>(created);
+      const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+      await context.clock.install();
+      const bob = await devSignIn(context, url, "bob");
+      watch(bob);
+      await bob.goto(`${url}/#/c/${id}`);
+      await bob.getByRole("heading", { name: "Poll race", level: 1 }).waitFor();
+      const cdp = await context.newCDPSession(bob);
+      await cdp.send("Network.enable");
+      // Slow enough that the upload outlasts the poll many times over.
+      await cdp.send("Network.emulateNetworkConditions", {
+        offline: false,
+        latency: 20,
+        downloadThroughput: -1,
+        uploadThroughput: 16 * 1024,
+      });
+      await bob.getByLabel("Message", { exact: true }).fill("Seen before its video");
+      await bob.locator("#video-file").setInputFiles(await fixture("h264.mp4"));
+      await bob.getByRole("button", { name: "Send" }).click();
+      const bar = bob.locator("#upload-progress");
+      // Bytes are moving, so the message exists on the server.
+      await bob.waitForFunction(
+        (el) => (el as { value: number }).value > 0,
+        await bar.elementHandle(),
+      );
+      // Every due timer fires once: the poll among them.
+      await bob.clock.fastForward("01:00");
+      const message = bob.locator("li.message", { hasText: "Seen before its video" });
+      await message.waitFor();
+      assert.equal(await bar.count(), 1, "the poll showed the message while the video uploaded");
+      assert.equal(await message.locator("article.attachment").count(), 0);
+      await cdp.send("Network.emulateNetworkConditions", {
+        offline: false,
+        latency: 0,
+        downloadThroughput: -1,
+        uploadThroughput: -1,
+      });
+      await cdp.detach();
+      await message.locator('article.attachment[aria-label="Video h264.mp4"]').waitFor();
+      await bar.waitFor({ state: "detached" });
+      assert.equal(await message.locator("article.attachment").count(), 1);
+      assert.equal(await bob.locator("li.message").count(), 1);
+      await context.close();
+    });
+
     await step("a user in many conversations sees them all, a page at a time", async () => {
       // (Last: its 56 activity rows would push the uploads off the admin view's first page.)
       // 56 conversations, by two creators (each within MAX_CONVERSATIONS_PER_HOUR).
