@@ -5,7 +5,8 @@
  * send and play another with the keyboard only while its transcoding percent
  * shows live; an admin sees the upload and the download in the activity log
  * and narrows it by user, action and date; another user cannot see any of it; a user in 56
- * conversations loads them all, a page at a time. Screenshots of each screen go to docs/screenshots/.
+ * conversations loads them all, a page at a time. Screenshots of each screen are taken, and
+ * replace the README's in docs/screenshots/ only with UPDATE_SCREENSHOTS=1.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -23,7 +24,13 @@ import { recordActivity } from "../../lib/activity.ts";
 import { launchChromium } from "./_browser.ts";
 import { serveApp } from "./_server.ts";
 
-const SCREENSHOTS = new URL("../../docs/screenshots/", import.meta.url);
+/**
+ * The README's pictures, rewritten only when asked (UPDATE_SCREENSHOTS=1): otherwise a
+ * test run would leave six changed PNGs in the working tree every time.
+ */
+const SCREENSHOTS = Deno.env.get("UPDATE_SCREENSHOTS") === "1"
+  ? new URL("../../docs/screenshots/", import.meta.url).pathname
+  : null;
 const VIDEO_SECONDS = 8;
 const VIDEO_WIDTH = 640;
 const VIDEO_HEIGHT = 360;
@@ -85,10 +92,11 @@ async function makeVideo(dir: string): Promise<string> {
 }
 
 /**
- * Saves a screenshot of the page to docs/screenshots/NAME.png, reduced to a
- * 96-colour palette by ffmpeg so the committed images stay small.
+ * Saves a screenshot of the page to DIR/NAME.png, reduced to a 96-colour
+ * palette by ffmpeg so the committed images stay small.
  */
-async function screenshot(page: Page | Locator, name: string): Promise<void> {
+async function screenshot(page: Page | Locator, name: string, dir: string): Promise<void> {
+  const path = `${dir}/${name}.png`;
   const raw = await Deno.makeTempFile({ suffix: ".png" });
   try {
     await page.screenshot({ path: raw });
@@ -104,13 +112,14 @@ async function screenshot(page: Page | Locator, name: string): Promise<void> {
         "split[a][b];[a]palettegen=max_colors=96:stats_mode=full[p];[b][p]paletteuse=dither=none",
         "-pred",
         "mixed",
-        new URL(`${name}.png`, SCREENSHOTS).pathname,
+        path,
       ],
       stdin: "null",
       stdout: "null",
       stderr: "piped",
     }).output();
     if (!out.success) throw new Error(`ffmpeg: ${new TextDecoder().decode(out.stderr)}`);
+    assert.ok((await Deno.stat(path)).size > 0, `the screenshot ${name} is empty`);
   } finally {
     await Deno.remove(raw);
   }
@@ -201,12 +210,14 @@ Deno.test({
   name: "dashboard: send, watch, download and administer a video in Chromium",
   async fn(t) {
     const dir = await Deno.makeTempDir({ prefix: "offchat-e2e-" });
+    await using _dir = { [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
     await using served = await serveApp({ MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES) });
     await using browser = await launchChromium();
     const { url } = served;
     const videoPath = await makeVideo(dir);
     const videoBytes = await Deno.readFile(videoPath);
-    await Deno.mkdir(SCREENSHOTS, { recursive: true });
+    const screenshots = SCREENSHOTS ?? dir;
+    await Deno.mkdir(screenshots, { recursive: true });
     const errors: string[] = [];
     const tusConflicts: number[] = [];
     /** Error statuses a step provokes on purpose (refused uploads). */
@@ -258,7 +269,7 @@ Deno.test({
       watch(signIn);
       await signIn.goto(`${url}/`);
       await signIn.getByRole("heading", { name: "Sign in", level: 1 }).waitFor();
-      await screenshot(signIn, "sign-in");
+      await screenshot(signIn, "sign-in", screenshots);
       await signIn.close();
       page = await devSignIn(alice, url, "alice");
       watch(page);
@@ -337,7 +348,7 @@ Deno.test({
           if (/\/s/.test(sample.text)) figures = sample.text;
           if (!shot && value > max * 0.3) {
             shot = true;
-            await screenshot(page, "upload");
+            await screenshot(page, "upload", screenshots);
           }
           if (!dropped && value > max * 0.3) {
             // The network drops every connection in the middle of the upload.
@@ -380,7 +391,7 @@ Deno.test({
       assert.match(metadata!, /640 × 360/);
       assert.match(metadata!, /h264/);
       assert.match(metadata!, /25 fps/);
-      await screenshot(page, "conversation");
+      await screenshot(page, "conversation", screenshots);
     });
 
     await step("play inline: time advances, the size is right, seek to the middle", async () => {
@@ -433,7 +444,7 @@ Deno.test({
         (el as { style: { backgroundImage: string } }).style.backgroundImage
       );
       assert.match(background, /storyboard\.jpg\?token=/);
-      await screenshot(page, "player");
+      await screenshot(page, "player", screenshots);
     });
 
     await step("download the original", async () => {
@@ -485,7 +496,7 @@ Deno.test({
       broken.set(new TextEncoder().encode("\x00\x00\x00\x18ftypmp42"));
       await refusedBy("broken.mp4", broken, /“broken\.mp4” could not be used as a video\. \S/);
       expected.clear();
-      await screenshot(page.locator("form.composer"), "refused");
+      await screenshot(page.locator("form.composer"), "refused", screenshots);
       // The refused uploads left no empty message behind in the list.
       assert.equal(await page.locator("li.message").count(), 1);
       assert.equal(await countRows(served.ctx, "uploads WHERE attachment_id IS NULL"), 0);
@@ -544,7 +555,7 @@ Deno.test({
         "document.documentElement.scrollWidth - document.documentElement.clientWidth",
       );
       assert.ok(overflow <= 0, `no horizontal scrolling (${overflow}px too wide)`);
-      await screenshot(phone, "phone");
+      await screenshot(phone, "phone", screenshots);
       await phone.setViewportSize({ width: 1100, height: 760 });
     });
 
@@ -738,7 +749,7 @@ Deno.test({
       );
       await admin.getByRole("heading", { name: "Storage used" }).waitFor();
       await admin.locator(".stat-grid").waitFor();
-      await screenshot(admin, "admin");
+      await screenshot(admin, "admin", screenshots);
 
       // Filters: only alice's downloads.
       await admin.getByLabel("User").fill("alice");
@@ -904,7 +915,6 @@ Deno.test({
     });
 
     await alice.close();
-    await Deno.remove(dir, { recursive: true });
     assert.deepEqual(errors, [], "no script errors in the pages");
   },
 });
