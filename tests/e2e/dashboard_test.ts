@@ -845,12 +845,13 @@ Deno.test({
       await bob.getByRole("heading", { name: "Poll race", level: 1 }).waitFor();
       const cdp = await context.newCDPSession(bob);
       await cdp.send("Network.enable");
-      // Slow enough that the upload outlasts the poll many times over.
+      // Slow enough (the 190 kB file takes 24 s) that the upload outlasts the poll many
+      // times over; the throttle is lifted once the poll has shown the message.
       await cdp.send("Network.emulateNetworkConditions", {
         offline: false,
         latency: 20,
         downloadThroughput: -1,
-        uploadThroughput: 16 * 1024,
+        uploadThroughput: 8 * 1024,
       });
       await bob.getByLabel("Message", { exact: true }).fill("Seen before its video");
       await bob.locator("#video-file").setInputFiles(await fixture("h264.mp4"));
