@@ -581,6 +581,12 @@ Deno.test({
           attributeFilter: ["data-status"],
         });
       })()`);
+        // Playwright turns file-chooser interception on when the first listener comes, without
+        // waiting for it: a key press sent at once may open the native chooser (invisible,
+        // headless) before, and no event ever comes (seen under load). Listening before the
+        // Tabs puts that command ahead of tabTo's evaluations, which the page answers in order.
+        const intercept = () => {};
+        page.on("filechooser", intercept);
         // From the top of the page, with the keyboard only.
         await page.evaluate("document.activeElement?.blur(); window.scrollTo(0, 0)");
         const toPicker = await tabTo(page, (f) => f.id === "video-file", "the file picker");
@@ -589,6 +595,7 @@ Deno.test({
           page.waitForEvent("filechooser"),
           page.keyboard.press("Space"),
         ]);
+        page.off("filechooser", intercept);
         await chooser.setFiles(await fixture("long.avi"));
         await page.getByText(/Ready to send: long\.avi/).waitFor();
         await tabTo(page, (f) => f.tag === "button" && f.name === "Send", "the Send button");
