@@ -639,13 +639,28 @@ function conversationView(id) {
     }
     setTitle(conversationTitle(conversation));
     const list = h("ol", { class: "messages", "aria-label": "Messages, newest last" });
-    const shown = new Set();
+    /** Message id → where its videos go and the ids of those already there. */
+    const shown = new Map();
     const add = (message, where = "end") => {
-      if (!message || shown.has(message.id)) return;
+      if (!message) return;
+      const known = shown.get(message.id);
+      if (known) {
+        // A poll during an upload shows the message before its video exists; the
+        // video joins it when the upload (or a later poll) brings it.
+        for (const attachment of message.attachments) {
+          if (known.attachmentIds.has(attachment.id)) continue;
+          known.attachmentIds.add(attachment.id);
+          known.cards.append(attachmentCard(attachment, scope));
+        }
+        return;
+      }
       // A message left empty by a refused or cancelled upload has nothing to show.
       if (!message.body && message.attachments.length === 0) return;
-      shown.add(message.id);
       const item = messageItem(message);
+      shown.set(message.id, {
+        cards: item.querySelector(".message-attachments"),
+        attachmentIds: new Set(message.attachments.map((a) => a.id)),
+      });
       if (where === "end") list.append(item);
       else list.prepend(item);
     };
