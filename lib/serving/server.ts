@@ -55,6 +55,13 @@ export interface Server extends AsyncDisposable {
 
 /** How long to wait before accepting again after a failed accept (EMFILE and the like). */
 const ACCEPT_RETRY_MS = 100;
+/**
+ * How long a connection whose answer said `Connection: close` stays open
+ * after the answer is handed over, so that its bytes reach the client before
+ * the close (as nginx's lingering close). Closing at once could drop an
+ * answer still being written: a refused flood's client then saw no 413.
+ */
+const CLOSE_AFTER_ANSWER_MS = 1000;
 
 /** The signature of Deno's internal one-connection server (ext/http/00_serve.ts). */
 type ServeOnConnection = (
@@ -86,7 +93,8 @@ function internalServerError(): Response {
  * head, whether it is new or idle after a response. A request in flight is
  * never cut: the timer runs only while a connection has no request. A
  * response with `Connection: close` (a refused body, say) ends its connection
- * as soon as it has been sent, so the rest of that body is not read.
+ * a second after it has been handed over, so the rest of that body is not
+ * read for long.
  *
  * @example
  * ```ts
@@ -136,7 +144,7 @@ export function serve(options: ServeOptions, handler: Deno.ServeHandler<Deno.Net
         clearTimeout(timer);
         const responded = () => {
           if (--inFlight > 0 || closer.signal.aborted) return;
-          if (closeAfterResponse) close();
+          if (closeAfterResponse) timer = setTimeout(close, CLOSE_AFTER_ANSWER_MS);
           else startTimer();
         };
         info.completed.then(responded, responded);
