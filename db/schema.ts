@@ -62,6 +62,8 @@ export const attachments = sqliteTable("attachments", {
   playback: text("playback", { enum: ["original", "remux", "transcode"] }),
   storyboardLayout: text("storyboard_layout"),
   thumbnailKey: text("thumbnail_key"),
+  /** The original without its metadata, which every download and original stream serves. */
+  strippedKey: text("stripped_key"),
   playbackKey: text("playback_key"),
   storyboardKey: text("storyboard_key"),
   uploadedAt: integer("uploaded_at").notNull(),

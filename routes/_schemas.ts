@@ -94,7 +94,14 @@ export const AttachmentSchema = z.object({
     description: "What /stream serves: the original, a remuxed faststart MP4, or an H.264/AAC " +
       "rendition; null until decided",
   }),
-  url: z.string().openapi({ description: "Signed download URL of the original" }),
+  url: z.string().openapi({
+    description: "Signed download URL of the original without its metadata (location, device, " +
+      "software, dates, chapters), unless STRIP_METADATA=0",
+  }),
+  original_url: z.string().nullable().openapi({
+    description: "For the uploader only (null for everyone else): signed download URL of the " +
+      "exact uploaded bytes, whose SHA-256 is `sha256`",
+  }),
   stream_url: z.string().nullable(),
   thumbnail_url: z.string().nullable(),
   storyboard_url: z.string().nullable().openapi({ description: "Signed WebVTT storyboard URL" }),

@@ -33,14 +33,11 @@ export async function serializeAttachment(
   context: UrlContext,
 ): Promise<AttachmentJson> {
   const base = `${context.publicUrl}/api/chat/videos/${attachment.id}`;
-  const signed = async (
-    path: string,
-    purpose: MediaPurpose,
-  ): Promise<string> =>
-    `${base}${path}?token=${await context.auth.signMediaToken(context.user, {
-      attachmentId: attachment.id,
-      purpose,
-    })}`;
+  const signed = async (path: string, purpose: MediaPurpose): Promise<string> =>
+    `${base}${path}${path.includes("?") ? "&" : "?"}token=${await context.auth.signMediaToken(
+      context.user,
+      { attachmentId: attachment.id, purpose },
+    )}`;
   const ready = attachment.status !== "failed";
   return {
     id: attachment.id,
@@ -76,6 +73,10 @@ export async function serializeAttachment(
     container: attachment.container,
     playback: attachment.playback,
     url: await signed("/download/", "download"),
+    // The exact uploaded bytes, metadata and all: for the one who uploaded them.
+    original_url: attachment.uploaderId === context.user.id
+      ? await signed("/download/?original=1", "download")
+      : null,
     stream_url: ready ? await signed("/stream", "stream") : null,
     thumbnail_url: attachment.thumbnailKey ? await signed("/thumbnail", "thumbnail") : null,
     storyboard_url: attachment.storyboardKey ? await signed("/storyboard.vtt", "storyboard") : null,

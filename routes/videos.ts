@@ -1,6 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { Attachment, Message } from "../db/schema.ts";
+import type { Config } from "../lib/config/config.ts";
 import { AttachmentSchema, IdParam, idSchema, MediaQuery } from "./_schemas.ts";
 import { loadMessageForUpload, loadVisibleAttachment } from "../lib/auth/access.ts";
 import { recordActivityOnce } from "../lib/chat/activity.ts";
@@ -85,6 +86,26 @@ async function loadMediaAttachment(
   return attachment;
 }
 
+/** Whether the copy receivers get of an attachment's original exists (or none is made). */
+function hasReceiverCopy(config: Config): (attachment: Attachment) => boolean {
+  return (attachment) => !config.stripMetadata || attachment.strippedKey !== null;
+}
+
+/**
+ * The original as the caller may receive it: the copy without metadata
+ * (STRIP_METADATA, the default), or the upload itself when no copy is made.
+ * Until the copy exists only the uploader, whose bytes they are, gets the
+ * upload; anyone else is told to wait.
+ */
+function receiverCopy(c: Context<AppEnv>, attachment: Attachment): string {
+  if (!c.get("deps").config.stripMetadata) return attachment.storageKey;
+  if (attachment.strippedKey) return attachment.strippedKey;
+  if (attachment.uploaderId === c.get("user").id) return attachment.storageKey;
+  throw new ApiError("conflict", "The video is still being prepared; try again in a moment", {
+    "retry-after": "2",
+  });
+}
+
 /** `/api/chat/videos`: upload, download, stream and thumbnail. */
 export const videoRoutes = newRouter();
 
@@ -167,9 +188,14 @@ videoRoutes.post("/upload", requireUser(), async (c) => {
 /** A GET route for one of an attachment's files, opened by a media token of `purpose`. */
 function mediaRoute(
   path: string,
-  options: { purpose: MediaPurpose; summary: string; responses?: typeof mediaResponses },
+  options: {
+    purpose: MediaPurpose;
+    summary: string;
+    responses?: typeof mediaResponses & Record<number, unknown>;
+    query?: typeof MediaQuery;
+  },
 ) {
-  const { purpose, summary, responses = mediaResponses } = options;
+  const { purpose, summary, responses = mediaResponses, query = MediaQuery } = options;
   return createRoute({
     method: "get",
     path,
@@ -177,7 +203,7 @@ function mediaRoute(
     summary,
     security: bearer,
     middleware: [requireMediaAccess(purpose)] as const,
-    request: { params: IdParam, query: MediaQuery },
+    request: { params: IdParam, query },
     responses,
   });
 }
@@ -218,14 +244,31 @@ videoRoutes
   .openapi(
     mediaRoute("/{id}/download", {
       purpose: "download",
-      summary: "The original file as an attachment (Range supported; logged)",
+      summary: "The original as an attachment, without its metadata unless `original=1` " +
+        "(uploader only) or STRIP_METADATA=0 (Range supported; logged)",
+      query: MediaQuery.extend({
+        original: z.enum(["1"]).optional().openapi({
+          description: "`1`: the exact uploaded bytes, metadata and all (the uploader only; 403 " +
+            "for anyone else)",
+        }),
+      }),
+      responses: {
+        ...mediaResponses,
+        403: { ...problems[404], description: "`original=1` from someone but the uploader" },
+        409: { ...problems[404], description: "The copy without metadata is still being made" },
+      },
     }),
     async (c) => {
       const deps = c.get("deps");
-      const attachment = await loadMediaAttachment(c);
-      const response = await serveStored(c, attachment.storageKey, {
+      const wantsOriginal = c.req.query("original") === "1";
+      const attachment = await loadMediaAttachment(c, hasReceiverCopy(deps.config));
+      if (wantsOriginal && attachment.uploaderId !== c.get("user").id) {
+        throw new ApiError("forbidden", "Only the uploader may download the original bytes");
+      }
+      const key = wantsOriginal ? attachment.storageKey : receiverCopy(c, attachment);
+      const response = await serveStored(c, key, {
         contentType: attachment.mimeType,
-        etag: attachment.sha256,
+        etag: key === attachment.storageKey ? attachment.sha256 : undefined,
         disposition: contentDisposition("attachment", attachment.fileName),
         cacheControl: "private, no-cache",
       });
@@ -252,11 +295,16 @@ videoRoutes
     async (c) => {
       // A row remembered while processing (say, by the thumbnail) predates the
       // playback decision: it would serve the original in place of the rendition.
-      const attachment = await loadMediaAttachment(c, (a) => a.playback !== null);
+      const receiverCopyMade = hasReceiverCopy(c.get("deps").config);
+      const attachment = await loadMediaAttachment(
+        c,
+        (a) => a.playback !== null && (a.playbackKey !== null || receiverCopyMade(a)),
+      );
       const rendition = attachment.playbackKey;
-      return await serveStored(c, rendition ?? attachment.storageKey, {
+      const key = rendition ?? receiverCopy(c, attachment);
+      return await serveStored(c, key, {
         contentType: rendition ? "video/mp4" : attachment.mimeType,
-        etag: rendition ? undefined : attachment.sha256,
+        etag: key === attachment.storageKey ? attachment.sha256 : undefined,
         // Until the rendition is decided the original stands in; do not let it be cached.
         cacheControl: attachment.playback ? "private, max-age=3600" : "private, no-cache",
       });

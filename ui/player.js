@@ -7,7 +7,14 @@ import { api, session } from "./api.js";
 import { h, replace, toast } from "./dom.js";
 import { formatBytes, formatDuration, formatTime } from "./format.js";
 
-const MEDIA_FIELDS = ["url", "stream_url", "thumbnail_url", "storyboard_url", "events_url"];
+const MEDIA_FIELDS = [
+  "url",
+  "original_url",
+  "stream_url",
+  "thumbnail_url",
+  "storyboard_url",
+  "events_url",
+];
 
 /**
  * The media URLs, on the page's own origin. They are signed on PUBLIC_URL,
@@ -284,7 +291,9 @@ export function attachmentCard(initial, scope) {
       { class: "attachment-actions" },
       h("a", {
         class: "button",
-        href: a.url,
+        // The uploader downloads their own file as it was sent; everyone else gets the copy
+        // without its metadata (location, device, dates).
+        href: a.original_url ?? a.url,
         download: a.file_name,
         "aria-label": `Download ${a.file_name} (${formatBytes(a.file_size)})`,
       }, "Download"),

@@ -12,6 +12,7 @@ export function storedKeys(attachment: Attachment): string[] {
   return [
     attachment.storageKey,
     attachment.thumbnailKey,
+    attachment.strippedKey,
     attachment.playbackKey,
     attachment.storyboardKey,
   ].filter((key): key is string => key !== null);

@@ -38,6 +38,7 @@ export const CONFIG_ENV_NAMES = [
   "MAX_PARTICIPANT_ADDS_PER_HOUR",
   "MAX_ATTACHMENTS_PER_MESSAGE",
   "HEADER_TIMEOUT_MS",
+  "STRIP_METADATA",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -93,6 +94,8 @@ const envSchema = z.object({
   HEADER_TIMEOUT_MS: integer(0, 600_000).refine((ms) => ms === 0 || ms >= 100, {
     message: "must be 0 (off) or at least 100",
   }).default(20_000),
+  STRIP_METADATA: z.enum(["0", "1", "false", "true"], { message: "must be 1 or 0" })
+    .default("1"),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -166,6 +169,11 @@ export interface Config {
    * when it opens or from its last response; then it is closed. 0 = no limit.
    */
   headerTimeoutMs: number;
+  /**
+   * Whether receivers get a copy of each original without its metadata
+   * (location, device, software, dates, chapters); on by default.
+   */
+  stripMetadata: boolean;
 }
 
 /** Raised when the environment does not describe a valid configuration; lists every bad variable. */
@@ -255,6 +263,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     maxParticipantAddsPerHour: e.MAX_PARTICIPANT_ADDS_PER_HOUR,
     maxAttachmentsPerMessage: e.MAX_ATTACHMENTS_PER_MESSAGE,
     headerTimeoutMs: e.HEADER_TIMEOUT_MS,
+    stripMetadata: e.STRIP_METADATA === "1" || e.STRIP_METADATA === "true",
   };
 }
 

@@ -36,6 +36,8 @@ interface ContainerSpec {
   mimeTypes: readonly [string, ...string[]];
   /** File name extensions; the first is the one a stored original gets. */
   extensions: readonly [string, ...string[]];
+  /** The ffmpeg muxer that writes this container (for the receivers' stripped copy). */
+  muxer: string;
   /** Whether a file's first bytes ({@linkcode SNIFF_BYTES} of them) are this container. */
   magic(head: Uint8Array): boolean;
 }
@@ -52,6 +54,7 @@ export const CONTAINERS = [
     name: "mp4",
     label: "MP4",
     demuxer: "mov",
+    muxer: "mp4",
     mimeTypes: ["video/mp4"],
     extensions: ["mp4", "m4v"],
     magic: (head: Uint8Array) => {
@@ -63,6 +66,7 @@ export const CONTAINERS = [
     name: "mov",
     label: "QuickTime MOV",
     demuxer: "mov",
+    muxer: "mov",
     mimeTypes: ["video/quicktime"],
     extensions: ["mov", "qt"],
     magic: (head: Uint8Array) =>
@@ -73,6 +77,7 @@ export const CONTAINERS = [
     name: "webm",
     label: "WebM",
     demuxer: "matroska",
+    muxer: "webm",
     mimeTypes: ["video/webm"],
     extensions: ["webm"],
     magic: (head: Uint8Array) => isEbml(head) && saysWebm(head),
@@ -81,6 +86,7 @@ export const CONTAINERS = [
     name: "mkv",
     label: "Matroska MKV",
     demuxer: "matroska",
+    muxer: "matroska",
     mimeTypes: ["video/x-matroska"],
     extensions: ["mkv"],
     magic: (head: Uint8Array) => isEbml(head) && !saysWebm(head),
@@ -89,6 +95,7 @@ export const CONTAINERS = [
     name: "ogg",
     label: "Ogg",
     demuxer: "ogg",
+    muxer: "ogg",
     mimeTypes: ["video/ogg"],
     extensions: ["ogv", "ogg"],
     magic: (head: Uint8Array) => head.length >= 4 && ascii(head, 0, 4) === "OggS",
@@ -97,6 +104,7 @@ export const CONTAINERS = [
     name: "avi",
     label: "AVI",
     demuxer: "avi",
+    muxer: "avi",
     mimeTypes: ["video/x-msvideo", "video/avi", "video/msvideo"],
     extensions: ["avi"],
     magic: (head: Uint8Array) =>

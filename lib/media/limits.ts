@@ -118,8 +118,11 @@ export function assertWithinLimits(inventory: ProbeInventory, limits: MediaLimit
   }
   for (const stream of streams) {
     // Declared samples that are not in the file: an external data reference
-    // (ffmpeg does not follow it) or a file cut short before them.
-    if (stream.packets === 0 && (stream.declaredFrames ?? 0) > 0) {
+    // (ffmpeg does not follow it) or a file cut short before them. Data
+    // streams are never played or copied to receivers, and a QuickTime
+    // chapter track (as ffmpeg itself writes one) is one whose samples the
+    // demuxer turns into chapters rather than packets.
+    if (stream.type !== "data" && stream.packets === 0 && (stream.declaredFrames ?? 0) > 0) {
       refuse("A stream's data is not in this file");
     }
   }

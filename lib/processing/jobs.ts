@@ -6,10 +6,19 @@ import { stripUnsafeCharacters } from "../core/unsafe_text.ts";
 import type { Clock } from "../core/clock.ts";
 
 /** Kinds of processing work. */
-export type JobKind = "thumbnail" | "rendition" | "storyboard";
+export type JobKind = "thumbnail" | "strip" | "rendition" | "storyboard";
 
-/** The jobs every upload gets, in the order they are claimed: the poster, then playback. */
-export const PROCESSING_JOBS: readonly JobKind[] = ["thumbnail", "rendition", "storyboard"];
+/**
+ * The jobs every upload gets, in the order they are claimed: the poster, the
+ * copy receivers may download (and play, when the original plays as it is),
+ * then the rendition and the storyboard.
+ */
+export const PROCESSING_JOBS: readonly JobKind[] = [
+  "thumbnail",
+  "strip",
+  "rendition",
+  "storyboard",
+];
 
 /**
  * Queues an attachment's processing jobs ({@linkcode PROCESSING_JOBS}) inside

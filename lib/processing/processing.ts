@@ -13,10 +13,11 @@ import {
 import { runTool } from "../media/run_tool.ts";
 import { containerNamed } from "../media/containers.ts";
 import { makeStoryboard } from "../media/storyboard.ts";
+import { makeStrippedCopy } from "../media/strip.ts";
 import { makeThumbnail } from "../media/thumbnail.ts";
 import { storageKey } from "../storage/storage.ts";
 
-type ProcessingDeps = Pick<AppDeps, "db" | "storage" | "media">;
+type ProcessingDeps = Pick<AppDeps, "db" | "storage" | "media" | "config">;
 
 /** What a running job can tell its worker. */
 export interface JobContext {
@@ -33,7 +34,7 @@ async function loadLive(deps: ProcessingDeps, id: string): Promise<Attachment | 
   return attachment;
 }
 
-type DerivedKey = "thumbnailKey" | "playbackKey" | "storyboardKey";
+type DerivedKey = "thumbnailKey" | "strippedKey" | "playbackKey" | "storyboardKey";
 
 /** Where {@linkcode produce} finds an output and records it, and how it is made. */
 interface ProduceOptions {
@@ -201,11 +202,43 @@ async function storyboardJob(deps: ProcessingDeps, job: Job): Promise<void> {
   });
 }
 
+/**
+ * The copy of the original that receivers download (and play, when the
+ * original plays as it is): the same packets, without the metadata. With
+ * STRIP_METADATA off there is none, and the original is served.
+ */
+async function stripJob(deps: ProcessingDeps, job: Job): Promise<void> {
+  if (!deps.config.stripMetadata) return;
+  const attachment = await loadLive(deps, job.attachmentId);
+  if (!attachment) return;
+  const container = containerNamed(attachment.container);
+  const { key, temp } = outputOf(deps, job, {
+    attachment,
+    prefix: "stripped",
+    extension: container.extensions[0],
+  });
+  await produce(deps, job, {
+    temp,
+    key,
+    column: "strippedKey",
+    make: async () => {
+      await makeStrippedCopy(deps.media, {
+        path: deps.storage.localPath(attachment.storageKey),
+        demuxer: container.demuxer,
+        container,
+      }, temp);
+      return { strippedKey: key };
+    },
+  });
+}
+
 /** Runs one claimed job; throws to have it retried. */
 export async function runJob(deps: ProcessingDeps, job: Job, context: JobContext): Promise<void> {
   switch (job.kind) {
     case "thumbnail":
       return await thumbnailJob(deps, job);
+    case "strip":
+      return await stripJob(deps, job);
     case "rendition":
       return await renditionJob(deps, job, context);
     case "storyboard":

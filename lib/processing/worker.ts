@@ -32,7 +32,7 @@ export interface Worker extends JobSignal {
 
 /** Starts `concurrency` loops that claim and run jobs until stopped. */
 export function startWorker(
-  deps: Pick<AppDeps, "db" | "storage" | "media" | "clock">,
+  deps: Pick<AppDeps, "config" | "db" | "storage" | "media" | "clock">,
   options: WorkerOptions,
 ): Worker {
   const leaseMs = options.leaseMs ?? 5 * 60_000;

@@ -104,6 +104,7 @@ export async function ingestVideo(
       playback: null,
       storyboardLayout: null,
       thumbnailKey: null,
+      strippedKey: null,
       playbackKey: null,
       storyboardKey: null,
       uploadedAt: now.getTime(),

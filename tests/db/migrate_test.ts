@@ -113,3 +113,66 @@ Deno.test("migrate: a failing migration leaves no trace (atomic with its row)", 
     }
   });
 });
+
+Deno.test("migrate: 0007 queues a strip job for every live attachment made before it", async () => {
+  await withDatabase(async (dir, url) => {
+    const before = `${dir}/before`;
+    await copyMigrations(before);
+    await Deno.remove(`${before}/0007_stripped_copy.sql`);
+    const handle = await openDatabase(url);
+    try {
+      await migrate(handle.client, { dir: before });
+      // Rows with every required column filled, whatever the schema holds by then.
+      const insert = async (table: string, values: Record<string, unknown>) => {
+        const columns = await handle.client.execute(`PRAGMA table_info(${table})`);
+        const row: Record<string, unknown> = {};
+        for (const c of columns.rows) {
+          const name = String(c.name);
+          if (name in values) row[name] = values[name];
+          else if (Number(c.notnull) && c.dflt_value === null) {
+            row[name] = /INT|REAL/i.test(String(c.type)) ? 1 : "x";
+          }
+        }
+        const names = Object.keys(row);
+        await handle.client.execute({
+          sql: `INSERT INTO ${table} (${names.join(",")}) VALUES (${
+            names.map(() => "?").join(",")
+          })`,
+          args: names.map((n) => row[n] as string | number),
+        });
+      };
+      await insert("conversations", { id: "c1" });
+      await insert("messages", { id: "m1", conversation_id: "c1" });
+      for (
+        const [id, status, deleted] of [["a1", "ready", null], ["a2", "failed", null], [
+          "a3",
+          "ready",
+          5,
+        ]] as const
+      ) {
+        await insert("attachments", {
+          id,
+          message_id: "m1",
+          conversation_id: "c1",
+          status,
+          deleted_at: deleted,
+        });
+      }
+      const result = await migrate(handle.client);
+      assert.deepEqual(result.applied, ["0007_stripped_copy.sql"]);
+      const jobs = await handle.client.execute(
+        "SELECT id, kind, attachment_id, status FROM jobs ORDER BY attachment_id",
+      );
+      assert.deepEqual(
+        jobs.rows.map((r) => [r.kind, r.attachment_id, r.status]),
+        [["strip", "a1", "queued"]],
+      );
+      assert.match(
+        String(jobs.rows[0]!.id),
+        /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-a[0-9a-f]{3}-[0-9a-f]{12}$/,
+      );
+    } finally {
+      handle.close();
+    }
+  });
+});

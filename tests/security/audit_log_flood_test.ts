@@ -41,8 +41,9 @@ async function status(
 Deno.test("audit log flood: 300 downloads from byte 0 by one participant, from two processes, write one row", async () => {
   let now = Date.parse("2026-01-15T10:00:00Z");
   const clock = () => new Date(now);
-  // The rate limit is off here: the log must hold by itself.
-  const env = { RATE_LIMIT_PER_MINUTE: "0" };
+  // The rate limit is off here: the log must hold by itself. No worker runs, so no copy
+  // without metadata is made: receivers download the upload itself.
+  const env = { RATE_LIMIT_PER_MINUTE: "0", STRIP_METADATA: "0" };
   await using first = await createTestContext({ worker: false, clock, env });
   // A second set of deps on the same database: another API process.
   await using second = await createTestContext({
