@@ -457,8 +457,9 @@ async function measureTranscode(tmp: string): Promise<TranscodeResult> {
   const out = `${tmp}/rendition.mp4`;
   const source_ = { path: source, demuxer: "avi", width: 1280, height: 720, hasAudio: true };
   // The limits the service runs with by default (MAX_PIXELS, MAX_STREAMS, MEDIA_MEMORY_LIMIT_MB).
-  const limits = mediaToolsOf(parseConfig({})).limits;
-  const args = transcodeArgs(source_, out, limits);
+  const config = parseConfig({});
+  const limits = mediaToolsOf(config).limits;
+  const args = transcodeArgs(source_, out, { limits, policy: config.renditionPolicy });
   const progress = { updates: 0, last: 0 };
   const bare = async (): Promise<void> => {
     const out = await new Deno.Command("ffmpeg", { args, stdin: "null", stdout: "null" }).output();

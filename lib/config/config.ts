@@ -39,6 +39,9 @@ export const CONFIG_ENV_NAMES = [
   "MAX_ATTACHMENTS_PER_MESSAGE",
   "HEADER_TIMEOUT_MS",
   "STRIP_METADATA",
+  "RENDITION_MAX_HEIGHT",
+  "RENDITION_MAX_BITRATE",
+  "RENDITION_MAX_FPS",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -96,6 +99,9 @@ const envSchema = z.object({
   }).default(20_000),
   STRIP_METADATA: z.enum(["0", "1", "false", "true"], { message: "must be 1 or 0" })
     .default("1"),
+  RENDITION_MAX_HEIGHT: integer(144, 4320).default(1080),
+  RENDITION_MAX_BITRATE: integer(100, 1_000_000).default(5000),
+  RENDITION_MAX_FPS: integer(10, 240).default(60),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -174,6 +180,24 @@ export interface Config {
    * (location, device, software, dates, chapters); on by default.
    */
   stripMetadata: boolean;
+  /** Above these, receivers stream a compact rendition instead of the original. */
+  renditionPolicy: RenditionPolicy;
+}
+
+/**
+ * The compact-rendition policy: an original over any limit is transcoded to
+ * one within them all, even when browsers could play it as it is.
+ */
+export interface RenditionPolicy {
+  /**
+   * The "p" of a rendition: its shorter side (a landscape video's height, a
+   * portrait one's width); the longer side may be 16/9 of it (1920 for 1080).
+   */
+  maxHeight: number;
+  /** Overall bitrate, kbit/s, of the original; the rendition's video peaks at it. */
+  maxBitrate: number;
+  /** Frames a second. */
+  maxFps: number;
 }
 
 /** Raised when the environment does not describe a valid configuration; lists every bad variable. */
@@ -264,6 +288,11 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     maxAttachmentsPerMessage: e.MAX_ATTACHMENTS_PER_MESSAGE,
     headerTimeoutMs: e.HEADER_TIMEOUT_MS,
     stripMetadata: e.STRIP_METADATA === "1" || e.STRIP_METADATA === "true",
+    renditionPolicy: {
+      maxHeight: e.RENDITION_MAX_HEIGHT,
+      maxBitrate: e.RENDITION_MAX_BITRATE,
+      maxFps: e.RENDITION_MAX_FPS,
+    },
   };
 }
 

@@ -1,9 +1,29 @@
+import type { RenditionPolicy } from "../config/config.ts";
 import type { MediaLimits } from "./limits.ts";
 import { FFMPEG_QUIET, hardenedInputArgs } from "./tools.ts";
 
-/** The longest and shortest side of a rendition (1080p, either orientation). */
-export const RENDITION_MAX_LONG_SIDE = 1920;
-export const RENDITION_MAX_SHORT_SIDE = 1080;
+/** The AAC bitrate of a rendition, kbit/s. */
+const AUDIO_KBPS = 128;
+
+/**
+ * The longest side a rendition may have: 16/9 of the policy's shorter side,
+ * even (1920 for 1080, 1280 for 720).
+ */
+export function renditionLongSide(policy: Pick<RenditionPolicy, "maxHeight">): number {
+  return Math.round((policy.maxHeight * 16) / 9 / 2) * 2;
+}
+
+/**
+ * The peak video bitrate of a rendition, kbit/s: the policy's bitrate less
+ * the audio, so the whole file stays within it (but never under half of it).
+ */
+export function renditionVideoKbps(
+  policy: Pick<RenditionPolicy, "maxBitrate">,
+  hasAudio: boolean,
+): number {
+  const cap = policy.maxBitrate;
+  return Math.max(Math.round(cap / 2), cap - (hasAudio ? AUDIO_KBPS : 0));
+}
 
 /** What a rendition is made from. */
 export interface RenditionSource {
@@ -13,48 +33,47 @@ export interface RenditionSource {
   width: number;
   height: number;
   hasAudio: boolean;
-  /** Source frame rate, when known; above 60 the rendition is resampled to 60. */
+  /** Source frame rate, when known; above the policy's the rendition is resampled to it. */
   fps?: number | null;
   /** PQ or HLG source: tone-mapped to SDR BT.709. */
   hdr?: boolean;
 }
-
-/** The highest frame rate a rendition keeps. */
-export const RENDITION_MAX_FPS = 60;
 
 /** zimg's tone mapping from HDR (PQ/HLG, BT.2020) to SDR BT.709, for browsers without HDR. */
 const TONEMAP = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709," +
   "tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv";
 
 /** The video filter chain of a transcode: tone map if HDR, scale, cap the frame rate, 8-bit 4:2:0. */
-export function renditionFilter(source: RenditionSource): string {
-  const size = renditionSize(source);
+export function renditionFilter(source: RenditionSource, policy: RenditionPolicy): string {
+  const size = renditionSize(source, policy);
   const filters = [
     ...(source.hdr ? [TONEMAP] : []),
     `scale=${size.width}:${size.height}`,
-    ...(source.fps && source.fps > RENDITION_MAX_FPS ? [`fps=${RENDITION_MAX_FPS}`] : []),
+    ...(source.fps && source.fps > policy.maxFps ? [`fps=${policy.maxFps}`] : []),
     "format=yuv420p",
   ];
   return filters.join(",");
 }
 
 /**
- * Output size for a display size: capped at 1080p in either orientation,
- * never upscaled, even numbers (H.264 4:2:0 needs them), aspect kept.
+ * Output size for a display size: the shorter side capped at the policy's
+ * `maxHeight` and the longer at 16/9 of it (1080p in either orientation by
+ * default), never upscaled, even numbers (H.264 4:2:0 needs them), aspect kept.
  *
  * @example
  * ```ts
- * renditionSize({ width: 3840, height: 2160 }); // { width: 1920, height: 1080 }
- * renditionSize({ width: 1080, height: 1920 }); // { width: 1080, height: 1920 }
+ * renditionSize({ width: 3840, height: 2160 }, { maxHeight: 1080 }); // { width: 1920, height: 1080 }
+ * renditionSize({ width: 1080, height: 1920 }, { maxHeight: 1080 }); // { width: 1080, height: 1920 }
  * ```
  */
 export function renditionSize(
   display: { width: number; height: number },
+  policy: Pick<RenditionPolicy, "maxHeight">,
 ): { width: number; height: number } {
   const { width, height } = display;
   const long = Math.max(width, height);
   const short = Math.min(width, height);
-  const factor = Math.min(1, RENDITION_MAX_LONG_SIDE / long, RENDITION_MAX_SHORT_SIDE / short);
+  const factor = Math.min(1, renditionLongSide(policy) / long, policy.maxHeight / short);
   const even = (n: number): number => Math.max(2, Math.round((n * factor) / 2) * 2);
   return { width: even(width), height: even(height) };
 }
@@ -95,23 +114,35 @@ function renditionArgs(
   ];
 }
 
+/** Options for {@linkcode transcodeArgs}. */
+export interface TranscodeOptions {
+  limits: MediaLimits;
+  /** The compact-rendition policy the output must keep to. */
+  policy: RenditionPolicy;
+}
+
 /**
- * ffmpeg arguments for a browser-playable H.264 High/AAC MP4. ffmpeg applies
- * the display rotation before the filters, so the output is upright with no
- * rotation flag. HDR is tone-mapped and every output is tagged BT.709, what
- * it now is.
+ * ffmpeg arguments for a browser-playable H.264 High/AAC MP4 within the
+ * compact-rendition policy: scaled and frame-rate capped by the filter,
+ * quality-driven (CRF 23) but with the video's rate capped by the VBV
+ * (`-maxrate`, over a two-second `-bufsize`), so a busy scene never takes it
+ * over the policy's bitrate. ffmpeg applies the display rotation before the
+ * filters, so the output is upright with no rotation flag. HDR is tone-mapped
+ * and every output is tagged BT.709, what it now is.
  */
 export function transcodeArgs(
   source: RenditionSource,
   outPath: string,
-  limits: MediaLimits,
+  options: TranscodeOptions,
 ): string[] {
+  const { limits, policy } = options;
+  const videoKbps = renditionVideoKbps(policy, source.hasAudio);
   return renditionArgs(source, {
     outPath,
     limits,
     codecArgs: [
       "-vf",
-      renditionFilter(source),
+      renditionFilter(source, policy),
       "-color_primaries",
       "bt709",
       "-color_trc",
@@ -124,9 +155,13 @@ export function transcodeArgs(
       "veryfast",
       "-crf",
       "23",
+      "-maxrate",
+      `${videoKbps}k`,
+      "-bufsize",
+      `${videoKbps * 2}k`,
       "-profile:v",
       "high",
-      ...(source.hasAudio ? ["-c:a", "aac", "-b:a", "128k", "-ac", "2"] : []),
+      ...(source.hasAudio ? ["-c:a", "aac", "-b:a", `${AUDIO_KBPS}k`, "-ac", "2"] : []),
     ],
   });
 }

@@ -125,16 +125,21 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
   const sourcePath = deps.storage.localPath(attachment.storageKey);
   const { demuxer } = containerNamed(attachment.container);
   const isoFamily = demuxer === "mov";
-  const plan = planPlayback(
-    attachment.container,
-    {
-      codec: attachment.codec ?? "",
-      pixFmt: attachment.pixFmt,
-      audioCodec: attachment.audioCodec,
-      hdr: attachment.hdr,
-    },
-    isoFamily && await hasMoovFirst(sourcePath),
-  );
+  const policy = deps.config.renditionPolicy;
+  const plan = planPlayback({
+    codec: attachment.codec ?? "",
+    pixFmt: attachment.pixFmt,
+    audioCodec: attachment.audioCodec,
+    hdr: attachment.hdr,
+    width: attachment.width,
+    height: attachment.height,
+    fps: attachment.fps,
+    bitrate: attachment.bitrate,
+  }, {
+    container: attachment.container,
+    moovFirst: isoFamily && await hasMoovFirst(sourcePath),
+    policy,
+  });
   if (plan === "original") {
     await deps.db.update(attachments).set({ playback: "original", playbackKey: null })
       .where(eq(attachments.id, attachment.id));
@@ -158,7 +163,7 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
     make: async () => {
       const args = plan === "remux"
         ? remuxArgs(source, temp, deps.media.limits)
-        : transcodeArgs(source, temp, deps.media.limits);
+        : transcodeArgs(source, temp, { limits: deps.media.limits, policy });
       const result = await runTool(deps.media.ffmpegPath, args, {
         timeoutMs: renditionTimeoutMs(attachment.duration),
         maxStdoutBytes: 64 * 1024,

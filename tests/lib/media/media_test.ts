@@ -6,7 +6,10 @@ import { DEMUXER_ALLOWLIST, sniffContainer } from "../../../lib/media/containers
 import { remuxArgs, transcodeArgs } from "../../../lib/media/rendition.ts";
 import { makeThumbnail, thumbnailCandidates, thumbnailTime } from "../../../lib/media/thumbnail.ts";
 import { parseToolVersion } from "../../../lib/setup/setup.ts";
+import { parseConfig } from "../../../lib/config/config.ts";
 import { fixture, TEST_TOOLS } from "../../_fixtures.ts";
+
+const TEST_POLICY = parseConfig({}).renditionPolicy;
 
 const bytes = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
 
@@ -99,7 +102,10 @@ Deno.test("renditions: ffmpeg's ceilings and memory limit are the configured one
   const limits = { ...TEST_TOOLS.limits, maxPixels: 1234, maxStreams: 5 };
   const source = { path: "/x.mkv", demuxer: "matroska", width: 640, height: 360, hasAudio: true };
   for (
-    const args of [transcodeArgs(source, "/out.mp4", limits), remuxArgs(source, "/out.mp4", limits)]
+    const args of [
+      transcodeArgs(source, "/out.mp4", { limits, policy: TEST_POLICY }),
+      remuxArgs(source, "/out.mp4", limits),
+    ]
   ) {
     assert.equal(args[args.indexOf("-max_pixels") + 1], "1234");
     assert.equal(args[args.indexOf("-max_streams") + 1], "5");
