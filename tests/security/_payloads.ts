@@ -77,33 +77,34 @@ export function disguisedPayloads(t: Targets): Record<string, Uint8Array> {
     return b;
   };
   return {
-    "ftyp box, then an HLS playlist": concat2(
+    "ftyp box, then an HLS playlist": concatBytes(
       u32(20),
       enc.encode("ftypisom\0\0\0\0isom"),
       enc.encode(`\n${hls}`),
     ),
-    "moov atom, then an ffconcat script": concat2(
+    "moov atom, then an ffconcat script": concatBytes(
       u32(8),
       enc.encode("moov"),
       enc.encode(`\n${concat}`),
     ),
-    "EBML header, then an HLS playlist": concat2(
+    "EBML header, then an HLS playlist": concatBytes(
       new Uint8Array([0x1a, 0x45, 0xdf, 0xa3, 0x84, 0x42, 0x82, 0x81, 0x00]),
       enc.encode(`\n${hls}`),
     ),
-    "OggS page, then an HLS playlist": concat2(
+    "OggS page, then an HLS playlist": concatBytes(
       enc.encode("OggS\0\x02"),
       new Uint8Array(20),
       enc.encode(`\n${hls}`),
     ),
-    "RIFF AVI, then an ffconcat script": concat2(
+    "RIFF AVI, then an ffconcat script": concatBytes(
       enc.encode("RIFF\0\0\0\0AVI LIST"),
       enc.encode(`\n${concat}`),
     ),
   };
 }
 
-function concat2(...parts: Uint8Array[]): Uint8Array {
+/** The bytes of `parts`, one after the other. */
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
   for (const part of parts) {
@@ -113,11 +114,12 @@ function concat2(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-function box(type: string, body: Uint8Array): Uint8Array {
+/** An ISO BMFF box: 32-bit size, four-character type, payload. */
+export function isoBox(type: string, body: Uint8Array): Uint8Array {
   const head = new Uint8Array(8);
   new DataView(head.buffer).setUint32(0, 8 + body.length);
   head.set(enc.encode(type), 4);
-  return concat2(head, body);
+  return concatBytes(head, body);
 }
 
 /** Replaces the first box at `path` (plain container boxes) and resizes its ancestors. */
@@ -134,7 +136,7 @@ function replaceBox(bytes: Uint8Array, path: string[], replacement: Uint8Array):
       parts.push(
         path.length === 1
           ? replacement
-          : box(type, replaceBox(whole.subarray(8), path.slice(1), replacement)),
+          : isoBox(type, replaceBox(whole.subarray(8), path.slice(1), replacement)),
       );
     } else {
       parts.push(whole);
@@ -142,7 +144,7 @@ function replaceBox(bytes: Uint8Array, path: string[], replacement: Uint8Array):
     offset += size;
   }
   if (!done) throw new Error(`No box "${path.join("/")}"`);
-  return concat2(...parts);
+  return concatBytes(...parts);
 }
 
 /**
@@ -164,7 +166,10 @@ function aliasRecord(target: string, levels: number): Uint8Array {
   new DataView(record.buffer).setUint16(0, 2); // absolute path
   new DataView(record.buffer).setUint16(2, path.length);
   record.set(path, 4);
-  return box("alis", concat2(new Uint8Array(4), fixed, record, new Uint8Array([0xff, 0xff, 0, 0])));
+  return isoBox(
+    "alis",
+    concatBytes(new Uint8Array(4), fixed, record, new Uint8Array([0xff, 0xff, 0, 0])),
+  );
 }
 
 /** An MP4 (moov at the end) whose video track's data reference points at `target`. */
@@ -174,9 +179,9 @@ export async function mp4WithDataReference(
   levels = 0,
 ): Promise<Uint8Array> {
   const source = await small(dir, "mp4", "mp4");
-  const dref = box(
+  const dref = isoBox(
     "dref",
-    concat2(new Uint8Array(4), new Uint8Array([0, 0, 0, 1]), aliasRecord(target, levels)),
+    concatBytes(new Uint8Array(4), new Uint8Array([0, 0, 0, 1]), aliasRecord(target, levels)),
   );
   return replaceBox(
     await Deno.readFile(source),

@@ -21,6 +21,7 @@ import {
   uploadFile,
   waitForProcessed,
 } from "../_helpers.ts";
+import { concatBytes, isoBox } from "./_payloads.ts";
 import { assertProblem } from "./_world.ts";
 
 /** A value planted in a fixture, which no receiver may get back. */
@@ -56,24 +57,6 @@ const XMP_UUID = Uint8Array.from(
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
-/** An ISO BMFF box: 32-bit size, four-character type, payload. */
-function isoBox(type: string, payload: Uint8Array): Uint8Array {
-  const head = new Uint8Array(8);
-  new DataView(head.buffer).setUint32(0, 8 + payload.length);
-  head.set(enc.encode(type), 4);
-  return concat(head, payload);
-}
 
 /** An XMP packet as cameras and editors write it, with `value` as its description. */
 function xmpPacket(value: string): Uint8Array {
@@ -119,12 +102,12 @@ function insertIntoMoovUdta(file: Uint8Array, child: Uint8Array): Uint8Array {
   const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
   if (!udta) {
     view.setUint32(moov.at, moov.size + child.length + 8);
-    return concat(file, isoBox("udta", child));
+    return concatBytes(file, isoBox("udta", child));
   }
   assert.equal(udta.at + udta.size, moov.at + moov.size, "udta ends moov");
   view.setUint32(moov.at, moov.size + child.length);
   view.setUint32(udta.at, udta.size + child.length);
-  return concat(file, child);
+  return concatBytes(file, child);
 }
 
 /**
@@ -279,9 +262,9 @@ async function buildFixtures(dir: string): Promise<PrivacyFixtures> {
   ]);
   await Deno.writeFile(
     mdta,
-    concat(
+    concatBytes(
       await Deno.readFile(mdta),
-      isoBox("uuid", concat(XMP_UUID, xmpPacket("XMP Secret Uuid Value"))),
+      isoBox("uuid", concatBytes(XMP_UUID, xmpPacket("XMP Secret Uuid Value"))),
     ),
   );
 
