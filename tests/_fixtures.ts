@@ -32,13 +32,19 @@ const SRC = "testsrc2=size=320x240:rate=25";
 const TONE = "sine=frequency=440:sample_rate=48000";
 
 /** lavfi test pattern (and a tone when `audio` is given) for `seconds`, then codec options. */
-function lavfi(seconds: number, audio: string[] | null, video: string[], format: string): string[] {
+export function lavfi(
+  seconds: number,
+  audio: string[] | null,
+  video: string[],
+  format: string,
+): string[] {
   const inputs = ["-f", "lavfi", "-i", `${SRC}:duration=${seconds}`];
   if (audio) inputs.push("-f", "lavfi", "-i", `${TONE}:duration=${seconds}`);
   return [...inputs, ...video, ...(audio ? [...audio, "-shortest"] : []), "-f", format];
 }
 
-const X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"];
+/** H.264 in 4:2:0 at libx264's fastest preset: the fixtures' usual video codec options. */
+export const X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"];
 
 type Derived = "text.mp4" | "portrait.mp4" | "portrait_hevc.mov" | "padded.mp4";
 

@@ -11,7 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { sha256Hex } from "../../lib/core/hash.ts";
-import { ffmpeg, fixture } from "../_fixtures.ts";
+import { ffmpeg, fixture, lavfi, X264 } from "../_fixtures.ts";
 import {
   body,
   conversationWithMessage,
@@ -205,31 +205,15 @@ title=Mkv Chapter Secret Two
 async function buildFixtures(dir: string): Promise<PrivacyFixtures> {
   const base = `${dir}/base.mkv`;
   await ffmpeg([
-    "-f",
-    "lavfi",
-    "-i",
-    `testsrc2=size=320x240:rate=25:duration=${SECONDS}`,
-    "-f",
-    "lavfi",
-    "-i",
-    `sine=frequency=440:sample_rate=48000:duration=${SECONDS}`,
-    "-c:v",
-    "libx264",
-    "-preset",
-    "ultrafast",
-    "-pix_fmt",
-    "yuv420p",
-    "-color_primaries",
-    "bt709",
-    "-color_trc",
-    "bt709",
-    "-colorspace",
-    "bt709",
-    "-c:a",
-    "aac",
-    "-shortest",
-    "-f",
-    "matroska",
+    ...lavfi(SECONDS, ["-c:a", "aac"], [
+      ...X264,
+      "-color_primaries",
+      "bt709",
+      "-color_trc",
+      "bt709",
+      "-colorspace",
+      "bt709",
+    ], "matroska"),
     "-y",
     base,
   ]);
@@ -413,29 +397,13 @@ async function buildFixtures(dir: string): Promise<PrivacyFixtures> {
   // AVI `INFO` chunks (title, comment, artist); every AVI is transcoded.
   const avi = `${dir}/info.avi`;
   await ffmpeg([
-    "-f",
-    "lavfi",
-    "-i",
-    `testsrc2=size=320x240:rate=25:duration=${SECONDS}`,
-    "-f",
-    "lavfi",
-    "-i",
-    `sine=frequency=440:sample_rate=48000:duration=${SECONDS}`,
-    "-c:v",
-    "mpeg4",
-    "-q:v",
-    "5",
-    "-c:a",
-    "libmp3lame",
-    "-shortest",
+    ...lavfi(SECONDS, ["-c:a", "libmp3lame"], ["-c:v", "mpeg4", "-q:v", "5"], "avi"),
     "-metadata",
     "title=Avi Title Secret",
     "-metadata",
     "comment=Avi Comment Secret",
     "-metadata",
     "artist=Avi Artist Secret",
-    "-f",
-    "avi",
     "-y",
     avi,
   ]);
