@@ -201,6 +201,30 @@ async function devSignIn(context: BrowserContext, url: string, user: string, adm
   return page;
 }
 
+/**
+ * Emulates a slow uplink for `page` (bytes a second, 20 ms of latency) through
+ * the DevTools protocol; `uploads` on the returned session changes the speed
+ * (`-1` lifts the limit).
+ */
+async function slowUplink(
+  context: BrowserContext,
+  page: Page,
+  bytesPerSecond: number,
+): Promise<{ uploads(bytesPerSecond: number): Promise<void>; detach(): Promise<void> }> {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("Network.enable");
+  const uploads = async (speed: number) => {
+    await cdp.send("Network.emulateNetworkConditions", {
+      offline: false,
+      latency: speed < 0 ? 0 : 20,
+      downloadThroughput: -1,
+      uploadThroughput: speed,
+    });
+  };
+  await uploads(bytesPerSecond);
+  return { uploads, detach: () => cdp.detach() };
+}
+
 async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -299,14 +323,7 @@ Deno.test({
       "send a video: the progress bar advances, a dropped connection resumes",
       async () => {
         // A slow uplink, so the progress bar has time to move.
-        const cdp = await alice.newCDPSession(page);
-        await cdp.send("Network.enable");
-        await cdp.send("Network.emulateNetworkConditions", {
-          offline: false,
-          latency: 20,
-          downloadThroughput: -1,
-          uploadThroughput: 400 * 1024,
-        });
+        const cdp = await slowUplink(alice, page, 400 * 1024);
         const resumable = await page.evaluate<boolean>(
           "fetch('/api/ui/config').then((r) => r.json()).then((c) => c.resumable_upload_url !== null)",
         );
@@ -503,14 +520,7 @@ Deno.test({
     });
 
     await step("cancel an upload: nothing is left on the server", async () => {
-      const cdp = await alice.newCDPSession(page);
-      await cdp.send("Network.enable");
-      await cdp.send("Network.emulateNetworkConditions", {
-        offline: false,
-        latency: 20,
-        downloadThroughput: -1,
-        uploadThroughput: 64 * 1024,
-      });
+      const cdp = await slowUplink(alice, page, 64 * 1024);
       await page.locator("#video-file").setInputFiles(videoPath);
       await page.getByRole("button", { name: "Send" }).click();
       const bar = page.locator("#upload-progress");
@@ -521,12 +531,7 @@ Deno.test({
       await page.getByRole("button", { name: "Cancel upload" }).click();
       await page.getByText("Upload cancelled").waitFor();
       assert.equal(await bar.count(), 0);
-      await cdp.send("Network.emulateNetworkConditions", {
-        offline: false,
-        latency: 0,
-        downloadThroughput: -1,
-        uploadThroughput: -1,
-      });
+      await cdp.uploads(-1);
       await cdp.detach();
       // The upload was terminated on the server: no row, no bytes.
       for (
@@ -851,16 +856,9 @@ Deno.test({
       watch(bob);
       await bob.goto(`${url}/#/c/${id}`);
       await bob.getByRole("heading", { name: "Poll race", level: 1 }).waitFor();
-      const cdp = await context.newCDPSession(bob);
-      await cdp.send("Network.enable");
       // Slow enough (the 190 kB file takes 24 s) that the upload outlasts the poll many
       // times over; the throttle is lifted once the poll has shown the message.
-      await cdp.send("Network.emulateNetworkConditions", {
-        offline: false,
-        latency: 20,
-        downloadThroughput: -1,
-        uploadThroughput: 8 * 1024,
-      });
+      const cdp = await slowUplink(context, bob, 8 * 1024);
       await bob.getByLabel("Message", { exact: true }).fill("Seen before its video");
       await bob.locator("#video-file").setInputFiles(await fixture("h264.mp4"));
       await bob.getByRole("button", { name: "Send" }).click();
@@ -876,12 +874,7 @@ Deno.test({
       await message.waitFor();
       assert.equal(await bar.count(), 1, "the poll showed the message while the video uploaded");
       assert.equal(await message.locator("article.attachment").count(), 0);
-      await cdp.send("Network.emulateNetworkConditions", {
-        offline: false,
-        latency: 0,
-        downloadThroughput: -1,
-        uploadThroughput: -1,
-      });
+      await cdp.uploads(-1);
       await cdp.detach();
       await message.locator('article.attachment[aria-label="Video h264.mp4"]').waitFor();
       await bar.waitFor({ state: "detached" });
