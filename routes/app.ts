@@ -23,8 +23,6 @@ import { createUiRoutes } from "./ui.ts";
 import { createUploadRoutes } from "./uploads.ts";
 import { startsDownload, videoRoutes } from "./videos.ts";
 
-/** Requests for media bytes: download, stream, thumbnail and storyboard sprite. */
-const MEDIA_BYTES = /^\/api\/chat\/videos\/[^/]+\/(download|stream|thumbnail|storyboard\.jpg)\/?$/;
 /** The upload routes, multipart and resumable (tus), which stream their bodies to disk. */
 const STREAMED_UPLOADS = /^\/api\/chat\/videos\/uploads?(\/[^/]*)?$/;
 
@@ -37,6 +35,14 @@ const MEDIA_TOKEN_ROUTES: [RegExp, MediaPurpose][] = [
   [/^\/api\/chat\/videos\/([^/]+)\/storyboard\.jpg\/?$/, "storyboard-sprite"],
   [/^\/api\/chat\/attachments\/([^/]+)\/events\/?$/, "events"],
 ];
+
+/** The media routes that send file bytes (a player fetches them many times a second). */
+const MEDIA_BYTES: ReadonlySet<MediaPurpose> = new Set([
+  "download",
+  "stream",
+  "thumbnail",
+  "storyboard-sprite",
+]);
 
 /** The media token a request's route would accept: its attachment and purpose. */
 function mediaTokenScope(c: Context<AppEnv>): MediaTokenScope | null {
@@ -53,9 +59,10 @@ function mediaTokenScope(c: Context<AppEnv>): MediaTokenScope | null {
  * row, and every request that may write is counted.
  */
 function isPlayerRequest(c: Context<AppEnv>): boolean {
-  const kind = MEDIA_BYTES.exec(c.req.path)?.[1];
-  if (!kind || (c.req.method !== "GET" && c.req.method !== "HEAD")) return false;
-  return !(kind === "download" && startsDownload(c.req.raw));
+  if (c.req.method !== "GET" && c.req.method !== "HEAD") return false;
+  const purpose = mediaTokenScope(c)?.purpose;
+  if (!purpose || !MEDIA_BYTES.has(purpose)) return false;
+  return !(purpose === "download" && startsDownload(c.req.raw));
 }
 
 /** Options for {@linkcode createApp}. */
