@@ -66,6 +66,12 @@ export const attachments = sqliteTable("attachments", {
   strippedKey: text("stripped_key"),
   playbackKey: text("playback_key"),
   storyboardKey: text("storyboard_key"),
+  /** The directory of the adaptive ladder: HLS playlists, DASH manifest, CMAF segments. */
+  hlsKey: text("hls_key"),
+  /** JSON: the ladder's rungs as made (`MadeLadder`). */
+  hlsLadder: text("hls_ladder"),
+  /** JSON: the progressive rendition as made (`PlaybackMeta`). */
+  playbackMeta: text("playback_meta"),
   uploadedAt: integer("uploaded_at").notNull(),
   processedAt: integer("processed_at"),
   deletedAt: integer("deleted_at"),
@@ -90,6 +96,8 @@ export const jobs = sqliteTable("jobs", {
   lockedUntil: integer("locked_until"),
   lastError: text("last_error"),
   progress: real("progress"),
+  /** The backfill run that queued this job, if one did. */
+  batchId: text("batch_id"),
   createdAt: integer("created_at").notNull(),
   updatedAt: integer("updated_at").notNull(),
 }, (t) => [index("jobs_claim_idx").on(t.status, t.runAfter)]);

@@ -30,13 +30,14 @@ export function requireAdmin(): MiddlewareHandler<AppEnv> {
 }
 
 /**
- * Accepts either a signed media token in `?token=` for this attachment and
- * purpose, or a user token in `Authorization`, so `<video src>` works without
- * headers.
+ * Accepts either a signed media token (in `?token=`, or the path's `{token}`)
+ * for this attachment and purpose, or a user token in `Authorization`, so
+ * `<video src>` works without headers.
  */
 export function requireMediaAccess(purpose: MediaPurpose): MiddlewareHandler<AppEnv> {
   return async function requireMediaAccess(c, next) {
-    const mediaToken = c.req.query("token");
+    // A ladder's token is a path segment, so that relative playlist URIs keep it.
+    const mediaToken = c.req.param("token") ?? c.req.query("token");
     const auth = c.get("deps").auth;
     if (mediaToken) {
       const access = await auth.verifyMediaToken(mediaToken, {

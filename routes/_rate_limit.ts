@@ -47,7 +47,9 @@ export class TokenBuckets {
 }
 
 /** Tells which media token a request's route would accept; null for routes that take none. */
-export type MediaTokenScopeOf = (c: Context<AppEnv>) => MediaTokenScope | null;
+export type MediaTokenScopeOf = (
+  c: Context<AppEnv>,
+) => (MediaTokenScope & { pathToken?: string }) | null;
 
 /**
  * Whom a request counts against: the verified user of its bearer token;
@@ -65,8 +67,9 @@ export async function requestIdentity(
   try {
     const token = bearerToken(c.req.header("authorization"));
     if (token) return `user:${(await verifyRequestUser(auth, c.req.raw, token)).id}`;
-    const media = c.req.query("token");
-    const scope = media ? mediaScope?.(c) : null;
+    const scope = mediaScope?.(c) ?? null;
+    // A token in the path (HLS, whose relative segment URIs must keep it) or in the query.
+    const media = scope?.pathToken ?? c.req.query("token");
     if (media && scope) {
       const { user } = await auth.verifyMediaToken(media, scope);
       return `media:${user.id}`;

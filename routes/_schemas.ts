@@ -60,6 +60,19 @@ export const ConversationSchema = z.object({
   participant_count: z.number().int(),
 }).openapi("Conversation");
 
+export const RenditionSchema = z.object({
+  kind: z.enum(["progressive", "hls"]),
+  width: z.number().int().nullable(),
+  height: z.number().int().nullable(),
+  bitrate: z.number().int().nullable().openapi({
+    description: "kbit/s: the progressive file's overall bitrate, a rung's BANDWIDTH",
+  }),
+  codec: z.string().openapi({
+    description: "RFC 6381 CODECS for a rung, the codec name otherwise",
+  }),
+  bytes: z.number().int(),
+}).openapi("Rendition");
+
 export const AttachmentSchema = z.object({
   id: z.string(),
   message_id: z.string(),
@@ -103,6 +116,23 @@ export const AttachmentSchema = z.object({
       "exact uploaded bytes, whose SHA-256 is `sha256`",
   }),
   stream_url: z.string().nullable(),
+  playable: z.boolean().openapi({
+    description: "Whether `stream_url` (or `hls_url`) plays for this caller now: true as soon " +
+      "as the first playable output exists, which may be while `status` is still `processing`",
+  }),
+  hls_url: z.string().nullable().openapi({
+    description:
+      "Signed HLS master playlist of the adaptive ladder (fMP4/CMAF), or null when the " +
+      "video has none (shorter than HLS_MIN_DURATION, HLS off, or not made yet). The token is " +
+      "in the path, so the playlists' relative URIs need no header",
+  }),
+  dash_url: z.string().nullable().openapi({
+    description: "Signed DASH manifest over the same segments as `hls_url`, or null",
+  }),
+  renditions: z.array(RenditionSchema).openapi({
+    description: "Every output made for playback, one entry each: the progressive rendition " +
+      "(`progressive`) and each rung of the adaptive ladder (`hls`)",
+  }),
   thumbnail_url: z.string().nullable(),
   storyboard_url: z.string().nullable().openapi({ description: "Signed WebVTT storyboard URL" }),
   events_url: z.string().openapi({ description: "Signed Server-Sent Events URL" }),
@@ -202,5 +232,6 @@ export const MediaQuery = z.object({
 export type ConversationJson = z.infer<typeof ConversationSchema>;
 export type ParticipantJson = z.infer<typeof ParticipantSchema>;
 export type AttachmentJson = z.infer<typeof AttachmentSchema>;
+export type RenditionJson = z.infer<typeof RenditionSchema>;
 export type MessageJson = z.infer<typeof MessageSchema>;
 export type ActivityJson = z.infer<typeof ActivitySchema>;

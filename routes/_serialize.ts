@@ -5,7 +5,10 @@ import type {
   ConversationJson,
   MessageJson,
   ParticipantJson,
+  RenditionJson,
 } from "./_schemas.ts";
+import { DASH_MANIFEST, type MadeLadder, MASTER_PLAYLIST } from "../lib/media/hls.ts";
+import type { PlaybackMeta } from "../lib/media/rendition.ts";
 import type { Auth, MediaPurpose, User } from "../lib/auth/auth.ts";
 
 const iso = (ms: number | null): string | null => ms === null ? null : new Date(ms).toISOString();
@@ -18,6 +21,46 @@ export function formatDuration(seconds: number | null): string | null {
   const m = Math.floor((total % 3600) / 60);
   const s = (total % 60).toString().padStart(2, "0");
   return h > 0 ? `${h}:${m.toString().padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+/**
+ * Whether the caller can play the video now, before every output exists:
+ * it is ready, or the adaptive ladder is made, or `/stream` has what it will
+ * serve for good: the progressive rendition or, when the original plays as
+ * it is, the copy without metadata (or the original, for its uploader).
+ */
+export function isPlayable(attachment: Attachment, user: User): boolean {
+  if (attachment.status === "ready" || attachment.hlsKey || attachment.playbackKey) return true;
+  if (attachment.playback !== "original") return false;
+  return attachment.strippedKey !== null || attachment.uploaderId === user.id;
+}
+
+function parsed<T>(json: string | null): T | null {
+  if (!json) return null;
+  try {
+    return JSON.parse(json) as T;
+  } catch {
+    return null;
+  }
+}
+
+/** The Attachment JSON's `renditions`: the progressive rendition, then the ladder's rungs. */
+export function renditionsOf(attachment: Attachment): RenditionJson[] {
+  const list: RenditionJson[] = [];
+  const progressive = attachment.playbackKey ? parsed<PlaybackMeta>(attachment.playbackMeta) : null;
+  if (progressive) list.push({ kind: "progressive", ...progressive });
+  const ladder = attachment.hlsKey ? parsed<MadeLadder>(attachment.hlsLadder) : null;
+  for (const rung of ladder?.rungs ?? []) {
+    list.push({
+      kind: "hls",
+      width: rung.width,
+      height: rung.height,
+      bitrate: Math.round(rung.bandwidth / 1000),
+      codec: rung.codecs,
+      bytes: rung.bytes,
+    });
+  }
+  return list;
 }
 
 /** What the serializers need to build signed media URLs. */
@@ -39,6 +82,12 @@ export async function serializeAttachment(
       { attachmentId: attachment.id, purpose },
     )}`;
   const ready = attachment.status !== "failed";
+  const hlsToken = attachment.hlsKey
+    ? await context.auth.signMediaToken(context.user, {
+      attachmentId: attachment.id,
+      purpose: "hls",
+    })
+    : null;
   return {
     id: attachment.id,
     message_id: attachment.messageId,
@@ -78,6 +127,10 @@ export async function serializeAttachment(
       ? await signed("/download/?original=1", "download")
       : null,
     stream_url: ready ? await signed("/stream", "stream") : null,
+    playable: ready && isPlayable(attachment, context.user),
+    hls_url: hlsToken ? `${base}/hls/${hlsToken}/${MASTER_PLAYLIST}` : null,
+    dash_url: hlsToken ? `${base}/hls/${hlsToken}/${DASH_MANIFEST}` : null,
+    renditions: renditionsOf(attachment),
     thumbnail_url: attachment.thumbnailKey ? await signed("/thumbnail", "thumbnail") : null,
     storyboard_url: attachment.storyboardKey ? await signed("/storyboard.vtt", "storyboard") : null,
     events_url:

@@ -34,6 +34,8 @@ const MEDIA_TOKEN_ROUTES: [RegExp, MediaPurpose][] = [
   [/^\/api\/chat\/videos\/([^/]+)\/storyboard\.vtt\/?$/, "storyboard"],
   [/^\/api\/chat\/videos\/([^/]+)\/storyboard\.jpg\/?$/, "storyboard-sprite"],
   [/^\/api\/chat\/attachments\/([^/]+)\/events\/?$/, "events"],
+  // The token is the path segment after `hls/`, so that relative playlist URIs keep it.
+  [/^\/api\/chat\/videos\/([^/]+)\/hls\/([^/]+)\/[^/]+$/, "hls"],
 ];
 
 /** The media routes that send file bytes (a player fetches them many times a second). */
@@ -42,13 +44,16 @@ const MEDIA_BYTES: ReadonlySet<MediaPurpose> = new Set([
   "stream",
   "thumbnail",
   "storyboard-sprite",
+  "hls",
 ]);
 
 /** The media token a request's route would accept: its attachment and purpose. */
-function mediaTokenScope(c: Context<AppEnv>): MediaTokenScope | null {
+function mediaTokenScope(
+  c: Context<AppEnv>,
+): (MediaTokenScope & { pathToken?: string }) | null {
   for (const [route, purpose] of MEDIA_TOKEN_ROUTES) {
-    const attachmentId = route.exec(c.req.path)?.[1];
-    if (attachmentId) return { attachmentId, purpose };
+    const match = route.exec(c.req.path);
+    if (match?.[1]) return { attachmentId: match[1], purpose, pathToken: match[2] };
   }
   return null;
 }

@@ -12,6 +12,7 @@ import { ApiError } from "../lib/core/errors.ts";
 import { fileResponse, type FileResponseOptions } from "../lib/serving/file_response.ts";
 import { ingestVideo } from "../lib/uploads/ingest.ts";
 import { type StoryboardLayout, storyboardVtt } from "../lib/media/storyboard.ts";
+import { LADDER_FILE } from "../lib/media/hls.ts";
 import { receiveMultipartFile } from "../lib/uploads/multipart_upload.ts";
 import { remainingQuota } from "../lib/uploads/quota.ts";
 import { serializeAttachment } from "./_serialize.ts";
@@ -369,4 +370,54 @@ videoRoutes
         "cache-control": "private, no-store",
       });
     },
+  )
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/{id}/hls/{token}/{file}",
+      tags,
+      summary: "A file of the adaptive ladder: the HLS master or media playlists, the DASH " +
+        "manifest, or a CMAF segment",
+      description: "Opened by the signed `hls` token in the path (from `hls_url`), so that the " +
+        "playlists' relative URIs resolve without a header. A token opens only its own " +
+        "attachment's files, until it expires.",
+      middleware: [requireMediaAccess("hls")] as const,
+      request: {
+        params: IdParam.extend({
+          token: z.string().max(4096).openapi({ param: { name: "token", in: "path" } }),
+          file: z.string().regex(LADDER_FILE).openapi({ param: { name: "file", in: "path" } }),
+        }),
+      },
+      responses: {
+        200: binary("application/vnd.apple.mpegurl", "The playlist, manifest or segment"),
+        206: binary("video/mp4", "The requested byte range"),
+        304: mediaResponses[304],
+        401: problems[401],
+        404: problems[404],
+      },
+    }),
+    async (c) => {
+      const { file } = c.req.valid("param");
+      const attachment = await loadMediaAttachment(c, (a) => a.hlsKey !== null);
+      if (!attachment.hlsKey) throw new ApiError("not_found", "This video has no adaptive ladder");
+      const generation = attachment.hlsKey.slice(attachment.hlsKey.lastIndexOf("/") + 1);
+      const playlist = file.endsWith(".m3u8") || file.endsWith(".mpd");
+      return await fileResponse(c.req.raw, {
+        path: c.get("deps").storage.memberPath(attachment.hlsKey, file),
+        etag: `${generation}-${file}`,
+        contentType: ladderContentType(file),
+        // Segments never change within a generation; playlists name the generation's segments.
+        cacheControl: playlist ? "private, no-cache" : "private, max-age=3600",
+        files: c.get("deps").recentAccess.files,
+      });
+    },
   );
+
+/** The media type of a ladder file, by its name. */
+function ladderContentType(file: string): string {
+  if (file.endsWith(".m3u8")) return "application/vnd.apple.mpegurl";
+  if (file.endsWith(".mpd")) return "application/dash+xml";
+  return file.startsWith("init-stream") || file.startsWith("chunk-stream")
+    ? "video/mp4"
+    : "application/octet-stream";
+}

@@ -13,6 +13,8 @@ export interface User {
  * What a signed media URL may be used for. `storyboard` opens the WebVTT
  * track, `storyboard-sprite` the sprite sheet its cues point into: a sprite
  * token cannot open the track, so it cannot be used to mint another one.
+ * `hls` opens the files of the adaptive ladder (HLS playlists, the DASH
+ * manifest and their segments), and rides in the path, not the query.
  */
 export type MediaPurpose =
   | "download"
@@ -20,6 +22,7 @@ export type MediaPurpose =
   | "thumbnail"
   | "storyboard"
   | "storyboard-sprite"
+  | "hls"
   | "events";
 
 /** A verified media token: who it names, and when it expires (epoch milliseconds). */

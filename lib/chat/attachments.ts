@@ -15,6 +15,7 @@ export function storedKeys(attachment: Attachment): string[] {
     attachment.strippedKey,
     attachment.playbackKey,
     attachment.storyboardKey,
+    attachment.hlsKey,
   ].filter((key): key is string => key !== null);
 }
 

@@ -42,6 +42,8 @@ export const CONFIG_ENV_NAMES = [
   "RENDITION_MAX_HEIGHT",
   "RENDITION_MAX_BITRATE",
   "RENDITION_MAX_FPS",
+  "HLS",
+  "HLS_MIN_DURATION",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -102,6 +104,8 @@ const envSchema = z.object({
   RENDITION_MAX_HEIGHT: integer(144, 4320).default(1080),
   RENDITION_MAX_BITRATE: integer(100, 1_000_000).default(5000),
   RENDITION_MAX_FPS: integer(10, 240).default(60),
+  HLS: z.enum(["0", "1", "false", "true"], { message: "must be 1 or 0" }).default("1"),
+  HLS_MIN_DURATION: integer(0, 24 * 3600).default(10),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -182,6 +186,16 @@ export interface Config {
   stripMetadata: boolean;
   /** Above these, receivers stream a compact rendition instead of the original. */
   renditionPolicy: RenditionPolicy;
+  /** Which videos also get an adaptive (HLS and DASH) ladder. */
+  hlsPolicy: HlsPolicy;
+}
+
+/** Which videos get an adaptive ladder besides their progressive file. */
+export interface HlsPolicy {
+  /** `HLS`: on by default. */
+  enabled: boolean;
+  /** `HLS_MIN_DURATION`: seconds; shorter clips play from the progressive file alone. */
+  minDuration: number;
 }
 
 /**
@@ -292,6 +306,10 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       maxHeight: e.RENDITION_MAX_HEIGHT,
       maxBitrate: e.RENDITION_MAX_BITRATE,
       maxFps: e.RENDITION_MAX_FPS,
+    },
+    hlsPolicy: {
+      enabled: e.HLS === "1" || e.HLS === "true",
+      minDuration: e.HLS_MIN_DURATION,
     },
   };
 }

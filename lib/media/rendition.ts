@@ -2,6 +2,16 @@ import type { RenditionPolicy } from "../config/config.ts";
 import type { MediaLimits } from "./limits.ts";
 import { FFMPEG_QUIET, hardenedInputArgs } from "./tools.ts";
 
+/** The progressive rendition as made: what the Attachment JSON lists for it. */
+export interface PlaybackMeta {
+  width: number | null;
+  height: number | null;
+  /** Overall bitrate, kbit/s. */
+  bitrate: number | null;
+  codec: string;
+  bytes: number;
+}
+
 /** The AAC bitrate of a rendition, kbit/s. */
 const AUDIO_KBPS = 128;
 
@@ -40,7 +50,7 @@ export interface RenditionSource {
 }
 
 /** zimg's tone mapping from HDR (PQ/HLG, BT.2020) to SDR BT.709, for browsers without HDR. */
-const TONEMAP = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709," +
+export const TONEMAP = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709," +
   "tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv";
 
 /** The video filter chain of a transcode: tone map if HDR, scale, cap the frame rate, 8-bit 4:2:0. */

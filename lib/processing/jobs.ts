@@ -6,17 +6,21 @@ import { stripUnsafeCharacters } from "../core/unsafe_text.ts";
 import type { Clock } from "../core/clock.ts";
 
 /** Kinds of processing work. */
-export type JobKind = "thumbnail" | "strip" | "rendition" | "storyboard";
+export type JobKind = "thumbnail" | "strip" | "rendition" | "hls" | "storyboard";
 
 /**
- * The jobs every upload gets, in the order they are claimed: the poster, the
- * copy receivers may download (and play, when the original plays as it is),
- * then the rendition and the storyboard.
+ * The jobs every upload gets, in the order they are claimed, which is the
+ * order that lets a receiver start watching soonest: the poster; the copy
+ * receivers download, which is also what they play when the original plays
+ * as it is; the progressive rendition (the first playable output of any
+ * other video); then the adaptive ladder, which takes longest, and the
+ * storyboard, which only helps seeking.
  */
 export const PROCESSING_JOBS: readonly JobKind[] = [
   "thumbnail",
   "strip",
   "rendition",
+  "hls",
   "storyboard",
 ];
 
@@ -120,6 +124,7 @@ export class JobQueue {
       lockedUntil: Number(row.locked_until),
       lastError: row.last_error === null ? null : String(row.last_error),
       progress: null,
+      batchId: row.batch_id === null || row.batch_id === undefined ? null : String(row.batch_id),
       createdAt: Number(row.created_at),
       updatedAt: t,
     };

@@ -11,10 +11,12 @@ import {
   transcodeArgs,
 } from "../media/rendition.ts";
 import { runTool } from "../media/run_tool.ts";
+import type { PlaybackMeta } from "../media/rendition.ts";
 import { containerNamed } from "../media/containers.ts";
 import { makeStoryboard } from "../media/storyboard.ts";
 import { makeStrippedCopy } from "../media/strip.ts";
 import { makeThumbnail } from "../media/thumbnail.ts";
+import { checkLadder, ladderArgs, ladderTimeoutMs, planLadder, wantsLadder } from "../media/hls.ts";
 import { storageKey } from "../storage/storage.ts";
 
 type ProcessingDeps = Pick<AppDeps, "db" | "storage" | "media" | "config">;
@@ -34,7 +36,7 @@ async function loadLive(deps: ProcessingDeps, id: string): Promise<Attachment | 
   return attachment;
 }
 
-type DerivedKey = "thumbnailKey" | "strippedKey" | "playbackKey" | "storyboardKey";
+type DerivedKey = "thumbnailKey" | "strippedKey" | "playbackKey" | "hlsKey" | "storyboardKey";
 
 /** Where {@linkcode produce} finds an output and records it, and how it is made. */
 interface ProduceOptions {
@@ -46,6 +48,8 @@ interface ProduceOptions {
   column: DerivedKey;
   /** Writes `temp`; returns the attachment columns to set. */
   make: () => Promise<Partial<Attachment>>;
+  /** `temp` is a directory of files (a ladder), stored and removed as one. */
+  directory?: boolean;
 }
 
 /**
@@ -61,11 +65,12 @@ async function produce(
   job: Job,
   output: ProduceOptions,
 ): Promise<void> {
-  const { make, ...files } = output;
+  const { make, directory = false, ...files } = output;
   await Deno.mkdir(deps.storage.tempDir(), { recursive: true });
   try {
     const update = await make();
-    await deps.storage.putFile(files.temp, files.key);
+    if (directory) await deps.storage.putDirectory(files.temp, files.key);
+    else await deps.storage.putFile(files.temp, files.key);
     const outcome = await deps.db.transaction(async (tx) => {
       const [current] = await tx.select().from(attachments)
         .where(eq(attachments.id, job.attachmentId));
@@ -79,7 +84,7 @@ async function produce(
       await deps.storage.delete(outcome.replaced);
     }
   } finally {
-    await Deno.remove(files.temp).catch(() => {});
+    await Deno.remove(files.temp, { recursive: directory }).catch(() => {});
   }
 }
 
@@ -91,12 +96,12 @@ async function produce(
 function outputOf(
   deps: ProcessingDeps,
   job: Job,
-  output: { attachment: Attachment; prefix: string; extension: string },
+  output: { attachment: Attachment; prefix: string; extension?: string },
 ): { key: string; temp: string } {
   const { attachment, prefix, extension } = output;
   return {
     key: storageKey(prefix, { at: new Date(attachment.uploadedAt), id: job.id, extension }),
-    temp: `${deps.storage.tempDir()}/${job.id}.${extension}`,
+    temp: `${deps.storage.tempDir()}/${job.id}.${extension ?? prefix}`,
   };
 }
 
@@ -141,7 +146,8 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
     policy,
   });
   if (plan === "original") {
-    await deps.db.update(attachments).set({ playback: "original", playbackKey: null })
+    await deps.db.update(attachments)
+      .set({ playback: "original", playbackKey: null, playbackMeta: null })
       .where(eq(attachments.id, attachment.id));
     if (attachment.playbackKey) await deps.storage.delete(attachment.playbackKey);
     return;
@@ -177,7 +183,14 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
       // Check the output like an upload: it must be an MP4 with an H.264 video stream.
       const output = await probeVideo(deps.media, temp, { container: containerNamed("mp4") });
       if (output.codec !== "h264") throw new Error(`Rendition has codec "${output.codec}"`);
-      return { playback: plan, playbackKey: key };
+      const meta: PlaybackMeta = {
+        width: output.width,
+        height: output.height,
+        bitrate: output.bitrate,
+        codec: output.codec,
+        bytes: (await Deno.stat(temp)).size,
+      };
+      return { playback: plan, playbackKey: key, playbackMeta: JSON.stringify(meta) };
     },
   });
 }
@@ -237,6 +250,73 @@ async function stripJob(deps: ProcessingDeps, job: Job): Promise<void> {
   });
 }
 
+/**
+ * The adaptive ladder (HLS and DASH over the same CMAF segments) of a video
+ * that lasts long enough (`HLS_MIN_DURATION`), all rungs from one ffmpeg run,
+ * checked file by file before it is recorded. A video the policy no longer
+ * gives a ladder (HLS turned off, say) loses the one it had.
+ */
+async function hlsJob(deps: ProcessingDeps, job: Job, context: JobContext): Promise<void> {
+  const attachment = await loadLive(deps, job.attachmentId);
+  if (!attachment) return;
+  if (!wantsLadder(attachment, deps.config.hlsPolicy) || !attachment.width || !attachment.height) {
+    await deps.db.update(attachments).set({ hlsKey: null, hlsLadder: null })
+      .where(eq(attachments.id, attachment.id));
+    if (attachment.hlsKey) await deps.storage.delete(attachment.hlsKey);
+    return;
+  }
+  const source = {
+    path: deps.storage.localPath(attachment.storageKey),
+    demuxer: containerNamed(attachment.container).demuxer,
+    width: attachment.width,
+    height: attachment.height,
+    hasAudio: attachment.hasAudio,
+    fps: attachment.fps,
+    hdr: attachment.hdr,
+    bitrate: attachment.bitrate,
+    duration: attachment.duration,
+  };
+  const policy = deps.config.renditionPolicy;
+  const rungs = planLadder(source, policy);
+  const { key, temp } = outputOf(deps, job, { attachment, prefix: "hls" });
+  await produce(deps, job, {
+    temp,
+    key,
+    column: "hlsKey",
+    directory: true,
+    make: async () => {
+      await Deno.remove(temp, { recursive: true }).catch(() => {});
+      await Deno.mkdir(temp, { mode: 0o700 });
+      const result = await runTool(
+        deps.media.ffmpegPath,
+        ladderArgs(source, {
+          rungs,
+          outDir: temp,
+          limits: deps.media.limits,
+          maxFps: policy.maxFps,
+        }),
+        {
+          timeoutMs: ladderTimeoutMs(attachment.duration),
+          maxStdoutBytes: 64 * 1024,
+          addressSpaceBytes: deps.media.limits.toolMemoryBytes,
+          onStdout: progressParser(attachment.duration, (f) => context.progress(f)),
+        },
+      );
+      if (result.timedOut) throw new Error("ffmpeg timed out making the adaptive ladder");
+      if (result.code !== 0) {
+        throw new Error(`ffmpeg exited with ${result.code}: ${result.stderr.trim().slice(-500)}`);
+      }
+      const ladder = await checkLadder(deps.media, {
+        outDir: temp,
+        rungs,
+        hasAudio: attachment.hasAudio,
+        duration: attachment.duration,
+      });
+      return { hlsKey: key, hlsLadder: JSON.stringify(ladder) };
+    },
+  });
+}
+
 /** Runs one claimed job; throws to have it retried. */
 export async function runJob(deps: ProcessingDeps, job: Job, context: JobContext): Promise<void> {
   switch (job.kind) {
@@ -246,6 +326,8 @@ export async function runJob(deps: ProcessingDeps, job: Job, context: JobContext
       return await stripJob(deps, job);
     case "rendition":
       return await renditionJob(deps, job, context);
+    case "hls":
+      return await hlsJob(deps, job, context);
     case "storyboard":
       return await storyboardJob(deps, job);
     default:

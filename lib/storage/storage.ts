@@ -4,10 +4,17 @@ import { dirname } from "node:path";
 export interface Storage {
   /** Moves a finished local file (on the same filesystem) under `key`. */
   putFile(localPath: string, key: string): Promise<void>;
+  /**
+   * Moves a finished local directory of files (an adaptive-streaming ladder)
+   * under `key`; its files are then read as `memberPath(key, name)`.
+   */
+  putDirectory(localDir: string, key: string): Promise<void>;
   /** A local path ffmpeg can read for `key`. */
   localPath(key: string): string;
+  /** The local path of the file `name` in the directory stored under `key`. */
+  memberPath(key: string, name: string): string;
   stat(key: string): Promise<{ size: number; mtime: Date | null } | null>;
-  /** Removes `key`; a missing file is not an error. */
+  /** Removes `key` (a file, or a directory and its files); a missing one is not an error. */
   delete(key: string): Promise<void>;
   /** A directory for temporary files on the same filesystem as the stored files. */
   tempDir(): string;
@@ -16,9 +23,12 @@ export interface Storage {
 }
 
 const KEY_PATTERN = /^[a-z]+\/\d{4}\/\d{2}\/\d{2}\/[0-9a-f-]{36}(\.[a-z0-9]{2,5})?$/;
+/** A file in a stored directory: a plain name, no path, no leading dot. */
+const MEMBER_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$/;
 
 /**
- * Builds a date-sharded storage key such as `media/2026/01/15/<id>.mp4`.
+ * Builds a date-sharded storage key such as `media/2026/01/15/<id>.mp4` (a
+ * directory's key has no extension).
  *
  * @example
  * ```ts
@@ -27,13 +37,13 @@ const KEY_PATTERN = /^[a-z]+\/\d{4}\/\d{2}\/\d{2}\/[0-9a-f-]{36}(\.[a-z0-9]{2,5}
  */
 export function storageKey(
   prefix: string,
-  file: { at: Date; id: string; extension: string },
+  file: { at: Date; id: string; extension?: string },
 ): string {
   const { at, id, extension } = file;
   const y = at.getUTCFullYear().toString().padStart(4, "0");
   const m = (at.getUTCMonth() + 1).toString().padStart(2, "0");
   const d = at.getUTCDate().toString().padStart(2, "0");
-  return `${prefix}/${y}/${m}/${d}/${id}.${extension}`;
+  return `${prefix}/${y}/${m}/${d}/${id}${extension ? `.${extension}` : ""}`;
 }
 
 /** Files under a data directory. Keys are validated so none can leave it. */
@@ -45,6 +55,21 @@ export class DiskStorage implements Storage {
   localPath(key: string): string {
     if (!KEY_PATTERN.test(key)) throw new Error(`Invalid storage key "${key}"`);
     return `${this.root}/${key}`;
+  }
+  memberPath(key: string, name: string): string {
+    if (!MEMBER_PATTERN.test(name) || name.includes("..")) {
+      throw new Error(`Invalid file name "${name}"`);
+    }
+    return `${this.localPath(key)}/${name}`;
+  }
+  async putDirectory(localDir: string, key: string): Promise<void> {
+    const target = this.localPath(key);
+    await Deno.mkdir(dirname(target), { recursive: true });
+    for await (const entry of Deno.readDir(localDir)) {
+      if (entry.isFile) await Deno.chmod(`${localDir}/${entry.name}`, 0o600);
+    }
+    await Deno.chmod(localDir, 0o700);
+    await Deno.rename(localDir, target);
   }
   async putFile(localPath: string, key: string): Promise<void> {
     const target = this.localPath(key);
@@ -63,7 +88,7 @@ export class DiskStorage implements Storage {
     }
   }
   async delete(key: string): Promise<void> {
-    await Deno.remove(this.localPath(key)).catch((error) => {
+    await Deno.remove(this.localPath(key), { recursive: true }).catch((error) => {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     });
   }
