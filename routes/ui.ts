@@ -3,9 +3,10 @@ import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { OpenAPIHono } from "@hono/zod-openapi";
-// Importing the package's manifest puts tus-js-client in the module graph, so
-// Deno installs it into node_modules, where its browser bundle is read from.
+// Importing the packages' manifests puts tus-js-client and hls.js in the module
+// graph, so Deno installs them into node_modules, where their browser bundles are read from.
 import "tus-js-client/package.json" with { type: "json" };
+import "hls.js/package.json" with { type: "json" };
 import { CONTAINERS } from "../lib/media/containers.ts";
 import type { Config } from "../lib/config/config.ts";
 import type { AppEnv } from "./_env.ts";
@@ -32,9 +33,12 @@ const CONTENT_TYPES: Record<string, string> = {
 function vendorFiles(): Record<string, string> {
   const require = createRequire(import.meta.url);
   const tusDir = dirname(require.resolve("tus-js-client/package.json"));
+  const hlsDir = dirname(require.resolve("hls.js/package.json"));
   return {
     "vendor/tus.min.js": `${tusDir}/dist/tus.min.js`,
     "vendor/tus.min.js.map": `${tusDir}/dist/tus.min.js.map`,
+    "vendor/hls.min.js": `${hlsDir}/dist/hls.min.js`,
+    "vendor/hls.min.js.map": `${hlsDir}/dist/hls.min.js.map`,
   };
 }
 

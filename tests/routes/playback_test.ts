@@ -293,6 +293,7 @@ Deno.test({
     await thumbnail.body?.cancel();
     await runNext("strip");
     await runNext("rendition");
+    await runNext("hls");
     await runNext("storyboard");
     attachment = await body(await ctx.request("alice", `/api/chat/attachments/${id}`));
     assert.equal(attachment.status, "ready");
