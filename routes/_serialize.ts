@@ -9,6 +9,7 @@ import type {
 } from "./_schemas.ts";
 import { DASH_MANIFEST, type MadeLadder, MASTER_PLAYLIST } from "../lib/media/hls.ts";
 import type { PlaybackMeta } from "../lib/media/rendition.ts";
+import { isPlayable } from "../lib/processing/progress.ts";
 import type { Auth, MediaPurpose, User } from "../lib/auth/auth.ts";
 
 const iso = (ms: number | null): string | null => ms === null ? null : new Date(ms).toISOString();
@@ -21,18 +22,6 @@ export function formatDuration(seconds: number | null): string | null {
   const m = Math.floor((total % 3600) / 60);
   const s = (total % 60).toString().padStart(2, "0");
   return h > 0 ? `${h}:${m.toString().padStart(2, "0")}:${s}` : `${m}:${s}`;
-}
-
-/**
- * Whether the caller can play the video now, before every output exists:
- * it is ready, or the adaptive ladder is made, or `/stream` has what it will
- * serve for good: the progressive rendition or, when the original plays as
- * it is, the copy without metadata (or the original, for its uploader).
- */
-export function isPlayable(attachment: Attachment, user: User): boolean {
-  if (attachment.status === "ready" || attachment.hlsKey || attachment.playbackKey) return true;
-  if (attachment.playback !== "original") return false;
-  return attachment.strippedKey !== null || attachment.uploaderId === user.id;
 }
 
 function parsed<T>(json: string | null): T | null {
@@ -127,7 +116,7 @@ export async function serializeAttachment(
       ? await signed("/download/?original=1", "download")
       : null,
     stream_url: ready ? await signed("/stream", "stream") : null,
-    playable: ready && isPlayable(attachment, context.user),
+    playable: isPlayable(attachment, context.user.id),
     hls_url: hlsToken ? `${base}/hls/${hlsToken}/${MASTER_PLAYLIST}` : null,
     dash_url: hlsToken ? `${base}/hls/${hlsToken}/${DASH_MANIFEST}` : null,
     renditions: renditionsOf(attachment),

@@ -5,7 +5,7 @@ import { loadVisibleAttachment, loadVisibleMessage } from "../lib/auth/access.ts
 import { deleteAttachment } from "../lib/chat/attachments.ts";
 import { attachmentsOfMessages } from "../lib/chat/conversations.ts";
 import { serializeAttachment } from "./_serialize.ts";
-import { processingSnapshot } from "../lib/processing/progress.ts";
+import { isPlayable, type OutputKind, processingSnapshot } from "../lib/processing/progress.ts";
 import { activityContext, urlContext } from "./_context.ts";
 import { requireMediaAccess, requireUser } from "./_auth.ts";
 import { bearer, json, newRouter, problems } from "./_router.ts";
@@ -68,9 +68,13 @@ attachmentRoutes.openapi(
     method: "get",
     path: "/{id}/events",
     tags,
-    summary: "Server-Sent Events: `status` and `progress` until ready or failed",
-    description: "Opens with a snapshot (a `status` and a `progress` event), then sends each " +
-      "change, and closes after `ready` or `failed` (whose event id is `final`) or after 30 s. " +
+    summary: "Server-Sent Events: `status`, `progress`, `output` and `playable` until ready " +
+      "or failed",
+    description: "Opens with a snapshot (a `progress`, an `output` per output made so far, a " +
+      "`playable` and a `status` event), then sends each change: `output` " +
+      '(`{"kind":"thumbnail"|"stripped"|"progressive"|"hls"|"storyboard"}`) as each output ' +
+      'lands, `playable` (`{"playable":true}`) when the video can be played, possibly while ' +
+      "still processing. It closes after `ready` or `failed` (whose event id is `final`) or after 30 s. " +
       "A reconnect gets a fresh snapshot; one with `Last-Event-ID: final` gets 204, which " +
       "tells EventSource to stop. Authenticate with the signed `events_url` (EventSource " +
       "cannot send headers) or a Bearer token.",
@@ -96,7 +100,9 @@ attachmentRoutes.openapi(
     }
     const until = Date.now() + EVENTS_MAX_MS;
     return streamSSE(c, async (stream) => {
-      let sent: { status: string; percent: number } | null = null;
+      let sent: { status: string; percent: number; playable: boolean } | null = null;
+      const reported = new Set<OutputKind>();
+      const user = c.get("user");
       let sequence = 0;
       while (!stream.aborted && Date.now() < until) {
         const snapshot = await processingSnapshot(db, attachment.id);
@@ -115,6 +121,23 @@ attachmentRoutes.openapi(
             retry: sent === null ? 2000 : undefined,
           });
         }
+        // Each output once, as it lands, and the moment the video becomes playable.
+        for (const kind of snapshot.outputs.filter((kind) => !reported.has(kind))) {
+          reported.add(kind);
+          await stream.writeSSE({
+            event: "output",
+            id: String(++sequence),
+            data: JSON.stringify({ kind }),
+          });
+        }
+        const playable = isPlayable(snapshot.playability, user.id);
+        if (sent === null || playable !== sent.playable) {
+          await stream.writeSSE({
+            event: "playable",
+            id: String(++sequence),
+            data: JSON.stringify({ playable }),
+          });
+        }
         if (sent === null || snapshot.status !== sent.status) {
           await stream.writeSSE({
             event: "status",
@@ -122,7 +145,7 @@ attachmentRoutes.openapi(
             data: JSON.stringify({ status: snapshot.status, error: snapshot.error }),
           });
         }
-        sent = { status: snapshot.status, percent };
+        sent = { status: snapshot.status, percent, playable };
         if (snapshot.status !== "processing") return;
         await stream.sleep(EVENTS_POLL_MS);
       }

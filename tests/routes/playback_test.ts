@@ -206,6 +206,11 @@ Deno.test("playback: the events stream reports rising progress, then ready, then
     assert.ok(percents[i]! > percents[i - 1]!, `${percents}`);
   }
   assert.equal(percents.at(-1), 100);
+  // Each output is reported once, as it lands; the playable moment no later than ready.
+  const outputs = events.filter((e) => e.event === "output").map((e) => e.data.kind as string);
+  assert.deepEqual(outputs, ["thumbnail", "stripped", "progressive", "hls", "storyboard"]);
+  const playable = events.findIndex((e) => e.event === "playable" && e.data.playable === true);
+  assert.ok(playable >= 0 && playable < events.findIndex((e) => e.data.status === "ready"));
   // A late subscriber gets the final state at once; one that saw it is told to stop (204).
   const late = await (await ctx.app.request(localPath(String(created.events_url)))).text();
   assert.match(late, /"status":"ready"/);
@@ -305,4 +310,56 @@ Deno.test({
     const bytes = new Uint8Array(await stream.arrayBuffer());
     assert.ok(moovFirst(bytes), "the faststart rendition, not the AVI");
   },
+});
+
+Deno.test("playback: a receiver can play as soon as the first playable output exists", async () => {
+  // The jobs run here one by one, so each step of the processing can be looked at.
+  await using ctx = await createTestContext({ worker: false });
+  const { messageId } = await conversationWithMessage(ctx, "alice", ["bob"]);
+  const created = await body(await uploadFile(ctx, "alice", messageId, await fixture("long.avi")));
+  const id = String(created.id);
+  const queue = new JobQueue({
+    db: ctx.deps.db,
+    workerId: "test",
+    leaseMs: 60_000,
+    clock: () => new Date(),
+  });
+  const view = async (user: string) =>
+    await body(await ctx.request(user, `/api/chat/attachments/${id}`));
+  const runNext = async (kind: string) => {
+    const job = await queue.claim();
+    assert.equal(job?.kind, kind);
+    await runJob(ctx.deps, job!, { progress: () => {} });
+    await queue.complete(job!);
+  };
+  assert.equal((await view("bob")).playable, false);
+  await runNext("thumbnail");
+  await runNext("strip");
+  assert.equal((await view("bob")).playable, false); // an AVI plays only as a rendition
+  await runNext("rendition");
+  const early = await view("bob");
+  assert.equal(early.status, "processing");
+  assert.equal(early.playable, true);
+  assert.equal(
+    (await ctx.app.request(localPath(String(early.stream_url)), {
+      headers: { range: "bytes=0-0" },
+    })).status,
+    206,
+  );
+  // The events stream says so too, with the outputs made so far.
+  const abort = new AbortController();
+  const events = await ctx.app.request(localPath(String(early.events_url)), {
+    signal: abort.signal,
+  });
+  const reader = events.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!/event: status/.test(text)) text += (await reader.read()).value ?? "";
+  abort.abort();
+  await reader.cancel().catch(() => {});
+  assert.match(text, /event: output\ndata: \{"kind":"progressive"\}/);
+  assert.match(text, /event: playable\ndata: \{"playable":true\}/);
+  assert.match(text, /"status":"processing"/);
+  await runNext("hls");
+  await runNext("storyboard");
+  assert.equal((await view("bob")).status, "ready");
 });
