@@ -226,6 +226,13 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
     ? startWorker(deps, {
       concurrency,
       onError: (error) => console.error("worker error:", error),
+      // One line per run: the job kind, its attachment, how it ended and how long it took.
+      onJobEnd: (r) => {
+        const line = `job ${r.kind} ${r.outcome} attachment=${r.attachmentId} job=${r.jobId} ` +
+          `attempt=${r.attempt} ms=${r.ms}${r.error ? ` error=${JSON.stringify(r.error)}` : ""}`;
+        if (r.outcome === "done") console.log(line);
+        else console.error(line);
+      },
     })
     : null;
   if (worker) opened.attachWorker(worker);

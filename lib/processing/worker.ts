@@ -21,6 +21,21 @@ export interface WorkerOptions {
   workerId?: string;
   /** Called with errors the loop survived (a database hiccup); defaults to silence. */
   onError?: (error: unknown) => void;
+  /** Called when a run ends: what ran, how it ended and how long it took (for the log). */
+  onJobEnd?: (report: JobReport) => void;
+}
+
+/** How one run of a job ended. */
+export interface JobReport {
+  jobId: string;
+  kind: string;
+  attachmentId: string;
+  attempt: number;
+  /** `retry`: it failed and is queued again; `failed`: it failed for good. */
+  outcome: "done" | "retry" | "failed";
+  ms: number;
+  /** The failure reason (paths redacted). */
+  error?: string;
 }
 
 /** A running worker pool. */
@@ -70,12 +85,24 @@ export function startWorker(
       lastReport = now;
       queue.progress(job, fraction).catch(options.onError);
     };
+    const started = performance.now();
+    const report = (outcome: JobReport["outcome"], error?: string): void =>
+      options.onJobEnd?.({
+        jobId: job.id,
+        kind: job.kind,
+        attachmentId: job.attachmentId,
+        attempt: job.attempts,
+        outcome,
+        ms: Math.round(performance.now() - started),
+        error,
+      });
     try {
       await runJob(deps, job, { progress });
       await queue.complete(job);
+      report("done");
     } catch (error) {
       const reason = redactPaths(error instanceof Error ? error.message : String(error));
-      await queue.fail(job, reason);
+      report(await queue.fail(job, reason), reason);
     } finally {
       clearInterval(heartbeat);
     }

@@ -37,20 +37,20 @@ export async function checkReadiness(
     });
     if (result.code !== 0) throw new Error("not runnable");
   };
-  // Renditions need the libx264 encoder, and HDR tone mapping needs zimg's zscale filter.
+  // Renditions need the libx264 encoder, HDR tone mapping zimg's zscale filter, and the
+  // adaptive ladder the dash muxer (which writes the HLS playlists too).
   const features = async () => {
-    const [encoders, filters] = await Promise.all([
-      runTool(deps.media.ffmpegPath, ["-hide_banner", "-encoders"], {
+    const list = (what: string) =>
+      runTool(deps.media.ffmpegPath, ["-hide_banner", what], {
         timeoutMs: 5000,
         addressSpaceBytes: deps.media.limits.toolMemoryBytes,
-      }),
-      runTool(deps.media.ffmpegPath, ["-hide_banner", "-filters"], {
-        timeoutMs: 5000,
-        addressSpaceBytes: deps.media.limits.toolMemoryBytes,
-      }),
-    ]);
-    if (!/\slibx264\s/.test(encoders.stdout)) throw new MissingFeature("no libx264 encoder");
-    if (!/\szscale\s/.test(filters.stdout)) throw new MissingFeature("no zscale filter");
+      });
+    const [encoders, filters, muxers] = await Promise.all(
+      ["-encoders", "-filters", "-muxers"].map(list),
+    );
+    if (!/\slibx264\s/.test(encoders!.stdout)) throw new MissingFeature("no libx264 encoder");
+    if (!/\szscale\s/.test(filters!.stdout)) throw new MissingFeature("no zscale filter");
+    if (!/\sE\s+dash\s/.test(muxers!.stdout)) throw new MissingFeature("no dash muxer");
   };
   const [database, storage, ffmpeg, ffprobe, ffmpegFeatures] = await Promise.all([
     attempt(async () => void await deps.db.run(sql`SELECT 1`)),

@@ -273,6 +273,11 @@ Deno.test("hls: a ladder over HTTP with no header, every rung decoded, access pe
       await response.body?.cancel();
     }
 
+    // The new job kind shows in the metrics.
+    assert.match(
+      await (await ctx.app.request("/metrics")).text(),
+      /^offchat_jobs\{kind="hls",status="done"\} 2$/m,
+    );
     // Deleting the attachment removes its ladder.
     const files = () =>
       listFiles(ctx.dataDir).then((all) => all.filter((f) => f.startsWith("hls/")));
