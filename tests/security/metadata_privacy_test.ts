@@ -752,7 +752,8 @@ Deno.test("metadata privacy: receivers get none of the recording's tags; playbac
     needles: [],
   };
   const scratch = await Deno.makeTempDir({ prefix: "offchat-privacy-served-" });
-  await using ctx = await createTestContext();
+  // Every video gets an adaptive ladder here, however short, so that its files are checked too.
+  await using ctx = await createTestContext({ env: { HLS_MIN_DURATION: "0" } });
   try {
     await t.step("every fixture carries its values (bytes and ffprobe)", async () => {
       for (const f of fixtures) {
@@ -880,6 +881,46 @@ Deno.test("metadata privacy: receivers get none of the recording's tags; playbac
           for (const url of await spriteUrls(ctx, s.bob.storyboard_url)) {
             const sprite = await fetchBytes(ctx, url, `${name}: storyboard sprite`);
             leaks.push(...leaksIn(sprite, checks).map((l) => `${name} storyboard sprite: ${l}`));
+          }
+        }
+        assert.deepEqual(leaks, []);
+      },
+    );
+
+    await t.step(
+      "every file of the HLS/DASH ladder carries none of the values; its rungs are upright",
+      async () => {
+        const leaks: string[] = [];
+        for (const s of served) {
+          const { name, needles } = s.fixture;
+          const base = String(s.bob.hls_url).replace(/master\.m3u8$/, "");
+          const files = new Set(["master.m3u8", "manifest.mpd"]);
+          const master = dec.decode(await fetchBytes(ctx, s.bob.hls_url, `${name}: master`));
+          for (const line of master.split("\n")) {
+            const uri = /URI="([^"]+)"/.exec(line)?.[1] ??
+              (/^media_\d+\.m3u8$/.test(line) ? line : null);
+            if (uri) files.add(uri);
+          }
+          for (const playlist of [...files].filter((f) => f.startsWith("media_"))) {
+            const text = dec.decode(await fetchBytes(ctx, base + playlist, `${name}: ${playlist}`));
+            for (const line of text.split("\n")) {
+              const uri = /^#EXT-X-MAP:URI="([^"]+)"/.exec(line)?.[1] ??
+                (line && !line.startsWith("#") ? line : null);
+              if (uri) files.add(uri);
+            }
+          }
+          assert.ok(files.size > 5, `${name}: the ladder's files (${[...files]})`);
+          for (const file of files) {
+            const bytes = await fetchBytes(ctx, base + file, `${name}: ${file}`);
+            leaks.push(...leaksIn(bytes, needles).map((l) => `${name} ladder ${file}: ${l}`));
+          }
+          if (s.fixture.rotation % 180 === 90) {
+            const rungs = (s.bob.renditions as { kind: string; width: number; height: number }[])
+              .filter((r) => r.kind === "hls");
+            assert.ok(rungs.length > 0, `${name}: a ladder`);
+            for (const r of rungs) {
+              assert.ok(r.width < r.height, `${name}: rung ${r.width}x${r.height}`);
+            }
           }
         }
         assert.deepEqual(leaks, []);
