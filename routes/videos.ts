@@ -210,6 +210,25 @@ function mediaRoute(
 }
 
 /**
+ * Hands a stored file to nginx: it sends the bytes (sendfile, Range,
+ * validators); this service has already authorized the request and chosen
+ * the file (`path`, below the data directory) and its headers.
+ */
+function accelRedirect(
+  prefix: string,
+  path: string,
+  options: Pick<FileResponseOptions, "contentType" | "cacheControl" | "disposition">,
+): Response {
+  const headers = new Headers({
+    "x-accel-redirect": `${prefix}${path}`,
+    "content-type": options.contentType,
+    "cache-control": options.cacheControl,
+  });
+  if (options.disposition) headers.set("content-disposition", options.disposition);
+  return new Response(null, { status: 200, headers });
+}
+
+/**
  * Serves a stored file with validators, Range and the media security headers.
  * Derived files have one key per generation, so the key makes a strong ETag.
  */
@@ -222,17 +241,7 @@ async function serveStored(
 ): Promise<Response> {
   if (!key) throw new ApiError("not_found", "File not found");
   const { config } = c.get("deps");
-  if (config.accelRedirectPrefix) {
-    // nginx sends the bytes (sendfile, Range, validators); this service has
-    // already authorized the request and chosen the file and its headers.
-    const headers = new Headers({
-      "x-accel-redirect": `${config.accelRedirectPrefix}${key}`,
-      "content-type": options.contentType,
-      "cache-control": options.cacheControl,
-    });
-    if (options.disposition) headers.set("content-disposition", options.disposition);
-    return new Response(null, { status: 200, headers });
-  }
+  if (config.accelRedirectPrefix) return accelRedirect(config.accelRedirectPrefix, key, options);
   return await fileResponse(c.req.raw, {
     ...options,
     path: c.get("deps").storage.localPath(key),
@@ -402,13 +411,21 @@ videoRoutes
       if (!attachment.hlsKey) throw new ApiError("not_found", "This video has no adaptive ladder");
       const generation = attachment.hlsKey.slice(attachment.hlsKey.lastIndexOf("/") + 1);
       const playlist = file.endsWith(".m3u8") || file.endsWith(".mpd");
-      return await fileResponse(c.req.raw, {
-        path: c.get("deps").storage.memberPath(attachment.hlsKey, file),
-        etag: `${generation}-${file}`,
+      const { storage, config, recentAccess } = c.get("deps");
+      const path = storage.memberPath(attachment.hlsKey, file);
+      const headers = {
         contentType: ladderContentType(file),
         // Segments never change within a generation; playlists name the generation's segments.
         cacheControl: playlist ? "private, no-cache" : "private, max-age=3600",
-        files: c.get("deps").recentAccess.files,
+      };
+      if (config.accelRedirectPrefix) {
+        return accelRedirect(config.accelRedirectPrefix, `${attachment.hlsKey}/${file}`, headers);
+      }
+      return await fileResponse(c.req.raw, {
+        ...headers,
+        path,
+        etag: `${generation}-${file}`,
+        files: recentAccess.files,
       });
     },
   );

@@ -57,8 +57,11 @@ interface Cell {
 }
 
 interface Row {
-  /** Builds the request; `missing` asks for an id that does not exist. */
-  request(world: World, missing: boolean): Promise<Cell> | Cell;
+  /**
+   * Builds the request; `missing` asks for an id that does not exist. `actor`
+   * is for routes opened by a token in the path, which the request must carry.
+   */
+  request(world: World, missing: boolean, actor: Actor): Promise<Cell> | Cell;
   expect: Record<Actor, number | null>;
   /**
    * The answers when a query string naming another resource is added
@@ -74,6 +77,8 @@ const LIFTED = {
   RATE_LIMIT_PER_MINUTE: "0",
   MAX_CONCURRENT_UPLOADS: "0",
   MAX_ATTACHMENTS_PER_MESSAGE: "1000",
+  // Every video gets an adaptive ladder, so that its route has something to serve.
+  HLS_MIN_DURATION: "0",
 };
 
 const json = (payload: unknown): RequestInit => ({
@@ -223,6 +228,21 @@ export const ROWS: Record<string, Row> = {
   "GET /api/chat/videos/{id}/thumbnail": media("thumbnail"),
   "GET /api/chat/videos/{id}/storyboard.jpg": media("storyboard.jpg"),
   "GET /api/chat/videos/{id}/storyboard.vtt": media("storyboard.vtt"),
+  // Opened by the `hls` token in the path, whatever the Authorization header says: each actor
+  // sends one minted for themselves, and the participant check is made with the user it names.
+  "GET /api/chat/videos/{id}/hls/{token}/{file}": {
+    request: async (w, missing, actor) => {
+      const id = attachment(w, missing);
+      const token = actor === "anonymous"
+        ? "not-a-token"
+        : await w.ctx.deps.auth.signMediaToken({ id: USER[actor], admin: actor === "admin" }, {
+          attachmentId: id,
+          purpose: "hls",
+        });
+      return { path: `/api/chat/videos/${id}/hls/${token}/master.m3u8` };
+    },
+    expect: viewers(200),
+  },
   "GET /api/admin/activity": {
     request: () => ({ path: "/api/admin/activity" }),
     expect: adminOnly(200),
@@ -400,7 +420,7 @@ Deno.test("access matrix: every route, every actor", async () => {
     const row = ROWS[operation]!;
     const got: string[] = [];
     for (const actor of ACTORS) {
-      const response = await send(world, actor, await row.request(world, false));
+      const response = await send(world, actor, await row.request(world, false, actor));
       await response.body?.cancel();
       const expected = row.expect[actor];
       got.push(String(response.status));
@@ -431,10 +451,10 @@ Deno.test("access matrix: strangers and removed participants cannot tell someone
     for (const actor of ["stranger", "removed"] as const) {
       if (row.expect[actor] !== 404) continue;
       const theirs = await snapshotResponse(
-        await send(world, actor, await row.request(world, false)),
+        await send(world, actor, await row.request(world, false, actor)),
       );
       const missing = await snapshotResponse(
-        await send(world, actor, await row.request(world, true)),
+        await send(world, actor, await row.request(world, true, actor)),
       );
       assert.deepEqual(theirs, missing, `${operation} as ${actor}`);
     }
@@ -481,7 +501,7 @@ Deno.test("access matrix: a query string naming another resource changes nothing
     const expect = row.withQuery ?? row.expect;
     for (const actor of ACTORS) {
       for (const query of queries) {
-        const cell = await row.request(world, false);
+        const cell = await row.request(world, false, actor);
         const path = `${cell.path}${cell.path.includes("?") ? "&" : "?"}${query}`;
         const response = await send(world, actor, { ...cell, path });
         await response.body?.cancel();

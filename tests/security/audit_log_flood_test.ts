@@ -147,14 +147,20 @@ Deno.test("audit log flood: requests that may write are rate-limited; a player's
   const doc = await body<{ paths: Record<string, Record<string, unknown>> }>(
     await ctx.app.request("/openapi.json"),
   );
-  const mediaBytes = /\/videos\/\{id\}\/(download|stream|thumbnail|storyboard\.jpg)$/;
+  const mediaBytes =
+    /\/videos\/\{id\}\/(download|stream|thumbnail|storyboard\.jpg|hls\/\{token\}\/\{file\})$/;
+  const hlsToken = await ctx.deps.auth.signMediaToken({ id: "alice", admin: false }, {
+    attachmentId: id,
+    purpose: "hls",
+  });
   let checked = 0;
   for (const [template, operations] of Object.entries(doc.paths)) {
     const path = template.replace(
       "{id}",
       template.includes("/conversations/") ? conversationId : id,
     )
-      .replace("{user_id}", "bob");
+      .replace("{user_id}", "bob")
+      .replace("{token}/{file}", `${hlsToken}/master.m3u8`);
     for (const method of Object.keys(operations).map((m) => m.toUpperCase())) {
       const response = await ctx.request("alice", path, {
         method,
