@@ -187,6 +187,17 @@ Deno.test("hls: a ladder over HTTP with no header, every rung decoded, access pe
     assert.match(text, /RESOLUTION=1280x720,CODECS=/);
     assert.doesNotMatch(text, /48\.8584/);
 
+    // Keyframes on the segment bounds: every rung is cut at the same times, 2 s apart.
+    const cuts = async (playlist: string) =>
+      (await (await fetch(hls.replace("master.m3u8", playlist))).text())
+        .split("\n").filter((line) => line.startsWith("#EXTINF:"));
+    const [rung0, rung1] = [await cuts("media_0.m3u8"), await cuts("media_1.m3u8")];
+    assert.deepEqual(rung0, rung1);
+    assert.deepEqual(rung0.slice(0, 3), [
+      "#EXTINF:2.000000,",
+      "#EXTINF:2.000000,",
+      "#EXTINF:2.000000,",
+    ]);
     // ffprobe reads the master playlist over HTTP with no header: one stream per rung, and audio.
     const http = ["-protocol_whitelist", "http,tcp,file,crypto"];
     const probe = await tool("ffprobe", [
