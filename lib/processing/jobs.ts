@@ -133,7 +133,8 @@ export class JobQueue {
   /**
    * Fails jobs whose lease expired on their last attempt: a file that kills
    * its worker every time must not be retried forever. Their attachments fail
-   * too. {@linkcode JobQueue.claim} calls it first.
+   * too while still `processing` (a `ready` one keeps playing what it has, as
+   * in {@linkcode JobQueue.fail}). {@linkcode JobQueue.claim} calls it first.
    */
   async failAbandoned(): Promise<number> {
     const t = this.#clock().getTime();
@@ -199,8 +200,11 @@ export class JobQueue {
 
   /**
    * Records a failed run: queued again with backoff while attempts remain,
-   * otherwise the job and its attachment are `failed` with the reason.
-   * Nothing is written when this run no longer holds the job.
+   * otherwise the job is `failed` with the reason, and so is its attachment
+   * while it is still `processing`. A `ready` attachment stays ready: the job
+   * was a later one (a backfill's), and what the attachment had still plays;
+   * the job row keeps the reason. Nothing is written when this run no
+   * longer holds the job.
    */
   async fail(job: Job, reason: string): Promise<"retry" | "failed"> {
     // The reason quotes ffmpeg, which may quote the file: it is shown to participants.
@@ -222,7 +226,7 @@ export class JobQueue {
       if (final && updated.length > 0) {
         await tx.update(attachments)
           .set({ status: "failed", error: message, processedAt: t })
-          .where(eq(attachments.id, job.attachmentId));
+          .where(and(eq(attachments.id, job.attachmentId), eq(attachments.status, "processing")));
       }
     });
     return final ? "failed" : "retry";

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { and, eq, ne } from "drizzle-orm";
 import { attachments, jobs } from "../../../db/schema.ts";
+import { newId } from "../../../lib/core/ids.ts";
 import { JobQueue, retryDelayMs } from "../../../lib/processing/jobs.ts";
 import { runJob } from "../../../lib/processing/processing.ts";
 import { startWorker } from "../../../lib/processing/worker.ts";
@@ -158,6 +159,51 @@ Deno.test("jobs: failures retry with backoff, then the attachment fails with the
   assert.equal(json.status, "failed");
   assert.equal(json.error, "boom 3");
   assert.equal(json.stream_url, null);
+});
+
+Deno.test("jobs: a later job that fails for good leaves a ready attachment ready", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const attachmentId = await uploadWithoutWorker(ctx);
+  let now = new Date();
+  const queue = queueOf(ctx, { workerId: "w", leaseMs: 1000, at: () => now });
+  const thumbnail = await queue.claim();
+  await runJob(ctx.deps, thumbnail!, { progress: () => {} });
+  await queue.complete(thumbnail!);
+  assert.equal(
+    (await body(await ctx.request("alice", `/api/chat/attachments/${attachmentId}`)))
+      .status,
+    "ready",
+  );
+  // Two jobs queued afterwards (as a backfill does), with one attempt each: one
+  // fails, the other's worker dies.
+  const t = now.getTime();
+  await ctx.deps.db.insert(jobs).values(["storyboard", "hls"].map((kind) => ({
+    id: newId(),
+    kind,
+    attachmentId,
+    maxAttempts: 1,
+    runAfter: t,
+    batchId: "batch-1",
+    createdAt: t,
+    updatedAt: t,
+  })));
+  const failing = await queue.claim();
+  assert.equal(await queue.fail(failing!, "ffmpeg crashed"), "failed");
+  assert.ok(await queue.claim(), "the second job is claimed, then its worker dies");
+  now = new Date(t + 5000);
+  assert.equal(await queue.failAbandoned(), 1);
+
+  const later = await ctx.deps.db.select().from(jobs)
+    .where(and(eq(jobs.attachmentId, attachmentId), eq(jobs.batchId, "batch-1")));
+  assert.deepEqual(later.map((job) => job.status), ["failed", "failed"]);
+  assert.deepEqual(later.map((job) => job.lastError).sort(), [
+    "The worker stopped responding on every attempt",
+    "ffmpeg crashed",
+  ]);
+  const json = await body(await ctx.request("alice", `/api/chat/attachments/${attachmentId}`));
+  assert.equal(json.status, "ready");
+  assert.equal(json.error, null);
+  assert.ok(json.thumbnail_url);
 });
 
 Deno.test("jobs: a missing source file fails the job, not the worker", async () => {
