@@ -1,8 +1,6 @@
 import { eq } from "drizzle-orm";
 import { type Attachment, attachments, type Job, jobs } from "../../db/schema.ts";
 import type { AppDeps } from "../deps.ts";
-import { hasMoovFirst } from "../media/faststart.ts";
-import { planPlayback } from "../media/playback.ts";
 import { probeVideo } from "../media/probe.ts";
 import {
   progressParser,
@@ -16,8 +14,9 @@ import { containerNamed } from "../media/containers.ts";
 import { makeStoryboard } from "../media/storyboard.ts";
 import { makeStrippedCopy } from "../media/strip.ts";
 import { makeThumbnail } from "../media/thumbnail.ts";
-import { checkLadder, ladderArgs, ladderTimeoutMs, planLadder, wantsLadder } from "../media/hls.ts";
+import { checkLadder, ladderArgs, ladderTimeoutMs, planLadder } from "../media/hls.ts";
 import { storageKey } from "../storage/storage.ts";
+import { playbackPlanOf, wantsLadderOf } from "./output_policy.ts";
 
 type ProcessingDeps = Pick<AppDeps, "db" | "storage" | "media" | "config">;
 
@@ -129,22 +128,8 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
   if (!attachment) return;
   const sourcePath = deps.storage.localPath(attachment.storageKey);
   const { demuxer } = containerNamed(attachment.container);
-  const isoFamily = demuxer === "mov";
   const policy = deps.config.renditionPolicy;
-  const plan = planPlayback({
-    codec: attachment.codec ?? "",
-    pixFmt: attachment.pixFmt,
-    audioCodec: attachment.audioCodec,
-    hdr: attachment.hdr,
-    width: attachment.width,
-    height: attachment.height,
-    fps: attachment.fps,
-    bitrate: attachment.bitrate,
-  }, {
-    container: attachment.container,
-    moovFirst: isoFamily && await hasMoovFirst(sourcePath),
-    policy,
-  });
+  const plan = await playbackPlanOf(attachment, { sourcePath, policy });
   if (plan === "original") {
     await deps.db.update(attachments)
       .set({ playback: "original", playbackKey: null, playbackMeta: null })
@@ -259,7 +244,7 @@ async function stripJob(deps: ProcessingDeps, job: Job): Promise<void> {
 async function hlsJob(deps: ProcessingDeps, job: Job, context: JobContext): Promise<void> {
   const attachment = await loadLive(deps, job.attachmentId);
   if (!attachment) return;
-  if (!wantsLadder(attachment, deps.config.hlsPolicy) || !attachment.width || !attachment.height) {
+  if (!wantsLadderOf(attachment, deps.config.hlsPolicy)) {
     await deps.db.update(attachments).set({ hlsKey: null, hlsLadder: null })
       .where(eq(attachments.id, attachment.id));
     if (attachment.hlsKey) await deps.storage.delete(attachment.hlsKey);
