@@ -93,7 +93,9 @@ export class JobQueue {
   /**
    * Claims the next runnable job by lease in one statement, so two workers
    * never get the same job: a queued job whose time has come, or a running
-   * job whose lease expired (its worker crashed).
+   * job whose lease expired (its worker crashed). Jobs of a backfill (with a
+   * `batch_id`) come after every runnable job of an upload or a reprocess: a
+   * backfill of the whole library must not keep a new upload waiting.
    */
   async claim(): Promise<Job | null> {
     await this.failAbandoned();
@@ -107,7 +109,7 @@ export class JobQueue {
          SELECT id FROM jobs
           WHERE (status = 'queued' AND run_after <= ${t})
              OR (status = 'running' AND locked_until < ${t} AND attempts < max_attempts)
-          ORDER BY run_after, id
+          ORDER BY batch_id IS NOT NULL, run_after, id
           LIMIT 1)
       RETURNING *`);
     const row = rows[0];

@@ -131,6 +131,18 @@ Deno.test("jobs: two workers never hold the same job", async () => {
   assert.equal(await queueOf(ctx, { workerId: "e", leaseMs: 60_000 }).claim(), null);
 });
 
+Deno.test("jobs: an upload's jobs are claimed before a backfill's, however old", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const backfilled = await uploadWithoutWorker(ctx);
+  await ctx.deps.db.update(jobs).set({ batchId: "batch-1", runAfter: 0 })
+    .where(eq(jobs.attachmentId, backfilled));
+  const uploaded = await uploadWithoutWorker(ctx);
+  const queue = queueOf(ctx, { workerId: "w", leaseMs: 60_000 });
+  assert.equal((await queue.claim())?.attachmentId, uploaded);
+  assert.equal((await queue.claim())?.attachmentId, backfilled);
+  assert.equal(await queue.claim(), null);
+});
+
 Deno.test("jobs: failures retry with backoff, then the attachment fails with the reason", async () => {
   await using ctx = await createTestContext({ worker: false });
   const attachmentId = await uploadWithoutWorker(ctx);
