@@ -10,6 +10,7 @@ export type ActivityAction =
   | "video.download"
   | "attachment.delete"
   | "attachment.reprocess"
+  | "admin.backfill"
   | "conversation.create"
   | "participant.add"
   | "participant.remove";

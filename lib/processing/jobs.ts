@@ -24,27 +24,48 @@ export const PROCESSING_JOBS: readonly JobKind[] = [
   "storyboard",
 ];
 
+/** One job to queue: what to do, for which attachment. */
+export interface JobToQueue {
+  attachmentId: string;
+  kind: JobKind;
+}
+
 /**
- * Queues an attachment's processing jobs ({@linkcode PROCESSING_JOBS}) inside
- * the caller's transaction, so the jobs exist exactly when the attachment does.
- * Their ids are time-ordered, which makes the list order the claim order.
+ * Queues jobs inside the caller's transaction, in the order given (their ids
+ * are time-ordered, which makes it the claim order among jobs queued at the
+ * same time). A backfill's jobs carry its `batchId`, which also puts them
+ * behind every upload's in {@linkcode JobQueue.claim}.
  */
-export async function enqueueProcessing(
+export async function enqueueJobs(
   db: Pick<Database, "insert">,
-  attachmentId: string,
-  now: Date,
+  queued: readonly JobToQueue[],
+  options: { now: Date; batchId?: string },
 ): Promise<void> {
-  const t = now.getTime();
-  await db.insert(jobs).values(PROCESSING_JOBS.map((kind) => ({
+  if (queued.length === 0) return;
+  const t = options.now.getTime();
+  await db.insert(jobs).values(queued.map(({ attachmentId, kind }) => ({
     id: newId(),
     kind,
     attachmentId,
     status: "queued" as const,
     maxAttempts: 3,
     runAfter: t,
+    batchId: options.batchId ?? null,
     createdAt: t,
     updatedAt: t,
   })));
+}
+
+/**
+ * Queues an attachment's processing jobs ({@linkcode PROCESSING_JOBS}) inside
+ * the caller's transaction, so the jobs exist exactly when the attachment does.
+ */
+export async function enqueueProcessing(
+  db: Pick<Database, "insert">,
+  attachmentId: string,
+  now: Date,
+): Promise<void> {
+  await enqueueJobs(db, PROCESSING_JOBS.map((kind) => ({ attachmentId, kind })), { now });
 }
 
 /** Delay before retry number `attempt` (1-based): 2 s, 8 s, 32 s … capped at 10 min. */
