@@ -13,6 +13,7 @@ import { requireAdmin, requireUser } from "./_auth.ts";
 import { limitRequestBody } from "./_body_limit.ts";
 import { newRouter } from "./_router.ts";
 import { adminRoutes } from "./admin.ts";
+import { adminBackfillRoutes } from "./admin_backfill.ts";
 import { adminStorageRoutes } from "./admin_storage.ts";
 import { attachmentRoutes, messageRoutes } from "./attachments.ts";
 import { conversationRoutes } from "./conversations.ts";
@@ -133,6 +134,7 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
   admin.use("*", requireUser(), requireAdmin());
   admin.route("/", adminRoutes);
   admin.route("/", adminStorageRoutes);
+  admin.route("/", adminBackfillRoutes);
 
   app.route("/api/chat", chat);
   app.route("/api/admin", admin);

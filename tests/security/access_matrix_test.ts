@@ -12,6 +12,8 @@
  * settled by the route's owner (it is then only reported, not checked).
  */
 import assert from "node:assert/strict";
+import { jobs } from "../../db/schema.ts";
+import { newId } from "../../lib/core/ids.ts";
 import { fixture } from "../_fixtures.ts";
 import {
   body,
@@ -253,6 +255,31 @@ export const ROWS: Record<string, Row> = {
   },
   "GET /api/admin/storage": {
     request: () => ({ path: "/api/admin/storage" }),
+    expect: adminOnly(200),
+  },
+  "POST /api/admin/backfill": {
+    // A dry run: the cell is about who may call it, not about queueing jobs in the world.
+    request: () => ({ path: "/api/admin/backfill", init: json({ dry_run: true }) }),
+    expect: adminOnly(200),
+  },
+  "GET /api/admin/backfill/{batch_id}": {
+    request: async (w, missing) => {
+      if (missing) return { path: `/api/admin/backfill/${MISSING}` };
+      // A finished job of a batch (no worker touches a done job).
+      const batchId = newId();
+      const t = Date.now();
+      await w.ctx.deps.db.insert(jobs).values({
+        id: newId(),
+        kind: "thumbnail",
+        attachmentId: w.attachmentId,
+        status: "done",
+        runAfter: t,
+        batchId,
+        createdAt: t,
+        updatedAt: t,
+      });
+      return { path: `/api/admin/backfill/${batchId}` };
+    },
     expect: adminOnly(200),
   },
   "POST /api/admin/attachments/{id}/reprocess": {
