@@ -5,10 +5,12 @@
  *   deno task worker           run processing workers only
  *   deno task migrate          apply pending migrations
  *   deno task token USER [--admin] [--ttl SECONDS]
+ *   deno task backfill [--dry-run] [--wait] [--work]
+ *                              queue what the current policy asks of existing attachments
  *   deno task setup            find ffmpeg/ffprobe >= 4, install Debian's ffmpeg as root when missing
  *   deno task setup:test       the same, and Debian's Chromium for the browser tests (setup --browser)
  *
- * `start`, `dev`, `worker`, `migrate` and `token` go through `launch`, which
+ * `start`, `dev`, `worker`, `migrate`, `token` and `backfill` go through `launch`, which
  * starts the command under the permissions its configuration needs
  * (lib/config/permissions.ts); `deno task start --print` shows them.
  */
@@ -45,15 +47,15 @@ async function loadConfig(command?: Launched): Promise<Config> {
     if (missing.length > 0) {
       fail(
         `Not permitted:\n  ${missing.join("\n  ")}\n` +
-          "Start it with its task (deno task start, worker, migrate or token), which grants " +
-          "what the configuration names; `deno task start --print` shows the flags.",
+          "Start it with its task (deno task start, worker, migrate, token or backfill), " +
+          "which grants what the configuration names; `deno task start --print` shows the flags.",
       );
     }
   }
   return config;
 }
 
-const LAUNCHED: readonly Launched[] = ["serve", "worker", "migrate", "token"];
+const LAUNCHED: readonly Launched[] = ["serve", "worker", "migrate", "token", "backfill"];
 
 /**
  * `launch COMMAND [ARGS…] [--watch] [--print]`: runs `deno run <flags> main.ts
@@ -187,6 +189,112 @@ async function tokenCommand(args: string[]): Promise<void> {
   }
 }
 
+const BACKFILL_USAGE = "usage: deno task backfill [--dry-run] [--wait] [--work]";
+/** How often `backfill --wait` reads the batch's progress. */
+const BACKFILL_POLL_MS = 1000;
+
+/**
+ * `backfill [--dry-run] [--wait] [--work]`: queues the jobs that bring
+ * existing attachments to the current policy (lib/processing/backfill.ts)
+ * and prints what it queued by kind. `--wait` then prints "N/M done, F
+ * failed" as the batch's jobs finish, which takes a worker: a running
+ * `deno task start` or `worker`, or `--work`, which runs one in this process
+ * (WORKER_CONCURRENCY slots, at least one) until the batch is finished.
+ * Exits 1 when one of the batch's jobs failed.
+ */
+async function backfillCommand(args: string[]): Promise<void> {
+  const unknown = args.filter((arg) => !["--dry-run", "--wait", "--work"].includes(arg));
+  if (unknown.length > 0) fail(`backfill: unknown argument "${unknown[0]}"\n${BACKFILL_USAGE}`);
+  const dryRun = args.includes("--dry-run");
+  const work = args.includes("--work") && !dryRun;
+  const wait = (args.includes("--wait") || work) && !dryRun;
+  const config = await loadConfig("backfill");
+  const { openDeps } = await import("./lib/open_deps.ts");
+  const { backfill, backfillProgress } = await import("./lib/processing/backfill.ts");
+  const { startWorker } = await import("./lib/processing/worker.ts");
+  const opened = await openDeps(config);
+  const { deps } = opened;
+  let worker: import("./lib/processing/worker.ts").Worker | null = null;
+  const stop = async (code: number): Promise<never> => {
+    await worker?.stop();
+    opened.close();
+    Deno.exit(code);
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    if (signal === "SIGTERM" && Deno.build.os === "windows") continue;
+    Deno.addSignalListener(signal, () => {
+      console.log(
+        worker
+          ? "backfill: stopping the worker after its running jobs; the rest stay queued"
+          : "backfill: stopped waiting; the batch's jobs stay queued",
+      );
+      stop(130);
+    });
+  }
+
+  const result = await backfill(deps, {
+    dryRun,
+    // Not a user: the parentheses keep it apart from every user id.
+    actor: { actorId: "(task)", ip: null, userAgent: "deno task backfill" },
+  });
+  const kinds = Object.entries(result.jobs).filter(([, n]) => n > 0)
+    .map(([kind, n]) => `${kind} ${n}`);
+  const total = Object.values(result.jobs).reduce((sum, n) => sum + n, 0);
+  const what = `${total} job(s) for ${result.attachments} of ${result.scanned} attachment(s)` +
+    (kinds.length > 0 ? ` (${kinds.join(", ")})` : "");
+  console.log(
+    dryRun
+      ? `backfill (dry run): would queue ${what}`
+      : result.batchId
+      ? `backfill: queued ${what} as batch ${result.batchId}`
+      : `backfill: nothing to queue; ${result.scanned} attachment(s) match the current policy`,
+  );
+  if (result.missingOriginals > 0) {
+    console.log(
+      `backfill: skipped ${result.missingOriginals} attachment(s) whose original is missing`,
+    );
+  }
+  if (!wait || !result.batchId) return await stop(0);
+
+  if (work) {
+    worker = startWorker(deps, {
+      concurrency: Math.max(1, config.workerConcurrency),
+      onError: (error) => console.error("worker error:", error),
+    });
+    opened.attachWorker(worker);
+    console.log(
+      `backfill: running a worker here (${Math.max(1, config.workerConcurrency)} slot(s))`,
+    );
+  } else {
+    console.log(
+      "backfill: waiting; the jobs run in a worker: a running `deno task start` or " +
+        "`deno task worker` (or add --work to run one here)",
+    );
+  }
+  let last = "";
+  while (true) {
+    const progress = await backfillProgress(deps.db, result.batchId);
+    if (!progress) {
+      console.log("backfill: the batch has no jobs left (its attachments were reprocessed)");
+      return await stop(0);
+    }
+    const line = `${progress.done}/${progress.total} done, ${progress.failed} failed`;
+    if (line !== last) console.log(line);
+    last = line;
+    if (progress.queued + progress.running === 0) {
+      if (progress.failed > 0) {
+        console.log(
+          "backfill: the failed jobs' attachments keep what they had; their reasons: " +
+            `SELECT attachment_id, kind, last_error FROM jobs WHERE batch_id = '${result.batchId}' ` +
+            "AND status = 'failed'",
+        );
+      }
+      return await stop(progress.failed > 0 ? 1 : 0);
+    }
+    await new Promise((resolve) => setTimeout(resolve, BACKFILL_POLL_MS));
+  }
+}
+
 /** Temp files older than this are leftovers of a crash (uploads are far shorter). */
 const TEMP_MAX_AGE_MS = 6 * 3600 * 1000;
 /** How often stale temporary files and expired resumable uploads are swept. */
@@ -313,6 +421,9 @@ if (import.meta.main) {
     case "token":
       await tokenCommand(args);
       break;
+    case "backfill":
+      await backfillCommand(args);
+      break;
     case "setup":
       await setup(args);
       break;
@@ -320,6 +431,8 @@ if (import.meta.main) {
       await launch(args);
       break;
     default:
-      fail(`Unknown command "${command}"; use serve, worker, migrate, token, setup or launch`);
+      fail(
+        `Unknown command "${command}"; use serve, worker, migrate, token, backfill, setup or launch`,
+      );
   }
 }

@@ -136,3 +136,31 @@ Deno.test("cli: `deno task worker` in another process runs the jobs the API queu
     await child.status;
   }
 });
+
+Deno.test("cli: `deno task backfill` reports, queues and (with --work) runs what a new policy asks", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "offchat-backfill-" });
+  await using ctx = await createTestContext({ dataDir, env: { HLS_MIN_DURATION: "60" } });
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const created = await body(await uploadFile(ctx, "alice", messageId, await fixture("h264.mp4")));
+  const id = String(created.id);
+  assert.equal((await waitForProcessed(ctx, "alice", id)).status, "ready");
+  await ctx.worker!.stop();
+  // The same data under a policy that gives the clip a ladder.
+  const env = { DATA_DIR: dataDir, JWT_SECRET: ctx.deps.config.jwtSecret!, HLS_MIN_DURATION: "1" };
+
+  const dry = await task(["backfill", "--dry-run"], env);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stdout, /would queue 1 job\(s\) for 1 of 1 attachment\(s\) \(hls 1\)/);
+  const run = await task(["backfill", "--work"], env);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /queued 1 job\(s\) for 1 of 1 attachment\(s\) \(hls 1\) as batch /);
+  assert.match(run.stdout, /^1\/1 done, 0 failed$/m);
+  const after = await body(await ctx.request("alice", `/api/chat/attachments/${id}`));
+  assert.ok(after.hls_url);
+  const again = await task(["backfill", "--wait"], env);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /nothing to queue/);
+  const bad = await task(["backfill", "--dryrun"], env);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /unknown argument "--dryrun"/);
+});

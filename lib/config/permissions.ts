@@ -1,7 +1,7 @@
 /**
  * The Deno permissions each command of the service runs under, derived from
  * its configuration: the one list of them. `deno task start` (and `worker`,
- * `dev`, `migrate`, `token`) run a small launcher (`main.ts launch …`) that
+ * `dev`, `migrate`, `token`, `backfill`) run a small launcher (`main.ts launch …`) that
  * parses the configuration, computes these flags and starts the command
  * under them; so a data directory, a database server or an identity
  * provider set in the environment works without editing deno.json, and the
@@ -13,7 +13,12 @@ import type { Config } from "./config.ts";
 import { CONFIG_ENV_NAMES } from "./config.ts";
 
 /** The commands the launcher starts. */
-export type LaunchedCommand = "serve" | "worker" | "migrate" | "token";
+export type LaunchedCommand = "serve" | "worker" | "migrate" | "token" | "backfill";
+
+/** Commands that run ffmpeg and ffprobe: `backfill` may run a worker while it waits (`--work`). */
+function runsTools(command: LaunchedCommand): boolean {
+  return command === "serve" || command === "worker" || command === "backfill";
+}
 
 /** Files the service reads besides its data: migrations, the dashboard, npm packages. */
 const PROJECT_READS = [
@@ -89,7 +94,7 @@ export function permissionFlags(config: Config, command: LaunchedCommand): strin
   // The server listens on its bind address and connects to nothing else unasked.
   if (command === "serve") net.unshift(netAddress(config.host));
   if (net.length > 0) flags.push(`--allow-net=${[...new Set(net)].join(",")}`);
-  if (command === "serve" || command === "worker") {
+  if (runsTools(command)) {
     flags.push(`--allow-run=${[config.ffmpegPath, config.ffprobePath, "prlimit"].join(",")}`);
   }
   return flags;
@@ -134,7 +139,7 @@ export function requiredGrants(config: Config, command: LaunchedCommand): Requir
       descriptor: { name: "net", host: urlHost(config.jwtJwksUrl) },
     });
   }
-  if (command === "serve" || command === "worker") {
+  if (runsTools(command)) {
     grants.push(
       {
         setting: "FFMPEG_PATH",

@@ -44,7 +44,7 @@ for (
   });
 }
 
-for (const task of ["migrate", "token"]) {
+for (const task of ["migrate", "token", "backfill"]) {
   Deno.test(`permissions: \`deno task ${task}\` runs through the launcher too`, () => {
     assert.equal(
       deno.tasks[task].command,
@@ -53,7 +53,7 @@ for (const task of ["migrate", "token"]) {
   });
 }
 
-for (const command of ["serve", "worker", "migrate", "token"] as const) {
+for (const command of ["serve", "worker", "migrate", "token", "backfill"] as const) {
   Deno.test(`permissions: \`${command}\` with the default configuration is scoped`, () => {
     const { flags, list } = grants({}, command);
     assert.ok(!flags.has("-A") && !flags.has("--allow-all"), "no --allow-all");
@@ -70,8 +70,9 @@ for (const command of ["serve", "worker", "migrate", "token"] as const) {
     ]);
     assert.deepEqual(list("--allow-env").sort(), [...CONFIG_ENV_NAMES].sort());
     assert.ok(flags.has("--ignore-env"), "other variables read as unset instead of failing");
-    const service = command === "serve" || command === "worker";
-    assert.deepEqual(list("--allow-run").sort(), service ? ["ffmpeg", "ffprobe", "prlimit"] : []);
+    // `backfill --work` runs a worker while it waits.
+    const runsTools = command === "serve" || command === "worker" || command === "backfill";
+    assert.deepEqual(list("--allow-run").sort(), runsTools ? ["ffmpeg", "ffprobe", "prlimit"] : []);
     assert.deepEqual(list("--allow-ffi"), command === "token" ? [] : ["./node_modules"]);
     // The server listens on its bind address and connects nowhere; the rest need no network.
     assert.deepEqual(list("--allow-net"), command === "serve" ? ["0.0.0.0"] : []);
@@ -103,6 +104,7 @@ Deno.test("permissions: a data directory, database, identity provider and tools 
   // The worker and migrations reach the database, not the identity provider.
   assert.deepEqual(grants(env, "worker").list("--allow-net"), ["db.example.com:8080"]);
   assert.deepEqual(grants(env, "migrate").list("--allow-net"), ["db.example.com:8080"]);
+  assert.deepEqual(grants(env, "backfill").list("--allow-net"), ["db.example.com:8080"]);
   assert.deepEqual(grants(env, "token").list("--allow-net"), []);
   // A database file elsewhere: its directory (SQLite writes -wal and -shm beside it).
   const file = grants({ DATA_DIR: "/srv/media", DATABASE_URL: "file:/srv/db/offchat.db" }, "serve");
