@@ -1,8 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { storageUsage } from "../lib/storage/storage_usage.ts";
+import { STORAGE_KINDS, storageUsage } from "../lib/storage/storage_usage.ts";
 import { bearer, json, newRouter, problems } from "./_router.ts";
 
 const count = z.object({ count: z.number().int(), original_bytes: z.number().int() });
+const usage = z.object({ bytes: z.number().int(), files: z.number().int() });
 
 const StorageUsageSchema = z.object({
   attachments: count.extend({
@@ -11,9 +12,15 @@ const StorageUsageSchema = z.object({
   disk: z.object({
     total_bytes: z.number().int(),
     files: z.number().int(),
-    directories: z.array(
-      z.object({ name: z.string(), bytes: z.number().int(), files: z.number().int() }),
-    ),
+    directories: z.array(usage.extend({ name: z.string() })),
+    by_kind: z.object(
+      Object.fromEntries(STORAGE_KINDS.map((kind) => [kind, usage])) as {
+        [K in typeof STORAGE_KINDS[number]]: typeof usage;
+      },
+    ).openapi({
+      description: "The same bytes by what they are: originals, stripped copies, compact " +
+        "renditions, HLS ladders, thumbnails, storyboards, temp files, the database, other",
+    }),
   }),
 }).openapi("StorageUsage");
 
@@ -23,7 +30,7 @@ export const adminStorageRoutes = newRouter().openapi(
     method: "get",
     path: "/storage",
     tags: ["admin"],
-    summary: "Storage used: live attachments by status, and bytes on disk by directory",
+    summary: "Storage used: live attachments by status, and bytes on disk by directory and kind",
     security: bearer,
     responses: {
       200: json(StorageUsageSchema, "Storage used"),
@@ -33,6 +40,6 @@ export const adminStorageRoutes = newRouter().openapi(
   }),
   async (c) => {
     const { db, config } = c.get("deps");
-    return c.json(await storageUsage(db, config.dataDir), 200);
+    return c.json(await storageUsage(db, config), 200);
   },
 );

@@ -21,6 +21,49 @@ function short(id) {
 }
 
 function storagePanel() {
+  // The API's `disk.by_kind`, in its order, as the table names them.
+  const kinds = {
+    originals: "Originals",
+    stripped_copies: "Stripped copies (what is downloaded)",
+    compact_renditions: "Compact renditions",
+    hls: "HLS / DASH ladders",
+    thumbnails: "Thumbnails",
+    storyboards: "Storyboards",
+    temp: "Temporary (uploads in progress, job scratch)",
+    database: "Database",
+    other: "Other",
+  };
+  // A table inside a <details> is named by an aria-label, its summary being the visible name.
+  const usageTable = ({ caption, label }, first, rows) =>
+    h(
+      "table",
+      label ? { class: "compact", "aria-label": label } : { class: "compact" },
+      caption ? h("caption", {}, caption) : null,
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          h("th", { scope: "col" }, first),
+          h("th", { scope: "col", class: "num" }, "Files"),
+          h("th", { scope: "col", class: "num" }, "Size"),
+        ),
+      ),
+      h(
+        "tbody",
+        {},
+        rows.map(([name, usage]) =>
+          h(
+            "tr",
+            {},
+            h("td", {}, name),
+            h("td", { class: "num" }, usage.files),
+            h("td", { class: "num" }, formatBytes(usage.bytes)),
+          )
+        ),
+      ),
+    );
   const body = h("div", { class: "stats" }, h("p", { class: "muted" }, "Loading…"));
   const load = async () => {
     try {
@@ -51,33 +94,22 @@ function storagePanel() {
             h("dd", {}, `${s.ready.count} / ${s.processing.count} / ${s.failed.count}`),
           ),
         ),
+        usageTable(
+          { caption: "Bytes on disk by kind" },
+          "Kind",
+          Object.entries(kinds).map(([kind, label]) => [label, usage.disk.by_kind[kind]]),
+        ),
         h(
-          "table",
-          { class: "compact" },
-          h("caption", {}, "Bytes on disk by directory"),
-          h(
-            "thead",
-            {},
-            h(
-              "tr",
-              {},
-              h("th", { scope: "col" }, "Directory"),
-              h("th", { scope: "col", class: "num" }, "Files"),
-              h("th", { scope: "col", class: "num" }, "Size"),
-            ),
-          ),
-          h(
-            "tbody",
-            {},
-            usage.disk.directories.map((d) =>
-              h(
-                "tr",
-                {},
-                h("td", {}, d.name === "." ? "(top level: database, secret)" : d.name),
-                h("td", { class: "num" }, d.files),
-                h("td", { class: "num" }, formatBytes(d.bytes)),
-              )
-            ),
+          "details",
+          { class: "metadata" },
+          h("summary", {}, "By directory"),
+          usageTable(
+            { label: "Bytes on disk by directory" },
+            "Directory",
+            usage.disk.directories.map((d) => [
+              d.name === "." ? "(top level: database, secret)" : d.name,
+              d,
+            ]),
           ),
         ),
       );

@@ -1,6 +1,7 @@
 import { count, isNull, sql } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { type Attachment, attachments } from "../../db/schema.ts";
+import type { Config } from "../config/config.ts";
 
 /** Bytes and files below one top-level directory of the data directory. */
 export interface DirectoryUsage {
@@ -8,6 +9,42 @@ export interface DirectoryUsage {
   bytes: number;
   files: number;
 }
+
+/** Bytes and files of one kind of stored data. */
+export interface KindUsage {
+  bytes: number;
+  files: number;
+}
+
+/** What the bytes under the data directory are, in the order the admin view lists them. */
+export const STORAGE_KINDS = [
+  "originals",
+  "stripped_copies",
+  "compact_renditions",
+  "hls",
+  "thumbnails",
+  "storyboards",
+  "temp",
+  "database",
+  "other",
+] as const;
+
+/** One of {@linkcode STORAGE_KINDS}. */
+export type StorageKind = typeof STORAGE_KINDS[number];
+
+/** The kind of every top-level directory the service writes (see docs/ARCHITECTURE.md). */
+const KIND_OF_DIRECTORY: Readonly<Record<string, StorageKind>> = {
+  media: "originals",
+  stripped: "stripped_copies",
+  // Remuxed copies live here too: whatever plays in place of the original.
+  renditions: "compact_renditions",
+  hls: "hls",
+  thumbnails: "thumbnails",
+  storyboards: "storyboards",
+  // Uploads in progress (multipart and resumable) and job scratch files.
+  tmp: "temp",
+  tus: "temp",
+};
 
 /** What the admin view shows as "storage used". */
 export interface StorageUsage {
@@ -17,8 +54,37 @@ export interface StorageUsage {
     original_bytes: number;
     by_status: Record<Attachment["status"], { count: number; original_bytes: number }>;
   };
-  /** What is on disk under the data directory, by top-level directory (database files included). */
-  disk: { total_bytes: number; files: number; directories: DirectoryUsage[] };
+  /**
+   * What is on disk under the data directory: by top-level directory
+   * (database files included), and the same bytes by what they are.
+   */
+  disk: {
+    total_bytes: number;
+    files: number;
+    directories: DirectoryUsage[];
+    by_kind: Record<StorageKind, KindUsage>;
+  };
+}
+
+/** A directory as written, without a leading `./` or trailing slashes. */
+function plainDirectory(path: string): string {
+  return path.replace(/^(?:\.\/)+/, "").replace(/(?<=.)\/+$/, "") || ".";
+}
+
+/**
+ * The name of the database file when it lies directly in the data directory
+ * (the default), so that it and its `-wal`/`-shm` files count as `database`.
+ * Paths are compared as written: resolving them would need the working
+ * directory, which the service may not read.
+ */
+function databaseFileIn(config: Pick<Config, "dataDir" | "databaseUrl">): string | null {
+  if (!config.databaseUrl.startsWith("file:")) return null;
+  const path = config.databaseUrl.slice("file:".length).replace(/\?.*$/, "");
+  const slash = path.lastIndexOf("/");
+  const directory = slash < 0 ? "." : path.slice(0, slash) || "/";
+  return plainDirectory(directory) === plainDirectory(config.dataDir)
+    ? path.slice(slash + 1)
+    : null;
 }
 
 /** Sums the sizes of the regular files below `path`; symbolic links are not followed. */
@@ -53,10 +119,17 @@ async function walk(path: string): Promise<{ bytes: number; files: number }> {
 /**
  * Storage used: live attachments by status from the database, and the bytes
  * actually on disk under `dataDir` (originals, thumbnails, renditions,
- * storyboards, temp files, the database), by top-level directory. Files
- * directly in `dataDir` are grouped under `.`.
+ * storyboards, temp files, the database), by top-level directory and by
+ * kind. Files directly in `dataDir` are grouped under `.`; there the
+ * database's files are `database` and the rest (the secret) `other`, as is
+ * any directory the service does not write. A database outside `dataDir`
+ * (or on a server) is not counted.
  */
-export async function storageUsage(db: Database, dataDir: string): Promise<StorageUsage> {
+export async function storageUsage(
+  db: Database,
+  config: Pick<Config, "dataDir" | "databaseUrl">,
+): Promise<StorageUsage> {
+  const { dataDir } = config;
   const rows = await db.select({
     status: attachments.status,
     count: count(),
@@ -72,17 +145,33 @@ export async function storageUsage(db: Database, dataDir: string): Promise<Stora
   }
   const totals = Object.values(byStatus);
 
+  const byKind = Object.fromEntries(
+    STORAGE_KINDS.map((kind) => [kind, { bytes: 0, files: 0 }]),
+  ) as Record<StorageKind, KindUsage>;
+  const add = (kind: StorageKind, usage: KindUsage): void => {
+    byKind[kind].bytes += usage.bytes;
+    byKind[kind].files += usage.files;
+  };
+  const database = databaseFileIn(config);
   const directories: DirectoryUsage[] = [];
   const top: DirectoryUsage = { name: ".", bytes: 0, files: 0 };
   for await (const entry of Deno.readDir(dataDir)) {
     const path = `${dataDir}/${entry.name}`;
     if (entry.isDirectory) {
-      directories.push({ name: entry.name, ...(await walk(path)) });
+      const usage = await walk(path);
+      directories.push({ name: entry.name, ...usage });
+      add(
+        Object.hasOwn(KIND_OF_DIRECTORY, entry.name) ? KIND_OF_DIRECTORY[entry.name]! : "other",
+        usage,
+      );
     } else if (entry.isFile) {
       const info = await Deno.lstat(path).catch(() => null);
       if (info) {
         top.bytes += info.size;
         top.files += 1;
+        const isDatabase = database !== null &&
+          (entry.name === database || entry.name.startsWith(`${database}-`));
+        add(isDatabase ? "database" : "other", { bytes: info.size, files: 1 });
       }
     }
   }
@@ -98,6 +187,7 @@ export async function storageUsage(db: Database, dataDir: string): Promise<Stora
       total_bytes: directories.reduce((sum, d) => sum + d.bytes, 0),
       files: directories.reduce((sum, d) => sum + d.files, 0),
       directories,
+      by_kind: byKind,
     },
   };
 }

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseConfig } from "../../lib/config/config.ts";
-import { body, createTestContext, postJson, uploadFile } from "../_helpers.ts";
+import {
+  body,
+  conversationWithMessage,
+  createTestContext,
+  postJson,
+  uploadFile,
+  waitForProcessed,
+} from "../_helpers.ts";
 import { fixture } from "../_fixtures.ts";
 
 Deno.test("dashboard: the page has a strict CSP and is revalidated; its assets are immutable", async () => {
@@ -156,4 +163,70 @@ Deno.test("admin storage: originals by status and bytes on disk by directory", a
   const media = usage.disk.directories.find((d) => d.name === "media");
   assert.equal(media?.bytes, attachment.file_size);
   assert.ok(usage.disk.total_bytes > attachment.file_size, "the database counts too");
+});
+
+interface KindUsage {
+  bytes: number;
+  files: number;
+}
+
+Deno.test("admin storage: bytes on disk by kind, from originals to the database", async () => {
+  await using ctx = await createTestContext({ env: { HLS_MIN_DURATION: "1" } });
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  // moov at the end: remuxed, so it has a rendition besides its stripped copy and its ladder.
+  const created = await body(
+    await uploadFile(ctx, "alice", messageId, await fixture("moov_end.mp4")),
+  );
+  const done = await waitForProcessed(ctx, "alice", String(created.id));
+  assert.equal(done.status, "ready");
+  assert.equal(done.playback, "remux");
+  await Deno.mkdir(`${ctx.dataDir}/lost+found`);
+  await Deno.writeTextFile(`${ctx.dataDir}/lost+found/stray`, "12345");
+
+  const usage = await body<{
+    disk: {
+      total_bytes: number;
+      files: number;
+      directories: ({ name: string } & KindUsage)[];
+      by_kind: Record<string, KindUsage>;
+    };
+  }>(
+    await ctx.app.request("/api/admin/storage", {
+      headers: { authorization: `Bearer ${await ctx.token("root", { admin: true })}` },
+    }),
+  );
+  const { by_kind: kinds, directories } = usage.disk;
+  assert.deepEqual(Object.keys(kinds), [
+    "originals",
+    "stripped_copies",
+    "compact_renditions",
+    "hls",
+    "thumbnails",
+    "storyboards",
+    "temp",
+    "database",
+    "other",
+  ]);
+  const directory = (name: string) => {
+    const found = directories.find((d) => d.name === name);
+    return { bytes: found?.bytes ?? 0, files: found?.files ?? 0 };
+  };
+  assert.deepEqual(kinds.originals, { bytes: Number(created.file_size), files: 1 });
+  assert.deepEqual(kinds.stripped_copies, directory("stripped"));
+  assert.deepEqual(kinds.compact_renditions, directory("renditions"));
+  assert.deepEqual(kinds.hls, directory("hls"));
+  assert.deepEqual(kinds.thumbnails, directory("thumbnails"));
+  assert.deepEqual(kinds.storyboards, directory("storyboards"));
+  for (const kind of ["stripped_copies", "compact_renditions", "thumbnails", "storyboards"]) {
+    assert.equal(kinds[kind]!.files, 1, kind);
+    assert.ok(kinds[kind]!.bytes > 0, kind);
+  }
+  assert.ok(kinds.hls!.files > 3, "playlists, manifest and segments");
+  // offchat.db and its -wal (and -shm) file, directly in DATA_DIR.
+  assert.ok(kinds.database!.files >= 2 && kinds.database!.bytes > 0);
+  assert.deepEqual(kinds.other, { bytes: 5, files: 1 });
+  // A partition of the same walk: every byte and file is of exactly one kind.
+  const all = Object.values(kinds);
+  assert.equal(all.reduce((sum, k) => sum + k.bytes, 0), usage.disk.total_bytes);
+  assert.equal(all.reduce((sum, k) => sum + k.files, 0), usage.disk.files);
 });
