@@ -8,6 +8,7 @@ const ACTIONS = [
   "video.download",
   "attachment.delete",
   "attachment.reprocess",
+  "admin.backfill",
   "conversation.create",
   "participant.add",
   "participant.remove",
