@@ -17,6 +17,7 @@
 // deno-lint-ignore-file no-console -- this is the command line; printing is its job
 import type { Config } from "./lib/config/config.ts";
 import type { Server } from "./lib/serving/server.ts";
+import type { JobReport } from "./lib/processing/worker.ts";
 
 function fail(message: string): never {
   console.error(message);
@@ -189,6 +190,14 @@ async function tokenCommand(args: string[]): Promise<void> {
   }
 }
 
+/** One line per job run: the job kind, its attachment, how it ended and how long it took. */
+function logJobEnd(r: JobReport): void {
+  const line = `job ${r.kind} ${r.outcome} attachment=${r.attachmentId} job=${r.jobId} ` +
+    `attempt=${r.attempt} ms=${r.ms}${r.error ? ` error=${JSON.stringify(r.error)}` : ""}`;
+  if (r.outcome === "done") console.log(line);
+  else console.error(line);
+}
+
 const BACKFILL_USAGE = "usage: deno task backfill [--dry-run] [--wait] [--work]";
 /** How often `backfill --wait` reads the batch's progress. */
 const BACKFILL_POLL_MS = 1000;
@@ -260,6 +269,10 @@ async function backfillCommand(args: string[]): Promise<void> {
     worker = startWorker(deps, {
       concurrency: Math.max(1, config.workerConcurrency),
       onError: (error) => console.error("worker error:", error),
+      // The progress lines say what is done; a failure or a retry is worth its own line.
+      onJobEnd: (report) => {
+        if (report.outcome !== "done") logJobEnd(report);
+      },
     });
     opened.attachWorker(worker);
     console.log(
@@ -334,13 +347,7 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
     ? startWorker(deps, {
       concurrency,
       onError: (error) => console.error("worker error:", error),
-      // One line per run: the job kind, its attachment, how it ended and how long it took.
-      onJobEnd: (r) => {
-        const line = `job ${r.kind} ${r.outcome} attachment=${r.attachmentId} job=${r.jobId} ` +
-          `attempt=${r.attempt} ms=${r.ms}${r.error ? ` error=${JSON.stringify(r.error)}` : ""}`;
-        if (r.outcome === "done") console.log(line);
-        else console.error(line);
-      },
+      onJobEnd: logJobEnd,
     })
     : null;
   if (worker) opened.attachWorker(worker);
