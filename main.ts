@@ -224,14 +224,18 @@ async function backfillCommand(args: string[]): Promise<void> {
   const opened = await openDeps(config);
   const { deps } = opened;
   let worker: import("./lib/processing/worker.ts").Worker | null = null;
-  const stop = async (code: number): Promise<never> => {
-    await worker?.stop();
-    opened.close();
-    Deno.exit(code);
-  };
+  let stopping: Promise<never> | null = null;
+  // Ctrl-C reaches this process twice under `deno task` (from the terminal and from the launcher).
+  const stop = (code: number): Promise<never> =>
+    stopping ??= (async () => {
+      await worker?.stop();
+      opened.close();
+      Deno.exit(code);
+    })();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     if (signal === "SIGTERM" && Deno.build.os === "windows") continue;
     Deno.addSignalListener(signal, () => {
+      if (stopping) return;
       console.log(
         worker
           ? "backfill: stopping the worker after its running jobs; the rest stay queued"
