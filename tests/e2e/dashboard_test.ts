@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import type { BrowserContext, Locator, Page } from "playwright-core";
+import type { BrowserContext, Locator, Page, Response as PageResponse } from "playwright-core";
 import {
   body,
   conversationWithMessage,
@@ -50,9 +50,16 @@ interface VideoElement {
   querySelector(selector: string): { getAttribute(name: string): string | null } | null;
 }
 
-/** An H.264/AAC MP4 made by ffmpeg's lavfi sources: big enough for a throttled upload to take a while. */
-async function makeVideo(dir: string): Promise<string> {
-  const path = `${dir}/Harbour walk.mp4`;
+/**
+ * An H.264/AAC MP4 made by ffmpeg's lavfi sources, at DIR/NAME: at 1.5 Mbit/s, big enough for
+ * a throttled upload to take a while.
+ */
+async function makeVideo(
+  dir: string,
+  name: string,
+  size: { width: number; height: number; seconds: number },
+): Promise<string> {
+  const path = `${dir}/${name}`;
   const out = await new Deno.Command("ffmpeg", {
     args: [
       "-nostdin",
@@ -62,11 +69,11 @@ async function makeVideo(dir: string): Promise<string> {
       "-f",
       "lavfi",
       "-i",
-      `testsrc2=size=${VIDEO_WIDTH}x${VIDEO_HEIGHT}:rate=25:duration=${VIDEO_SECONDS}`,
+      `testsrc2=size=${size.width}x${size.height}:rate=25:duration=${size.seconds}`,
       "-f",
       "lavfi",
       "-i",
-      `sine=frequency=440:sample_rate=48000:duration=${VIDEO_SECONDS}`,
+      `sine=frequency=440:sample_rate=48000:duration=${size.seconds}`,
       "-c:v",
       "libx264",
       "-preset",
@@ -191,6 +198,30 @@ async function tabTo(
   assert.fail(`Tab never reached ${what}: ${path.map(describeFocus).join(" → ")}`);
 }
 
+/**
+ * Collects what goes wrong in a page into `errors`: script errors, console errors and error
+ * answers, except those `allowed` says the test provoked on purpose.
+ */
+function watchPage(
+  page: Page,
+  errors: string[],
+  allowed: (response: PageResponse) => boolean = () => false,
+): void {
+  page.on("pageerror", (error) => errors.push(`pageerror: ${error.message}`));
+  page.on("console", (message) => {
+    const text = message.text();
+    // Chromium logs every error answer; those are judged from the responses below.
+    if (message.type() === "error" && !/^Failed to load resource/.test(text)) {
+      errors.push(`console: ${text}`);
+    }
+  });
+  page.on("response", (response) => {
+    if (response.status() >= 400 && !allowed(response)) {
+      errors.push(`${response.status()} ${response.url()}`);
+    }
+  });
+}
+
 async function devSignIn(context: BrowserContext, url: string, user: string, admin = false) {
   const page = await context.newPage();
   await page.goto(`${url}/`);
@@ -238,7 +269,11 @@ Deno.test({
     await using served = await serveApp({ MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES) });
     await using browser = await launchChromium();
     const { url } = served;
-    const videoPath = await makeVideo(dir);
+    const videoPath = await makeVideo(dir, "Harbour walk.mp4", {
+      width: VIDEO_WIDTH,
+      height: VIDEO_HEIGHT,
+      seconds: VIDEO_SECONDS,
+    });
     const videoBytes = await Deno.readFile(videoPath);
     const screenshots = SCREENSHOTS ?? dir;
     await Deno.mkdir(screenshots, { recursive: true });
@@ -246,27 +281,16 @@ Deno.test({
     const tusConflicts: number[] = [];
     /** Error statuses a step provokes on purpose (refused uploads). */
     const expected = new Set<number>();
-    const watch = (page: Page) => {
-      page.on("pageerror", (error) => errors.push(`pageerror: ${error.message}`));
-      page.on("console", (message) => {
-        const text = message.text();
-        // Chromium logs every error answer; those are judged from the responses below.
-        if (message.type() === "error" && !/^Failed to load resource/.test(text)) {
-          errors.push(`console: ${text}`);
-        }
-      });
-      page.on("response", (response) => {
+    const watch = (page: Page) =>
+      watchPage(page, errors, (response) => {
         // A PATCH retried right after a dropped connection may meet the server still
         // finishing the broken one: 409 (offset moved on) or 423 (locked), and tus-js-client
         // asks for the offset again. Any other error answer is a failure.
         const retried = /\/uploads\/[0-9a-f-]{36}$/.test(response.url()) &&
           [409, 423].includes(response.status());
         if (retried) tusConflicts.push(response.status());
-        else if (response.status() >= 400 && !expected.has(response.status())) {
-          errors.push(`${response.status()} ${response.url()}`);
-        }
+        return retried || expected.has(response.status());
       });
-    };
 
     // A video whose stored original is lost right after the upload (a failed disk, say):
     // its processing fails after the retries, and the admin view offers to reprocess it.
