@@ -7,8 +7,8 @@
  * and narrows it by user, action and date; another user cannot see any of it; a user in 56
  * conversations loads them all, a page at a time. A second test, which runs the processing
  * jobs itself: a receiver plays a short clip from its progressive file, plays a longer video
- * while it is still processing, sees its adaptive ladder take over the open player, and picks
- * a quality that hls.js switches to. Screenshots of each screen are taken, and replace the
+ * while it is still processing, sees its adaptive ladder take over the open player, picks a
+ * quality that hls.js switches to, and still watches when the ladder fails. Screenshots of each screen are taken, and replace the
  * README's in docs/screenshots/ only with UPDATE_SCREENSHOTS=1.
  */
 import assert from "node:assert/strict";
@@ -1081,7 +1081,14 @@ Deno.test({
     await alice.getByRole("heading", { name: "Lighthouse", level: 1 }).waitFor();
     const receiver = await browser.newContext({ viewport: { width: 1100, height: 760 } });
     const bob = await devSignIn(receiver, url, "bob");
-    watchPage(bob, errors);
+    /** Set when the test removes the ladder's master playlist: its 404s are on purpose. */
+    let ladderLost = false;
+    watchPage(
+      bob,
+      errors,
+      (response) =>
+        ladderLost && response.status() === 404 && response.url().endsWith("/master.m3u8"),
+    );
     const hlsBundleRequests: string[] = [];
     bob.on("request", (request) => {
       if (request.url().endsWith("/vendor/hls.min.js")) hlsBundleRequests.push(request.url());
@@ -1229,6 +1236,27 @@ Deno.test({
         state: "attached",
       });
       await screenshot(card, "quality", SCREENSHOTS ?? dir);
+    });
+
+    await step("a ladder that fails goes on with the progressive file", async () => {
+      // The ladder's master playlist is lost on the server (a failed disk, say).
+      ladderLost = true;
+      const lost = (await listFiles(`${served.ctx.dataDir}/hls`))
+        .filter((file) => file.endsWith("/master.m3u8"));
+      assert.equal(lost.length, 1);
+      await Deno.remove(`${served.ctx.dataDir}/hls/${lost[0]}`);
+      await bob.reload();
+      const card = bob.locator(`article[data-attachment-id="${ladderId}"][data-status="ready"]`);
+      await card.getByRole("button", { name: /^Play Lighthouse\.mp4/ }).click();
+      const player = card.locator(".player");
+      const state = await playerReaches(
+        bob,
+        player,
+        "the progressive file did not take over",
+        { engine: "progressive", after: 0.5 },
+      );
+      assert.match(state.src, /\/stream\?token=/);
+      assert.equal(await card.getByLabel("Quality").isVisible(), false);
     });
 
     await sender.close();
