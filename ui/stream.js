@@ -138,24 +138,20 @@ export function playAttachment(video, attachment, callbacks = {}) {
     onEngine(name);
   };
   if (engine === "hls.js") {
+    const progressive = () => elementSource(video, attachment.stream_url, startAt);
     loadHls().then((Hls) => {
       if (destroyed) return;
-      if (Hls.isSupported()) {
-        start("hls.js", () =>
-          hlsSource(Hls, video, attachment.hls_url, {
-            startAt,
-            onLevels,
-            onLevelSwitched,
-            onFatal,
-          }));
-      } else {
-        start("progressive", () => elementSource(video, attachment.stream_url, startAt));
-      }
-    }).catch(() => {
+      if (!Hls.isSupported()) return start("progressive", progressive);
+      start("hls.js", () =>
+        hlsSource(Hls, video, attachment.hls_url, {
+          startAt,
+          onLevels,
+          onLevelSwitched,
+          onFatal,
+        }));
+    }, () => {
       // Without hls.js (a failed download, say) the progressive file still plays.
-      if (!destroyed) {
-        start("progressive", () => elementSource(video, attachment.stream_url, startAt));
-      }
+      if (!destroyed) start("progressive", progressive);
     });
   } else {
     const url = engine === "native-hls" ? attachment.hls_url : attachment.stream_url;
