@@ -104,7 +104,10 @@ async function loadBundle(): Promise<Bundle> {
  * The page's Content-Security-Policy: scripts and styles only from this
  * origin, no inline script, no eval, DOM sinks closed by Trusted Types. Media,
  * images and event streams may also come from `PUBLIC_URL`'s origin, which
- * signs the media URLs, in case the page is reached under another name.
+ * signs the media URLs, in case the page is reached under another name. Media
+ * may also be a `blob:` URL: hls.js plays a ladder through a MediaSource,
+ * which a <video> can only be given as one (the page makes them itself;
+ * scripts still cannot come from one).
  */
 export function dashboardCsp(publicUrl: string): string {
   const media = `'self' ${new URL(publicUrl).origin}`;
@@ -113,7 +116,7 @@ export function dashboardCsp(publicUrl: string): string {
     "script-src 'self'",
     "style-src 'self'",
     `img-src ${media}`,
-    `media-src ${media}`,
+    `media-src ${media} blob:`,
     `connect-src ${media}`,
     "manifest-src 'self'",
     "base-uri 'none'",

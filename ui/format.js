@@ -32,6 +32,15 @@ export function formatDuration(seconds) {
   return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
 }
 
+/**
+ * A video size as a quality name, by its shorter side, as the ladder's rungs
+ * are chosen: 1280 × 720 → `720p`, and a portrait 720 × 1280 too.
+ */
+export function formatQuality(width, height) {
+  const short = Math.min(width || Infinity, height || Infinity);
+  return Number.isFinite(short) ? `${short}p` : "–";
+}
+
 /** Seconds left → `about 5 s`, `about 3 min`, `about 1 h 20 min`. */
 export function formatTimeLeft(seconds) {
   if (!Number.isFinite(seconds) || seconds < 0) return "calculating…";

@@ -1,16 +1,21 @@
 /**
  * One video attachment in a message: thumbnail with its duration, live
- * processing state over SSE, the inline player with storyboard seek previews,
- * the metadata panel, download and delete.
+ * processing state over SSE, the inline player (adaptive when the video has a
+ * ladder, with a quality menu) with storyboard seek previews, the metadata
+ * panel, download and delete. A video plays as soon as it is `playable`,
+ * while the rest is still being made.
  */
 import { api, session } from "./api.js";
 import { h, replace, toast } from "./dom.js";
-import { formatBytes, formatDuration, formatTime } from "./format.js";
+import { formatBytes, formatDuration, formatQuality, formatTime } from "./format.js";
+import { playAttachment } from "./stream.js";
 
 const MEDIA_FIELDS = [
   "url",
   "original_url",
   "stream_url",
+  "hls_url",
+  "dash_url",
   "thumbnail_url",
   "storyboard_url",
   "events_url",
@@ -34,7 +39,10 @@ function onThisOrigin(attachment) {
   return local;
 }
 
-/** How often, at most, a processing attachment is re-read to pick up its thumbnail. */
+/**
+ * How often, at most, a processing attachment is re-read to pick up what its
+ * last finished job made (thumbnail, first playable file, ladder, storyboard).
+ */
 const REFRESH_MS = 1000;
 
 function metadataRows(a) {
@@ -124,43 +132,220 @@ function previewBar(video, track) {
   return bar;
 }
 
+/** The storyboard as a hidden metadata track of `video`, and the seek bar that previews it. */
+function storyboardOf(video, url) {
+  const element = h("track", { kind: "metadata", label: "Storyboard", src: url });
+  video.append(element);
+  const track = element.track;
+  track.mode = "hidden";
+  return previewBar(video, track);
+}
+
+/**
+ * The inline player of an attachment: a <video> with the thumbnail as poster,
+ * the storyboard seek bar, and a quality menu when hls.js plays a ladder of
+ * more than one rung. `.player`'s `data-engine` says what plays (`hls.js`,
+ * `native-hls`, `progressive`) and `data-level-height` the rung on screen.
+ * `update(attachment)` takes a newer state: a ladder made while the
+ * progressive file played takes over at the same time, and a storyboard made
+ * since is added. `refetch()` gets freshly signed URLs when the ladder fails.
+ */
+function videoPlayer(initial, { refetch }) {
+  const video = h("video", {
+    class: "player-video",
+    controls: true,
+    autoplay: true,
+    playsInline: true,
+    preload: "metadata",
+    poster: initial.thumbnail_url ?? undefined,
+    "aria-label": `Playing ${initial.file_name}`,
+  });
+  const auto = h("option", { value: "-1" }, "Auto");
+  /** The rung on screen, as hls.js last reported it. */
+  let shown = null;
+  /** Auto names the rung it plays, so the menu also says what quality is on screen. */
+  const nameAuto = (isAuto) =>
+    auto.textContent = isAuto && shown
+      ? `Auto (${formatQuality(shown.width, shown.height)})`
+      : "Auto";
+  const quality = h("select", {
+    onchange: () => {
+      const index = Number(quality.value);
+      source?.setLevel(index);
+      nameAuto(index < 0);
+    },
+  }, auto);
+  const qualityField = h(
+    "label",
+    { class: "inline player-quality", hidden: true },
+    "Quality",
+    quality,
+  );
+  const element = h("div", { class: "player" }, video, qualityField);
+  let source = null;
+  let destroyed = false;
+  let hasStoryboard = false;
+  /** Whether the ladder was asked for: it is then never asked for again. */
+  let adaptive = false;
+
+  const addStoryboard = (attachment) => {
+    if (hasStoryboard || !attachment.storyboard_url) return;
+    hasStoryboard = true;
+    element.insertBefore(storyboardOf(video, attachment.storyboard_url), qualityField);
+  };
+
+  const start = (attachment, startAt) => {
+    source?.destroy();
+    adaptive ||= Boolean(attachment.hls_url);
+    delete element.dataset.levelHeight;
+    shown = null;
+    nameAuto(false);
+    qualityField.hidden = true;
+    source = playAttachment(video, attachment, {
+      startAt,
+      onEngine: (engine) => (element.dataset.engine = engine),
+      onLevels(levels) {
+        const byHeight = [...levels].sort((a, b) => b.height - a.height || b.bitrate - a.bitrate);
+        replace(
+          quality,
+          auto,
+          byHeight.map((level) =>
+            h("option", { value: String(level.index) }, formatQuality(level.width, level.height))
+          ),
+        );
+        quality.value = "-1";
+        qualityField.hidden = levels.length < 2;
+      },
+      onLevelSwitched(level, isAuto) {
+        shown = level;
+        element.dataset.levelHeight = String(level.height);
+        nameAuto(isAuto);
+      },
+      onFatal() {
+        // Go on from the same point with the progressive file, freshly signed if possible
+        // (signed URLs last an hour).
+        const at = video.currentTime;
+        refetch().catch(() => attachment).then((fresh) => {
+          if (!destroyed) start({ ...fresh, hls_url: null }, at);
+        });
+      },
+    });
+  };
+
+  start(initial, 0);
+  addStoryboard(initial);
+  return {
+    element,
+    video,
+    update(attachment) {
+      if (!video.poster && attachment.thumbnail_url) video.poster = attachment.thumbnail_url;
+      addStoryboard(attachment);
+      if (!adaptive && attachment.hls_url) {
+        // The ladder is ready: it takes over where the progressive file is, playing or not.
+        video.autoplay = !video.paused && !video.ended;
+        start(attachment, video.currentTime);
+      }
+    },
+    destroy() {
+      destroyed = true;
+      source?.destroy();
+      source = null;
+    },
+  };
+}
+
+/**
+ * What a render shows of an attachment: everything but the signed URLs'
+ * tokens, which change at every read; a URL counts by being there or not.
+ */
+function shownState(attachment) {
+  return JSON.stringify(
+    attachment,
+    (key, value) => MEDIA_FIELDS.includes(key) ? value !== null : value,
+  );
+}
+
+/** Names a focused control so that its replacement after a render can take the focus back. */
+function focusKey(element) {
+  return `${element.tagName} ${element.getAttribute("aria-label") ?? element.textContent}`;
+}
+
 /**
  * Renders an attachment; `scope` collects what to close when the view goes
- * (event streams), `onChange(attachment)` tells the owner about a new state.
+ * (event streams, the player).
  */
 export function attachmentCard(initial, scope) {
   let attachment = onThisOrigin(initial);
   let events = null;
   let lastRefresh = 0;
+  let refreshTimer = null;
   let percent = null;
-  const card = h("article", {
-    class: "attachment",
-    dataset: { attachmentId: initial.id },
-    "aria-label": `Video ${initial.file_name}`,
-  });
+  let player = null;
+  const media = h("div", { class: "attachment-media" });
+  const details = h("div", { class: "attachment-body" });
+  const card = h(
+    "article",
+    {
+      class: "attachment",
+      dataset: { attachmentId: initial.id },
+      "aria-label": `Video ${initial.file_name}`,
+    },
+    media,
+    details,
+  );
+
+  const fetchFresh = async () => onThisOrigin(await api(`/api/chat/attachments/${attachment.id}`));
 
   const refresh = async () => {
     lastRefresh = Date.now();
     try {
-      attachment = onThisOrigin(await api(`/api/chat/attachments/${attachment.id}`));
-      render();
+      const fresh = await fetchFresh();
+      const changed = shownState(fresh) !== shownState(attachment);
+      attachment = fresh;
+      if (changed) render();
     } catch (problem) {
-      if (problem.status === 404) {
-        card.replaceWith(h("p", { class: "muted" }, "This video was deleted."));
-        stopEvents();
-      }
+      if (problem.status === 404) gone("This video was deleted.");
     }
   };
+
+  /**
+   * Re-reads the attachment at most every REFRESH_MS, and always once after
+   * the last call, so the state after the last event is never missed.
+   */
+  function refreshSoon() {
+    if (refreshTimer !== null) return;
+    refreshTimer = setTimeout(() => {
+      refreshTimer = null;
+      refresh();
+    }, Math.max(0, lastRefresh + REFRESH_MS - Date.now()));
+  }
 
   function stopEvents() {
     events?.close();
     events = null;
+    clearTimeout(refreshTimer);
+    refreshTimer = null;
   }
+
+  function closePlayer() {
+    player?.destroy();
+    player = null;
+  }
+
+  function gone(text) {
+    stopEvents();
+    closePlayer();
+    card.replaceWith(h("p", { class: "muted" }, text));
+  }
+
+  scope.onClose(() => {
+    stopEvents();
+    closePlayer();
+  });
 
   function follow() {
     if (events || attachment.status !== "processing") return;
     events = new EventSource(attachment.events_url);
-    scope.onClose(stopEvents);
     events.addEventListener("progress", (event) => {
       percent = JSON.parse(event.data).percent;
       const bar = card.querySelector(".processing progress");
@@ -169,7 +354,9 @@ export function attachmentCard(initial, scope) {
         bar.textContent = `${percent}%`;
         card.querySelector(".processing-label").textContent = `Processing… ${percent}%`;
       }
-      if (!attachment.thumbnail_url && Date.now() - lastRefresh > REFRESH_MS) refresh();
+      // A job finished or moved on: it may have made the thumbnail, the first playable
+      // file, the ladder or the storyboard.
+      refreshSoon();
     });
     events.addEventListener("status", (event) => {
       const { status } = JSON.parse(event.data);
@@ -186,56 +373,31 @@ export function attachmentCard(initial, scope) {
     });
   }
 
-  function play(thumbButton) {
-    api(`/api/chat/attachments/${attachment.id}`).then(onThisOrigin).then((fresh) => {
+  function play() {
+    fetchFresh().then((fresh) => {
       // Signed URLs last an hour: play from a fresh copy.
       attachment = fresh;
-      if (!fresh.stream_url) return render();
-      const video = h("video", {
-        class: "player-video",
-        controls: true,
-        autoplay: true,
-        playsInline: true,
-        preload: "metadata",
-        poster: fresh.thumbnail_url ?? undefined,
-        src: fresh.stream_url,
-        "aria-label": `Playing ${fresh.file_name}`,
-      });
-      let track = null;
-      if (fresh.storyboard_url) {
-        const element = h("track", {
-          kind: "metadata",
-          label: "Storyboard",
-          src: fresh.storyboard_url,
-        });
-        video.append(element);
-        track = element.track;
-        track.mode = "hidden";
-      }
-      const player = h(
-        "div",
-        { class: "player" },
-        video,
-        track ? previewBar(video, track) : null,
-      );
-      thumbButton.replaceWith(player);
-      video.focus();
+      if (!fresh.playable || player) return render();
+      player = videoPlayer(fresh, { refetch: fetchFresh });
+      replace(media, player.element);
+      player.video.focus();
+      render();
     }).catch((problem) => toast(problem.message, "error"));
   }
 
   function thumbnail() {
     const a = attachment;
-    const label = a.status === "ready"
+    const label = a.playable
       ? `Play ${a.file_name}${a.duration_formatted ? `, ${a.duration_formatted}` : ""}`
       : `${a.file_name} (${a.status})`;
-    const button = h(
+    return h(
       "button",
       {
         type: "button",
         class: "thumb",
         "aria-label": label,
-        disabled: a.status !== "ready",
-        onclick: () => play(button),
+        disabled: !a.playable,
+        onclick: play,
       },
       a.thumbnail_url
         ? h("img", {
@@ -250,9 +412,8 @@ export function attachmentCard(initial, scope) {
       a.duration_formatted
         ? h("span", { class: "badge duration", "aria-hidden": "true" }, a.duration_formatted)
         : null,
-      a.status === "ready" ? h("span", { class: "play-icon", "aria-hidden": "true" }) : null,
+      a.playable ? h("span", { class: "play-icon", "aria-hidden": "true" }) : null,
     );
-    return button;
   }
 
   function statusLine() {
@@ -271,6 +432,17 @@ export function attachmentCard(initial, scope) {
           value: percent ?? 0,
           "aria-label": `Processing ${a.file_name}`,
         }),
+        // What is still to come: the ladder (whether this video gets one is the server's
+        // call, by its length), else the seek previews.
+        a.playable
+          ? h(
+            "p",
+            { class: "playable-note hint", role: "status" },
+            a.hls_url
+              ? "Ready to watch. Still processing: seek previews coming."
+              : "Ready to watch. Still processing: more qualities may follow.",
+          )
+          : null,
       );
     }
     if (a.status === "failed") {
@@ -305,8 +477,7 @@ export function attachmentCard(initial, scope) {
             if (!confirm(`Delete “${a.file_name}” for everyone in this conversation?`)) return;
             try {
               await api(`/api/chat/attachments/${a.id}`, { method: "DELETE" });
-              stopEvents();
-              card.replaceWith(h("p", { class: "muted" }, "Video deleted."));
+              gone("Video deleted.");
             } catch (problem) {
               toast(problem.message, "error");
             }
@@ -318,35 +489,41 @@ export function attachmentCard(initial, scope) {
 
   function render() {
     const a = attachment;
+    // A render during processing must not take the focus or an open panel from the reader.
+    const focused = card.contains(document.activeElement) ? focusKey(document.activeElement) : null;
+    const open = details.querySelector("details.metadata")?.open ?? false;
+    if (player) player.update(a);
+    else replace(media, thumbnail());
     replace(
-      card,
-      thumbnail(),
+      details,
       h(
-        "div",
-        { class: "attachment-body" },
+        "p",
+        { class: "attachment-title" },
+        h("span", { class: "file-name" }, a.file_name),
+        " ",
         h(
-          "p",
-          { class: "attachment-title" },
-          h("span", { class: "file-name" }, a.file_name),
-          " ",
-          h(
-            "span",
-            { class: "muted" },
-            [formatBytes(a.file_size), a.width ? `${a.width}×${a.height}` : null]
-              .filter(Boolean).join(" · "),
-          ),
+          "span",
+          { class: "muted" },
+          [formatBytes(a.file_size), a.width ? `${a.width}×${a.height}` : null]
+            .filter(Boolean).join(" · "),
         ),
-        statusLine(),
-        h(
-          "details",
-          { class: "metadata" },
-          h("summary", {}, "Details"),
-          h("dl", {}, metadataRows(a)),
-        ),
-        actions(),
       ),
+      statusLine(),
+      h(
+        "details",
+        { class: "metadata", open },
+        h("summary", {}, "Details"),
+        h("dl", {}, metadataRows(a)),
+      ),
+      actions(),
     );
+    if (focused !== null && !card.contains(document.activeElement)) {
+      const again = [...card.querySelectorAll("button, a, summary")]
+        .find((element) => focusKey(element) === focused);
+      again?.focus({ preventScroll: true });
+    }
     card.dataset.status = a.status;
+    card.dataset.playable = String(a.playable);
     follow();
   }
 

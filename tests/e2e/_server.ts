@@ -54,12 +54,21 @@ function startRelay(port: number) {
   };
 }
 
+/** Options for {@linkcode serveApp}. */
+export interface ServeAppOptions {
+  /** `false`: no worker, so the test runs the jobs itself, in the order it needs. */
+  worker?: boolean;
+}
+
 /**
  * Serves a test app over HTTP on 127.0.0.1 behind a relay, with `PUBLIC_URL`
  * naming the relay `localhost`, dev sign-in on and the generated secret (dev
  * sign-in refuses a configured one).
  */
-export async function serveApp(env: Record<string, string> = {}): Promise<ServedApp> {
+export async function serveApp(
+  env: Record<string, string> = {},
+  options: ServeAppOptions = {},
+): Promise<ServedApp> {
   let handler: Deno.ServeHandler = () => new Response("starting", { status: 503 });
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
@@ -80,6 +89,7 @@ export async function serveApp(env: Record<string, string> = {}): Promise<Served
         JWT_SECRET: "",
         ...env,
       },
+      worker: options.worker,
     });
   } catch (error) {
     await relay.close();

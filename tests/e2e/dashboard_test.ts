@@ -5,12 +5,15 @@
  * send and play another with the keyboard only while its transcoding percent
  * shows live; an admin sees the upload and the download in the activity log
  * and narrows it by user, action and date; another user cannot see any of it; a user in 56
- * conversations loads them all, a page at a time. Screenshots of each screen are taken, and
- * replace the README's in docs/screenshots/ only with UPDATE_SCREENSHOTS=1.
+ * conversations loads them all, a page at a time. A second test, which runs the processing
+ * jobs itself: a receiver plays a short clip from its progressive file, plays a longer video
+ * while it is still processing, sees its adaptive ladder take over the open player, picks a
+ * quality that hls.js switches to, and still watches when the ladder fails. Screenshots of each screen are taken, and replace the
+ * README's in docs/screenshots/ only with UPDATE_SCREENSHOTS=1.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import type { BrowserContext, Locator, Page } from "playwright-core";
+import type { BrowserContext, Locator, Page, Response as PageResponse } from "playwright-core";
 import {
   body,
   conversationWithMessage,
@@ -21,6 +24,8 @@ import {
 } from "../_helpers.ts";
 import { fixture } from "../_fixtures.ts";
 import { recordActivity } from "../../lib/chat/activity.ts";
+import { JobQueue } from "../../lib/processing/jobs.ts";
+import { runJob } from "../../lib/processing/processing.ts";
 import { launchChromium } from "./_browser.ts";
 import { serveApp } from "./_server.ts";
 
@@ -50,9 +55,16 @@ interface VideoElement {
   querySelector(selector: string): { getAttribute(name: string): string | null } | null;
 }
 
-/** An H.264/AAC MP4 made by ffmpeg's lavfi sources: big enough for a throttled upload to take a while. */
-async function makeVideo(dir: string): Promise<string> {
-  const path = `${dir}/Harbour walk.mp4`;
+/**
+ * An H.264/AAC MP4 made by ffmpeg's lavfi sources, at DIR/NAME: at 1.5 Mbit/s, big enough for
+ * a throttled upload to take a while.
+ */
+async function makeVideo(
+  dir: string,
+  name: string,
+  size: { width: number; height: number; seconds: number },
+): Promise<string> {
+  const path = `${dir}/${name}`;
   const out = await new Deno.Command("ffmpeg", {
     args: [
       "-nostdin",
@@ -62,11 +74,11 @@ async function makeVideo(dir: string): Promise<string> {
       "-f",
       "lavfi",
       "-i",
-      `testsrc2=size=${VIDEO_WIDTH}x${VIDEO_HEIGHT}:rate=25:duration=${VIDEO_SECONDS}`,
+      `testsrc2=size=${size.width}x${size.height}:rate=25:duration=${size.seconds}`,
       "-f",
       "lavfi",
       "-i",
-      `sine=frequency=440:sample_rate=48000:duration=${VIDEO_SECONDS}`,
+      `sine=frequency=440:sample_rate=48000:duration=${size.seconds}`,
       "-c:v",
       "libx264",
       "-preset",
@@ -191,6 +203,30 @@ async function tabTo(
   assert.fail(`Tab never reached ${what}: ${path.map(describeFocus).join(" → ")}`);
 }
 
+/**
+ * Collects what goes wrong in a page into `errors`: script errors, console errors and error
+ * answers, except those `allowed` says the test provoked on purpose.
+ */
+function watchPage(
+  page: Page,
+  errors: string[],
+  allowed: (response: PageResponse) => boolean = () => false,
+): void {
+  page.on("pageerror", (error) => errors.push(`pageerror: ${error.message}`));
+  page.on("console", (message) => {
+    const text = message.text();
+    // Chromium logs every error answer; those are judged from the responses below.
+    if (message.type() === "error" && !/^Failed to load resource/.test(text)) {
+      errors.push(`console: ${text}`);
+    }
+  });
+  page.on("response", (response) => {
+    if (response.status() >= 400 && !allowed(response)) {
+      errors.push(`${response.status()} ${response.url()}`);
+    }
+  });
+}
+
 async function devSignIn(context: BrowserContext, url: string, user: string, admin = false) {
   const page = await context.newPage();
   await page.goto(`${url}/`);
@@ -238,7 +274,11 @@ Deno.test({
     await using served = await serveApp({ MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES) });
     await using browser = await launchChromium();
     const { url } = served;
-    const videoPath = await makeVideo(dir);
+    const videoPath = await makeVideo(dir, "Harbour walk.mp4", {
+      width: VIDEO_WIDTH,
+      height: VIDEO_HEIGHT,
+      seconds: VIDEO_SECONDS,
+    });
     const videoBytes = await Deno.readFile(videoPath);
     const screenshots = SCREENSHOTS ?? dir;
     await Deno.mkdir(screenshots, { recursive: true });
@@ -246,27 +286,16 @@ Deno.test({
     const tusConflicts: number[] = [];
     /** Error statuses a step provokes on purpose (refused uploads). */
     const expected = new Set<number>();
-    const watch = (page: Page) => {
-      page.on("pageerror", (error) => errors.push(`pageerror: ${error.message}`));
-      page.on("console", (message) => {
-        const text = message.text();
-        // Chromium logs every error answer; those are judged from the responses below.
-        if (message.type() === "error" && !/^Failed to load resource/.test(text)) {
-          errors.push(`console: ${text}`);
-        }
-      });
-      page.on("response", (response) => {
+    const watch = (page: Page) =>
+      watchPage(page, errors, (response) => {
         // A PATCH retried right after a dropped connection may meet the server still
         // finishing the broken one: 409 (offset moved on) or 423 (locked), and tus-js-client
         // asks for the offset again. Any other error answer is a failure.
         const retried = /\/uploads\/[0-9a-f-]{36}$/.test(response.url()) &&
           [409, 423].includes(response.status());
         if (retried) tusConflicts.push(response.status());
-        else if (response.status() >= 400 && !expected.has(response.status())) {
-          errors.push(`${response.status()} ${response.url()}`);
-        }
+        return retried || expected.has(response.status());
       });
-    };
 
     // A video whose stored original is lost right after the upload (a failed disk, say):
     // its processing fails after the retries, and the admin view offers to reprocess it.
@@ -917,6 +946,321 @@ Deno.test({
     });
 
     await alice.close();
+    assert.deepEqual(errors, [], "no script errors in the pages");
+  },
+});
+
+/** The player's state as the test reads it inside the page. */
+interface PlayerState {
+  engine: string | null;
+  levelHeight: string | null;
+  src: string;
+  time: number;
+  paused: boolean;
+  seeking: boolean;
+  ready: number;
+  videoHeight: number;
+}
+
+/** What `.player` and its <video> say (inside the page: no DOM types here). */
+function readPlayer(el: unknown): PlayerState {
+  const player = el as {
+    dataset: Record<string, string | undefined>;
+    querySelector(s: string): unknown;
+  };
+  const video = player.querySelector("video") as VideoElement & {
+    currentSrc: string;
+    paused: boolean;
+  };
+  return {
+    engine: player.dataset.engine ?? null,
+    levelHeight: player.dataset.levelHeight ?? null,
+    src: video.currentSrc,
+    time: video.currentTime,
+    paused: video.paused,
+    seeking: video.seeking,
+    ready: video.readyState,
+    videoHeight: video.videoHeight,
+  };
+}
+
+/** What the test waits for in a player; each condition given must hold. */
+interface PlayerWanted {
+  engine?: string;
+  /** currentTime above this. */
+  after?: number;
+  /** currentTime within half a second of this, not seeking, with a frame to show. */
+  near?: number;
+  levelHeight?: number;
+  videoHeight?: number;
+  playing?: boolean;
+}
+
+/**
+ * Waits until the player is in the `wanted` state (checked in the page on every animation
+ * frame); fails saying `what`, with the last state seen.
+ */
+async function playerReaches(
+  page: Page,
+  player: Locator,
+  what: string,
+  wanted: PlayerWanted,
+): Promise<PlayerState> {
+  await page.waitForFunction(
+    ([el, want]) => {
+      const player = el as unknown as {
+        dataset: Record<string, string | undefined>;
+        querySelector(s: string): VideoElement & { paused: boolean };
+      };
+      const video = player.querySelector("video");
+      const time = video.currentTime;
+      return (want.engine === undefined || player.dataset.engine === want.engine) &&
+        (want.after === undefined || time > want.after) &&
+        (want.near === undefined ||
+          (Math.abs(time - want.near) < 0.5 && !video.seeking && video.readyState >= 2)) &&
+        (want.levelHeight === undefined ||
+          player.dataset.levelHeight === String(want.levelHeight)) &&
+        (want.videoHeight === undefined || video.videoHeight === want.videoHeight) &&
+        (want.playing === undefined || video.paused !== want.playing);
+    },
+    [await player.elementHandle(), wanted] as const,
+    { timeout: 30_000 },
+  ).catch(async (error) => {
+    const state = await player.evaluate(readPlayer);
+    throw new Error(`${what}: ${JSON.stringify(state)}`, { cause: error });
+  });
+  return await player.evaluate(readPlayer);
+}
+
+Deno.test({
+  name: "dashboard: a receiver plays a video before it is processed, then adaptively with a " +
+    "quality choice; a short clip plays its progressive file",
+  async fn(t) {
+    const dir = await Deno.makeTempDir({ prefix: "offchat-e2e-hls-" });
+    await using _dir = { [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
+    // No worker: the test runs each job itself, so it can look at the page between two.
+    // A ladder from 4 s, so a short fixture gets one.
+    await using served = await serveApp({ HLS_MIN_DURATION: "4" }, { worker: false });
+    await using browser = await launchChromium();
+    const { url } = served;
+    // 720p makes a ladder of two rungs (360p and 720p); 8 s of it outlasts a switch.
+    const [ladderClip, shortClip] = await Promise.all([
+      makeVideo(dir, "Lighthouse.mp4", { width: 1280, height: 720, seconds: 8 }),
+      makeVideo(dir, "Wave.mp4", { width: 640, height: 360, seconds: 3 }),
+    ]);
+    const queue = new JobQueue({
+      db: served.ctx.deps.db,
+      workerId: "e2e",
+      leaseMs: 120_000,
+      clock: () => new Date(),
+    });
+    const runNext = async (kind: string) => {
+      const job = await queue.claim();
+      assert.equal(job?.kind, kind, `the next job is the ${kind}`);
+      await runJob(served.ctx.deps, job!, { progress: () => {} });
+      await queue.complete(job!);
+    };
+    const runAll = async () => {
+      for (let job = await queue.claim(); job; job = await queue.claim()) {
+        await runJob(served.ctx.deps, job, { progress: () => {} });
+        await queue.complete(job);
+      }
+    };
+    const errors: string[] = [];
+    const created = await postJson(served.ctx, "alice", "/api/chat/conversations", {
+      title: "Lighthouse",
+      participant_ids: ["bob"],
+    });
+    assert.equal(created.status, 201);
+    const conversationUrl = `${url}/#/c/${(await body<{ id: string }>(created)).id}`;
+
+    const sender = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+    const alice = await devSignIn(sender, url, "alice");
+    watchPage(alice, errors);
+    await alice.goto(conversationUrl);
+    await alice.getByRole("heading", { name: "Lighthouse", level: 1 }).waitFor();
+    const receiver = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+    const bob = await devSignIn(receiver, url, "bob");
+    /** Set when the test removes the ladder's master playlist: its 404s are on purpose. */
+    let ladderLost = false;
+    watchPage(
+      bob,
+      errors,
+      (response) =>
+        ladderLost && response.status() === 404 && response.url().endsWith("/master.m3u8"),
+    );
+    const hlsBundleRequests: string[] = [];
+    bob.on("request", (request) => {
+      if (request.url().endsWith("/vendor/hls.min.js")) hlsBundleRequests.push(request.url());
+    });
+    /** Alice sends a video from the dashboard; the upload is done when its card shows. */
+    const send = async (path: string, text: string) => {
+      await alice.getByLabel("Message", { exact: true }).fill(text);
+      await alice.locator("#video-file").setInputFiles(path);
+      await alice.getByRole("button", { name: "Send" }).click();
+      const name = path.slice(path.lastIndexOf("/") + 1);
+      const card = alice.locator(`article.attachment[aria-label="Video ${name}"]`);
+      await card.waitFor({ timeout: 30_000 });
+      await alice.locator("#upload-progress").waitFor({ state: "detached" });
+      return (await card.getAttribute("data-attachment-id"))!;
+    };
+    let failed = false;
+    const step = async (name: string, fn: () => Promise<void>) => {
+      failed = !(await t.step({ name, ignore: failed, fn })) || failed;
+    };
+
+    await step("a 3 s clip plays from its progressive file at once", async () => {
+      const id = await send(shortClip, "A short one");
+      await runAll();
+      await bob.goto(conversationUrl);
+      const card = bob.locator(`article[data-attachment-id="${id}"][data-status="ready"]`);
+      await card.waitFor();
+      const attachment = await body(await served.ctx.request("bob", `/api/chat/attachments/${id}`));
+      assert.equal(attachment.hls_url, null, "shorter than HLS_MIN_DURATION: no ladder");
+      await card.getByRole("button", { name: /^Play Wave\.mp4/ }).click();
+      const player = card.locator(".player");
+      const state = await playerReaches(
+        bob,
+        player,
+        "the progressive file did not play",
+        { engine: "progressive", after: 0.5 },
+      );
+      assert.match(state.src, /\/api\/chat\/videos\/[0-9a-f-]{36}\/stream\?token=/);
+      assert.equal(await card.getByLabel("Quality").isVisible(), false, "no quality choice");
+      assert.deepEqual(hlsBundleRequests, [], "hls.js is not loaded for a clip without a ladder");
+    });
+
+    let ladderId = "";
+    await step("the receiver can play a video while it is still processing", async () => {
+      ladderId = await send(ladderClip, "The lighthouse");
+      await bob.reload();
+      const card = bob.locator(`article[data-attachment-id="${ladderId}"]`);
+      await card.and(bob.locator('[data-status="processing"][data-playable="false"]')).waitFor();
+      const button = card.locator("button.thumb");
+      assert.equal(await button.isDisabled(), true, "nothing to play yet");
+      await runNext("thumbnail");
+      await card.locator(".thumb img").waitFor();
+      await runNext("strip");
+      await runNext("rendition");
+      // The first playable file exists; the ladder and the storyboard are still to come.
+      await card.and(bob.locator('[data-status="processing"][data-playable="true"]')).waitFor();
+      assert.equal(
+        await card.locator(".playable-note").textContent(),
+        "Ready to watch. Still processing: more qualities may follow.",
+      );
+      assert.match((await card.locator(".processing-label").textContent())!, /^Processing…/);
+      await screenshot(bob, "playable-early", SCREENSHOTS ?? dir);
+      await card.getByRole("button", { name: /^Play Lighthouse\.mp4/ }).click();
+      const player = card.locator(".player");
+      const state = await playerReaches(
+        bob,
+        player,
+        "the video did not play while processing",
+        { engine: "progressive", after: 0.5 },
+      );
+      assert.match(state.src, /\/stream\?token=/);
+      assert.deepEqual(hlsBundleRequests, [], "hls.js waits for a ladder");
+    });
+
+    await step("the ladder takes over the open player, at the same point", async () => {
+      const card = bob.locator(`article[data-attachment-id="${ladderId}"]`);
+      const player = card.locator(".player");
+      // Paused by the viewer, so that the point to go on from stays put.
+      const at = await player.locator("video").evaluate((el) => {
+        const video = el as VideoElement;
+        video.pause();
+        return video.currentTime;
+      });
+      await runNext("hls");
+      const state = await playerReaches(
+        bob,
+        player,
+        "hls.js did not take over",
+        { engine: "hls.js", near: at },
+      );
+      assert.match(state.src, /^blob:/, "a MediaSource, fed by hls.js");
+      assert.equal(state.paused, true, "still paused, as the viewer left it");
+      assert.equal(hlsBundleRequests.length, 1, "hls.js is loaded once it is needed");
+      assert.equal(
+        await card.locator(".playable-note").textContent(),
+        "Ready to watch. Still processing: seek previews coming.",
+      );
+      await player.locator("video").evaluate((el) => (el as { play(): Promise<void> }).play());
+      await playerReaches(
+        bob,
+        player,
+        "the ladder did not play on",
+        { engine: "hls.js", after: at + 0.5 },
+      );
+      // The storyboard, made last, joins the open player; then the video is ready.
+      assert.equal(await player.locator(".seek-bar").count(), 0);
+      await runNext("storyboard");
+      await card.and(bob.locator('[data-status="ready"]')).waitFor();
+      await player.locator(".seek-bar").waitFor();
+      assert.equal(await card.locator(".playable-note").count(), 0);
+    });
+
+    await step("a ladder plays with hls.js; choosing a quality switches the rung", async () => {
+      await bob.reload();
+      const card = bob.locator(`article[data-attachment-id="${ladderId}"][data-status="ready"]`);
+      await card.getByRole("button", { name: /^Play Lighthouse\.mp4/ }).click();
+      const player = card.locator(".player");
+      const state = await playerReaches(
+        bob,
+        player,
+        "hls.js did not play",
+        { engine: "hls.js", after: 0.3 },
+      );
+      assert.match(state.src, /^blob:/);
+      const quality = card.getByLabel("Quality");
+      await quality.waitFor();
+      const labels = await quality.locator("option").allTextContents();
+      assert.match(labels[0]!, /^Auto/);
+      assert.deepEqual(labels.slice(1), ["720p", "360p"], "one entry per rung, best first");
+      assert.equal(await quality.inputValue(), "-1", "Auto at first");
+      for (const height of [720, 360]) {
+        // From the start again, so that the clip outlasts the switch, however slow the machine.
+        await player.locator("video").evaluate((el) => (el as VideoElement).currentTime = 0);
+        await quality.selectOption({ label: `${height}p` });
+        const switched = await playerReaches(
+          bob,
+          player,
+          `no switch to ${height}p`,
+          { engine: "hls.js", levelHeight: height, videoHeight: height, playing: true },
+        );
+        assert.equal(switched.engine, "hls.js");
+      }
+      // Back to Auto, which names the rung it plays once hls.js picks one.
+      await quality.selectOption("-1");
+      await quality.locator("option", { hasText: /^Auto \((360|720)p\)$/ }).waitFor({
+        state: "attached",
+      });
+      await screenshot(card, "quality", SCREENSHOTS ?? dir);
+    });
+
+    await step("a ladder that fails goes on with the progressive file", async () => {
+      // The ladder's master playlist is lost on the server (a failed disk, say).
+      ladderLost = true;
+      const lost = (await listFiles(`${served.ctx.dataDir}/hls`))
+        .filter((file) => file.endsWith("/master.m3u8"));
+      assert.equal(lost.length, 1);
+      await Deno.remove(`${served.ctx.dataDir}/hls/${lost[0]}`);
+      await bob.reload();
+      const card = bob.locator(`article[data-attachment-id="${ladderId}"][data-status="ready"]`);
+      await card.getByRole("button", { name: /^Play Lighthouse\.mp4/ }).click();
+      const player = card.locator(".player");
+      const state = await playerReaches(
+        bob,
+        player,
+        "the progressive file did not take over",
+        { engine: "progressive", after: 0.5 },
+      );
+      assert.match(state.src, /\/stream\?token=/);
+      assert.equal(await card.getByLabel("Quality").isVisible(), false);
+    });
+
+    await sender.close();
+    await receiver.close();
     assert.deepEqual(errors, [], "no script errors in the pages");
   },
 });

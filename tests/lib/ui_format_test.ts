@@ -3,6 +3,7 @@ import {
   formatBytes,
   formatDuration,
   formatList,
+  formatQuality,
   formatTimeLeft,
   RateMeter,
 } from "../../ui/format.js";
@@ -20,6 +21,14 @@ Deno.test("dashboard format: sizes, durations, time left, lists", () => {
   assert.equal(formatTimeLeft(4.2), "about 5 s left");
   assert.equal(formatTimeLeft(150), "about 3 min left");
   assert.equal(formatList(["MP4", "WebM", "AVI"]), "MP4, WebM or AVI");
+});
+
+Deno.test("dashboard format: a rung's quality is named by its shorter side", () => {
+  assert.equal(formatQuality(1280, 720), "720p");
+  assert.equal(formatQuality(720, 1280), "720p", "portrait too");
+  assert.equal(formatQuality(640, 360), "360p");
+  assert.equal(formatQuality(undefined, 1080), "1080p", "hls.js may not know a width");
+  assert.equal(formatQuality(undefined, undefined), "–");
 });
 
 Deno.test("dashboard format: the upload speed is measured over a sliding window", () => {

@@ -21,6 +21,9 @@ Deno.test("dashboard: the page has a strict CSP and is revalidated; its assets a
   assert.match(csp, /default-src 'none'/);
   assert.match(csp, /frame-ancestors 'none'/);
   assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+  // hls.js hands the <video> a MediaSource as a blob: URL; scripts never come from one.
+  assert.match(csp, /media-src 'self' \S+ blob:(;|$)/);
+  assert.doesNotMatch(csp, /script-src[^;]*blob:/);
   assert.equal(page.headers.get("x-content-type-options"), "nosniff");
   assert.equal(page.headers.get("referrer-policy"), "no-referrer");
   const html = await page.text();
