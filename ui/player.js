@@ -358,7 +358,18 @@ export function attachmentCard(initial, scope) {
       // file, the ladder or the storyboard.
       refreshSoon();
     });
+    // The server says when an output lands and when the video becomes playable: read the
+    // attachment again at once for its new URLs (the first snapshot repeats what is known).
+    let snapshot = true;
+    const landed = () => {
+      if (!snapshot) refresh();
+    };
+    events.addEventListener("output", landed);
+    events.addEventListener("playable", (event) => {
+      if (JSON.parse(event.data).playable && !attachment.playable) refresh();
+    });
     events.addEventListener("status", (event) => {
+      snapshot = false; // the snapshot ends with its status event
       const { status } = JSON.parse(event.data);
       if (status === "processing") return;
       stopEvents();
