@@ -16,8 +16,8 @@
  * docs/BENCHMARKS.md says what the figures mean.
  *
  *   deno task bench:receiver [-- --json] [--part playback|ladder|all] [--runs 1]
- *     [--watch-seconds 30] [--start-timeout 60] [--ladder-runs 5]
- *     [--ladder-seconds 20] [--long-seconds 60] [--keep]
+ *     [--watch-seconds 30] [--start-timeout 60] [--ladder-runs 3]
+ *     [--ladder-seconds 60] [--long-seconds 60] [--keep]
  *
  * Needs curl, ffmpeg and Chromium (`deno task setup:test` installs Debian's).
  */
@@ -109,8 +109,8 @@ const DEFAULTS = {
   runs: 1,
   "watch-seconds": 30,
   "start-timeout": 60,
-  "ladder-runs": 5,
-  "ladder-seconds": 20,
+  "ladder-runs": 3,
+  "ladder-seconds": 60,
   "long-seconds": 60,
 };
 let options: ReturnType<typeof readOptions<typeof DEFAULTS>>;
