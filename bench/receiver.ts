@@ -94,7 +94,7 @@ const LINKS: readonly Link[] = [
   { key: "open", label: "unthrottled", down: null, up: null, latencyMs: 0 },
 ];
 
-/** The two clips: what they stand for and how ffmpeg makes them. */
+/** The two clips, by what they stand for (`makeClips` says how ffmpeg makes them). */
 const CLIPS = {
   long: { label: "1080p landscape, ~8 Mb/s" },
   short: { label: "3 s portrait phone clip" },
