@@ -474,6 +474,31 @@ export function table(title: string, header: string[], rows: string[][]): string
   return [title, "", line(header), rule, ...rows.map(line)].join("\n");
 }
 
+/**
+ * The same table as Markdown, ready for docs/BENCHMARKS.md: `title` as a
+ * heading, the first `left` columns (labels) left-aligned, the others right-aligned.
+ */
+export function markdownTable(
+  title: string,
+  header: string[],
+  rows: string[][],
+  left = 1,
+): string {
+  const cell = (text: string | undefined): string => (text ?? "").replaceAll("|", "\\|");
+  const widths = header.map((_, i) =>
+    Math.max(3, ...[header, ...rows].map((row) => cell(row[i]).length))
+  );
+  const line = (row: string[]): string =>
+    `| ${
+      widths.map((width, i) => i < left ? cell(row[i]).padEnd(width) : cell(row[i]).padStart(width))
+        .join(" | ")
+    } |`;
+  const rule = widths.map((width, i) => i < left ? "-".repeat(width) : `${"-".repeat(width - 1)}:`);
+  return [`### ${title}`, "", line(header), `| ${rule.join(" | ")} |`, ...rows.map(line)].join(
+    "\n",
+  );
+}
+
 /** The 1-minute load average, which shows other work competing for the CPUs. */
 export async function loadAverage(): Promise<string> {
   return (await Deno.readTextFile("/proc/loadavg")).split(" ")[0]!;
