@@ -44,6 +44,7 @@ export const CONFIG_ENV_NAMES = [
   "RENDITION_MAX_FPS",
   "HLS",
   "HLS_MIN_DURATION",
+  "HLS_MIN_BITRATE",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -106,6 +107,7 @@ const envSchema = z.object({
   RENDITION_MAX_FPS: integer(10, 240).default(60),
   HLS: z.enum(["0", "1", "false", "true"], { message: "must be 1 or 0" }).default("1"),
   HLS_MIN_DURATION: integer(0, 24 * 3600).default(10),
+  HLS_MIN_BITRATE: integer(0, 1_000_000).default(1200),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -194,8 +196,14 @@ export interface Config {
 export interface HlsPolicy {
   /** `HLS`: on by default. */
   enabled: boolean;
-  /** `HLS_MIN_DURATION`: seconds; shorter clips play from the progressive file alone. */
+  /** `HLS_MIN_DURATION`: seconds; a video this long gets a ladder. */
   minDuration: number;
+  /**
+   * `HLS_MIN_BITRATE`: kbit/s; a shorter video gets a ladder too when its
+   * overall bitrate is above this (0: never). Short, light clips play from the
+   * progressive file alone.
+   */
+  minBitrate: number;
 }
 
 /**
@@ -310,6 +318,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     hlsPolicy: {
       enabled: e.HLS === "1" || e.HLS === "true",
       minDuration: e.HLS_MIN_DURATION,
+      minBitrate: e.HLS_MIN_BITRATE,
     },
   };
 }

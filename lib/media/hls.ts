@@ -57,15 +57,20 @@ export interface LadderSource {
 }
 
 /**
- * Whether a video gets a ladder: HLS is on and the video lasts at least
- * `minDuration` seconds. A shorter clip is a few seconds of download however
- * it is cut, and its progressive file starts at once.
+ * Whether a video gets a ladder: HLS is on, and the video lasts at least
+ * `minDuration` seconds (a receiver of a long video gets the rung its link
+ * carries, and pays only for what it watches) or its overall bitrate is above
+ * `minBitrate` kbit/s, 0 meaning no such rule (a progressive file faster than
+ * the receiver's link stalls however short it is). A short, light clip plays
+ * from its progressive file at once, and a ladder would only cost an encode.
  */
 export function wantsLadder(
-  metadata: { duration: number | null },
+  metadata: { duration: number | null; bitrate?: number | null },
   policy: HlsPolicy,
 ): boolean {
-  return policy.enabled && (metadata.duration ?? 0) >= policy.minDuration;
+  if (!policy.enabled) return false;
+  if ((metadata.duration ?? 0) >= policy.minDuration) return true;
+  return policy.minBitrate > 0 && (metadata.bitrate ?? 0) > policy.minBitrate;
 }
 
 /**

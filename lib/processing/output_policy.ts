@@ -59,7 +59,9 @@ export function renditionOverPolicy(
 }
 
 /** Whether `policy` gives an attachment an adaptive ladder (its size must be known). */
-export function wantsLadderOf<A extends Pick<Attachment, "duration" | "width" | "height">>(
+export function wantsLadderOf<
+  A extends Pick<Attachment, "duration" | "bitrate" | "width" | "height">,
+>(
   attachment: A,
   policy: HlsPolicy,
 ): attachment is A & { width: number; height: number } {

@@ -1039,8 +1039,11 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "offchat-e2e-hls-" });
     await using _dir = { [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
     // No worker: the test runs each job itself, so it can look at the page between two.
-    // A ladder from 4 s, so a short fixture gets one.
-    await using served = await serveApp({ HLS_MIN_DURATION: "4" }, { worker: false });
+    // A ladder from 4 s, so a short fixture gets one; the fixtures are 1.5 Mb/s, so the bitrate
+    // rule is off and the 3 s clip, like a light phone clip, stays progressive only.
+    await using served = await serveApp({ HLS_MIN_DURATION: "4", HLS_MIN_BITRATE: "0" }, {
+      worker: false,
+    });
     await using browser = await launchChromium();
     const { url } = served;
     // 720p makes a ladder of two rungs (360p and 720p); 8 s of it outlasts a switch.

@@ -22,15 +22,27 @@ import {
 
 const POLICY = parseConfig({}).renditionPolicy;
 
-Deno.test("hls: HLS is on for videos of 10 s and more by default", () => {
+Deno.test("hls: HLS is on for videos of 10 s and more, or above 1200 kbit/s, by default", () => {
   const config = parseConfig({});
-  assert.deepEqual(config.hlsPolicy, { enabled: true, minDuration: 10 });
-  assert.equal(wantsLadder({ duration: 9.9 }, config.hlsPolicy), false);
-  assert.equal(wantsLadder({ duration: 10 }, config.hlsPolicy), true);
-  assert.equal(wantsLadder({ duration: null }, config.hlsPolicy), false);
-  assert.equal(wantsLadder({ duration: 600 }, parseConfig({ HLS: "0" }).hlsPolicy), false);
+  assert.deepEqual(config.hlsPolicy, { enabled: true, minDuration: 10, minBitrate: 1200 });
+  const wants = (duration: number | null, bitrate: number | null = 800) =>
+    wantsLadder({ duration, bitrate }, config.hlsPolicy);
+  assert.equal(wants(9.9), false);
+  assert.equal(wants(10), true);
+  assert.equal(wants(null), false);
+  // A short clip faster than a slow link gets one too: it would stall however short it is.
+  assert.equal(wants(3, 1200), false);
+  assert.equal(wants(3, 3700), true);
+  assert.equal(wants(3, null), false);
+  const noBitrateRule = parseConfig({ HLS_MIN_BITRATE: "0" }).hlsPolicy;
+  assert.equal(wantsLadder({ duration: 3, bitrate: 50_000 }, noBitrateRule), false);
+  assert.equal(
+    wantsLadder({ duration: 600, bitrate: 9000 }, parseConfig({ HLS: "0" }).hlsPolicy),
+    false,
+  );
   assert.throws(() => parseConfig({ HLS: "yes" }), /HLS/);
   assert.throws(() => parseConfig({ HLS_MIN_DURATION: "-1" }), /HLS_MIN_DURATION/);
+  assert.throws(() => parseConfig({ HLS_MIN_BITRATE: "1.5M" }), /HLS_MIN_BITRATE/);
 });
 
 Deno.test("hls: the rungs are never above the source or the policy, in either orientation", () => {
@@ -140,7 +152,10 @@ async function uploaded(
 }
 
 Deno.test("hls: a ladder over HTTP with no header, every rung decoded, access per attachment", async () => {
-  await using ctx = await createTestContext({ env: { HLS_MIN_DURATION: "6" } });
+  // The short clip is over 1200 kbit/s; with the bitrate rule off, only the 7 s one gets a ladder.
+  await using ctx = await createTestContext({
+    env: { HLS_MIN_DURATION: "6", HLS_MIN_BITRATE: "0" },
+  });
   const dir = await Deno.makeTempDir({ prefix: "offchat-hls-" });
   try {
     const long = await uploaded(ctx, await landscapeClip(dir, 7));
