@@ -1,6 +1,6 @@
 import type { HlsPolicy, RenditionPolicy } from "../config/config.ts";
 import type { MediaLimits } from "./limits.ts";
-import { renditionSize, TONEMAP } from "./rendition.ts";
+import { type RenditionSource, renditionSize, TONEMAP } from "./rendition.ts";
 import { runTool } from "./run_tool.ts";
 import { FFMPEG_QUIET, hardenedInputArgs, type MediaTools } from "./tools.ts";
 
@@ -41,16 +41,8 @@ export interface Rung {
   kbps: number;
 }
 
-/** What the ladder is made from. */
-export interface LadderSource {
-  path: string;
-  demuxer: string;
-  /** Display dimensions (after rotation). */
-  width: number;
-  height: number;
-  hasAudio: boolean;
-  fps?: number | null;
-  hdr?: boolean;
+/** What the ladder is made from: what a rendition is, and its bitrate and duration. */
+export interface LadderSource extends RenditionSource {
   /** Overall bitrate of the source, kbit/s, when known: no rung is given more. */
   bitrate?: number | null;
   duration: number | null;
