@@ -2,6 +2,10 @@ import type { AppDeps } from "../deps.ts";
 import type { JobSignal } from "./job_signal.ts";
 import { JobQueue } from "./jobs.ts";
 import { runJob } from "./processing.ts";
+import { isOutOfSpace } from "../storage/disk_space.ts";
+
+/** How long a job that found the disk full waits before it runs again (its attempt given back). */
+export const DISK_FULL_RETRY_MS = 60_000;
 
 /**
  * Replaces file paths in a failure reason: it is shown to participants, and
@@ -102,7 +106,11 @@ export function startWorker(
       report("done");
     } catch (error) {
       const reason = redactPaths(error instanceof Error ? error.message : String(error));
-      report(await queue.fail(job, reason), reason);
+      if (isOutOfSpace(error)) {
+        // produce() has removed its partial output; the job waits for space, not for a fix.
+        await queue.postpone(job, { reason, delayMs: DISK_FULL_RETRY_MS });
+        report("retry", reason);
+      } else report(await queue.fail(job, reason), reason);
     } finally {
       clearInterval(heartbeat);
     }
