@@ -22,6 +22,8 @@ export interface WorkerOptions {
   leaseMs?: number;
   /** How often an idle slot looks for work queued by other processes. */
   pollMs?: number;
+  /** How long a job that found the disk full waits (default {@linkcode DISK_FULL_RETRY_MS}). */
+  diskFullRetryMs?: number;
   workerId?: string;
   /** Called with errors the loop survived (a database hiccup); defaults to silence. */
   onError?: (error: unknown) => void;
@@ -56,6 +58,7 @@ export function startWorker(
 ): Worker {
   const leaseMs = options.leaseMs ?? 5 * 60_000;
   const pollMs = options.pollMs ?? 1000;
+  const diskFullRetryMs = options.diskFullRetryMs ?? DISK_FULL_RETRY_MS;
   const id = options.workerId ?? `worker-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const queue = new JobQueue({ db: deps.db, workerId: id, leaseMs, clock: deps.clock });
   let stopping = false;
@@ -108,7 +111,7 @@ export function startWorker(
       const reason = redactPaths(error instanceof Error ? error.message : String(error));
       if (isOutOfSpace(error)) {
         // produce() has removed its partial output; the job waits for space, not for a fix.
-        await queue.postpone(job, { reason, delayMs: DISK_FULL_RETRY_MS });
+        await queue.postpone(job, { reason, delayMs: diskFullRetryMs });
         report("retry", reason);
       } else report(await queue.fail(job, reason), reason);
     } finally {
