@@ -210,7 +210,6 @@ export class TusEndpoint {
       body: idleGuardedBody(request.body, this.#idleTimeoutMs, {
         onIdle: (error) => call.interruption = error,
       }),
-      signal: request.signal,
       duplex: "half",
     } as RequestInit);
     this.#calls.set(guarded, call);
