@@ -166,7 +166,8 @@ export class TusEndpoint {
     call.id = row.id;
     let response: Response;
     try {
-      response = await this.#server.handleWeb(request);
+      // A creation may carry bytes (creation-with-upload): the same pause limit as a PATCH.
+      response = await this.#server.handleWeb(this.#guardIdle(request, call));
     } catch (error) {
       await this.#uploads.forget(row.id);
       throw error;
@@ -199,8 +200,9 @@ export class TusEndpoint {
 
   /**
    * The same request with a body that fails after UPLOAD_IDLE_TIMEOUT_MS
-   * without a byte; the library keeps what arrived before (the offset a HEAD
-   * then reports), and the route answers 408.
+   * without a byte (the request itself when it has no body); the library
+   * keeps what arrived before (the offset a HEAD then reports), and the route
+   * answers 408.
    */
   #guardIdle(request: Request, call: Call): Request {
     if (!request.body) return request;
