@@ -51,7 +51,7 @@ interface Call extends UploadCaller {
 export interface TusEndpointOptions {
   /** The largest upload, offered to clients as `Tus-Max-Size` (MAX_UPLOAD_BYTES). */
   maxUploadBytes: number;
-  /** Milliseconds a PATCH body may send nothing before it is cut (UPLOAD_IDLE_TIMEOUT_MS). */
+  /** Milliseconds a body (PATCH, or a creation with bytes) may send nothing (UPLOAD_IDLE_TIMEOUT_MS). */
   idleTimeoutMs: number;
 }
 
@@ -294,8 +294,9 @@ export class TusEndpoint {
 /**
  * `@tus/file-store` with its `write` keeping a full disk apart: the library's
  * own turns every write error into a 500, and a client must be told 507 (and
- * the upload's bytes freed). The rest is the library's: `r+` at the offset,
- * the offset plus the bytes written as the result.
+ * the upload's bytes freed). It writes as the library's does (the file opened
+ * `r+` at the offset, the new offset as the result); any other error is still
+ * the library's `FILE_WRITE_ERROR`.
  */
 class SpaceAwareFileStore extends FileStore {
   override async write(readable: Readable, id: string, offset: number): Promise<number> {
