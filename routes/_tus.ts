@@ -51,7 +51,7 @@ interface Call extends UploadCaller {
 export interface TusEndpointOptions {
   /** The largest upload, offered to clients as `Tus-Max-Size` (MAX_UPLOAD_BYTES). */
   maxUploadBytes: number;
-  /** Milliseconds a body (PATCH, or a creation with bytes) may send nothing (UPLOAD_IDLE_TIMEOUT_MS). */
+  /** Milliseconds an upload body may send nothing before it is cut (UPLOAD_IDLE_TIMEOUT_MS). */
   idleTimeoutMs: number;
 }
 
