@@ -1,10 +1,15 @@
+import { createWriteStream } from "node:fs";
+import { pipeline } from "node:stream/promises";
+import { type Readable, Transform } from "node:stream";
 import { FileStore } from "@tus/file-store";
-import { Metadata, Server, type Upload as TusUpload } from "@tus/server";
+import { ERRORS, Metadata, Server, type Upload as TusUpload } from "@tus/server";
 import type { Upload } from "../db/schema.ts";
 import type { ActivityContext } from "../lib/chat/activity.ts";
 import type { User } from "../lib/auth/auth.ts";
 import { ApiError } from "../lib/core/errors.ts";
 import { isId } from "../lib/core/ids.ts";
+import { insufficientStorage, isOutOfSpace } from "../lib/storage/disk_space.ts";
+import { idleGuardedBody } from "../lib/uploads/idle_body.ts";
 import type { ResumableUploads } from "../lib/uploads/resumable_uploads.ts";
 import { serializeAttachment, type UrlContext } from "./_serialize.ts";
 
@@ -31,8 +36,13 @@ interface Call extends UploadCaller {
    * The library is given this id and no other.
    */
   id?: string;
-  /** Why the last byte did not make an attachment; the route answers with it. */
+  /**
+   * Why the last byte did not make an attachment, or why the bytes could not
+   * be stored (a full disk); the route answers with it and forgets the upload.
+   */
   failure?: unknown;
+  /** The client sent nothing for too long: answered with 408, the upload stays resumable. */
+  interruption?: ApiError;
   /** The attachment the completed upload made. */
   attachmentId?: string;
 }
@@ -41,6 +51,8 @@ interface Call extends UploadCaller {
 export interface TusEndpointOptions {
   /** The largest upload, offered to clients as `Tus-Max-Size` (MAX_UPLOAD_BYTES). */
   maxUploadBytes: number;
+  /** Milliseconds an upload body may send nothing before it is cut (UPLOAD_IDLE_TIMEOUT_MS). */
+  idleTimeoutMs: number;
 }
 
 function parseLength(header: string | null): number | null {
@@ -65,10 +77,12 @@ export class TusEndpoint {
   readonly #uploads: ResumableUploads;
   readonly #server: Server;
   readonly #calls = new WeakMap<Request, Call>();
+  readonly #idleTimeoutMs: number;
 
   constructor(uploads: ResumableUploads, options: TusEndpointOptions) {
     this.#uploads = uploads;
-    const store = new FileStore({ directory: uploads.directory });
+    this.#idleTimeoutMs = options.idleTimeoutMs;
+    const store = new SpaceAwareFileStore({ directory: uploads.directory });
     // The route refuses deferred lengths (the size must be known before any byte),
     // so OPTIONS must not offer them.
     store.extensions = store.extensions.filter((name) => name !== "creation-defer-length");
@@ -89,6 +103,13 @@ export class TusEndpoint {
       // (`/uploads/mine?x=/theirs` names "theirs"): it acts on the checked id only.
       getFileIdFromRequest: (req) => this.#authorizedId(req),
       onUploadFinish: (req, upload) => this.#finish(req, upload),
+      // The library answers a store or body error itself (500, 400); the route answers these.
+      onResponseError: (req, error) => {
+        const call = this.#calls.get(req);
+        if (call && error instanceof ApiError && error.code === "insufficient_storage") {
+          call.failure = error;
+        }
+      },
     });
   }
 
@@ -145,7 +166,8 @@ export class TusEndpoint {
     call.id = row.id;
     let response: Response;
     try {
-      response = await this.#server.handleWeb(request);
+      // A creation may carry bytes (creation-with-upload): the same pause limit as a PATCH.
+      response = await this.#server.handleWeb(this.#guardIdle(request, call));
     } catch (error) {
       await this.#uploads.forget(row.id);
       throw error;
@@ -164,6 +186,11 @@ export class TusEndpoint {
     const row = await this.#uploads.find(call.user, call.uploadId ?? "");
     if (row.attachmentId) return await this.#completed(request, row, row.attachmentId);
     call.id = row.id;
+    if (request.method === "PATCH") {
+      // Refused before a byte is written, so the upload can resume once there is room.
+      await this.#uploads.assertRoom();
+      request = this.#guardIdle(request, call);
+    }
     const response = await this.#server.handleWeb(request);
     if (request.method === "DELETE" && response.status === 204) {
       await this.#uploads.forget(row.id);
@@ -171,8 +198,32 @@ export class TusEndpoint {
     return await this.#answer(response, call, row);
   }
 
+  /**
+   * The same request with a body that fails after UPLOAD_IDLE_TIMEOUT_MS
+   * without a byte (the request itself when it has no body); the library
+   * keeps what arrived before (the offset a HEAD then reports), and the route
+   * answers 408.
+   */
+  #guardIdle(request: Request, call: Call): Request {
+    if (!request.body) return request;
+    const guarded = new Request(request.url, {
+      method: request.method,
+      headers: request.headers,
+      body: idleGuardedBody(request.body, this.#idleTimeoutMs, {
+        onIdle: (error) => call.interruption = error,
+      }),
+      duplex: "half",
+    } as RequestInit);
+    this.#calls.set(guarded, call);
+    return guarded;
+  }
+
   /** The tus answer, or the failure of the last byte's ingest in its place. */
   async #answer(response: Response, call: Call, row: Upload): Promise<Response> {
+    if (call.interruption && !call.attachmentId) {
+      await response.body?.cancel();
+      throw call.interruption;
+    }
     if (call.attachmentId) {
       await this.#uploads.completed(row.id, call.attachmentId);
       response.headers.set(ATTACHMENT_ID_HEADER, call.attachmentId);
@@ -237,5 +288,31 @@ export class TusEndpoint {
     throw new ApiError("conflict", "The upload is complete: HEAD it for its attachment", {
       ...Object.fromEntries(headers),
     });
+  }
+}
+
+/**
+ * `@tus/file-store` with its `write` keeping a full disk apart: the library's
+ * own turns every write error into a 500, and a client must be told 507 (and
+ * the upload's bytes freed). It writes as the library's does (the file opened
+ * `r+` at the offset, the new offset as the result); any other error is still
+ * the library's `FILE_WRITE_ERROR`.
+ */
+class SpaceAwareFileStore extends FileStore {
+  override async write(readable: Readable, id: string, offset: number): Promise<number> {
+    const file = createWriteStream(`${this.directory}/${id}`, { flags: "r+", start: offset });
+    let written = 0;
+    const counter = new Transform({
+      transform(chunk: Uint8Array, _encoding, callback): void {
+        written += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    try {
+      await pipeline(readable, counter, file);
+    } catch (error) {
+      throw isOutOfSpace(error) ? insufficientStorage() : ERRORS.FILE_WRITE_ERROR;
+    }
+    return offset + written;
   }
 }

@@ -23,6 +23,7 @@ import { healthRoutes } from "./health.ts";
 import { createUiRoutes } from "./ui.ts";
 import { createUploadRoutes } from "./uploads.ts";
 import { startsDownload, videoRoutes } from "./videos.ts";
+import { insufficientStorage, isOutOfSpace } from "../lib/storage/disk_space.ts";
 
 /** The upload routes, multipart and resumable (tus), which stream their bodies to disk. */
 const STREAMED_UPLOADS = /^\/api\/chat\/videos\/uploads?(\/[^/]*)?$/;
@@ -126,6 +127,7 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
   chat.route("/attachments", attachmentRoutes);
   const tus = new TusEndpoint(deps.resumableUploads, {
     maxUploadBytes: deps.config.maxUploadBytes,
+    idleTimeoutMs: deps.config.uploadIdleTimeoutMs,
   });
   chat.route("/videos", createUploadRoutes(tus));
   chat.route("/videos", videoRoutes);
@@ -163,6 +165,7 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
   app.notFound(() => problemResponse(new ApiError("not_found", "No such route")));
   app.onError((error) => {
     if (error instanceof ApiError) return problemResponse(error);
+    if (isOutOfSpace(error)) return problemResponse(insufficientStorage());
     if (error instanceof HTTPException) {
       const code = error.status === 401
         ? "unauthorized"

@@ -85,6 +85,7 @@ function describeUploadRoutes(uploadRoutes: OpenAPIHono<AppEnv>): void {
       },
       413: { ...problems[400], description: "Upload-Length is over the limit" },
       429: { ...problems[400], description: "Too many unfinished uploads (Retry-After)" },
+      507: { ...problems[400], description: "Less than MIN_FREE_BYTES free (Retry-After)" },
     },
   });
 
@@ -128,8 +129,18 @@ function describeUploadRoutes(uploadRoutes: OpenAPIHono<AppEnv>): void {
       409: { ...problems[400], description: "Upload-Offset does not match the server's" },
       ...uploadProblems,
       413: { ...problems[400], description: "More bytes than Upload-Length" },
+      408: {
+        ...problems[400],
+        description: "The body sent nothing for UPLOAD_IDLE_TIMEOUT_MS; what arrived is kept " +
+          "(HEAD and resume)",
+      },
       415: { ...problems[400], description: "The completed file is not an accepted container" },
       422: { ...problems[400], description: "The completed file is not a readable video" },
+      507: {
+        ...problems[400],
+        description: "Less than MIN_FREE_BYTES free (nothing written, resume later), or the " +
+          "disk filled up during the PATCH (the upload is removed); Retry-After",
+      },
     },
   });
 

@@ -15,6 +15,7 @@ import { type StoryboardLayout, storyboardVtt } from "../lib/media/storyboard.ts
 import { LADDER_FILE } from "../lib/media/hls.ts";
 import { receiveMultipartFile } from "../lib/uploads/multipart_upload.ts";
 import { remainingQuota } from "../lib/uploads/quota.ts";
+import { assertFreeSpace } from "../lib/storage/disk_space.ts";
 import { serializeAttachment } from "./_serialize.ts";
 import { stripUnsafeCharacters } from "../lib/core/unsafe_text.ts";
 import { activityContext, urlContext } from "./_context.ts";
@@ -117,7 +118,8 @@ videoRoutes.openAPIRegistry.registerPath({
   summary: "Upload a video to a message (multipart, streamed)",
   description: "Send `message_id` before `file` (or as `?message_id=`) so a refused upload is " +
     "refused before its bytes are read. The body is streamed to disk; past MAX_UPLOAD_BYTES " +
-    "the server answers 413 at once.",
+    "the server answers 413 at once, on a full disk (or under MIN_FREE_BYTES free) 507, and " +
+    "after UPLOAD_IDLE_TIMEOUT_MS without a byte 408.",
   security: bearer,
   request: {
     query: z.object({ message_id: idSchema.optional() }),
@@ -140,9 +142,18 @@ videoRoutes.openAPIRegistry.registerPath({
       description:
         "The message was sent by someone else, or has MAX_ATTACHMENTS_PER_MESSAGE videos",
     },
+    408: {
+      ...problems[400],
+      description: "The body sent nothing for UPLOAD_IDLE_TIMEOUT_MS; the connection is closed",
+    },
     413: { ...problems[400], description: "The file is over the limit" },
     415: { ...problems[400], description: "Not an accepted container" },
     422: { ...problems[400], description: "Unreadable, no video stream, or absurd values" },
+    507: {
+      ...problems[400],
+      description: "Out of storage space, or less than MIN_FREE_BYTES free (Retry-After); " +
+        "nothing is kept",
+    },
   },
 });
 
@@ -161,9 +172,11 @@ videoRoutes.post("/upload", requireUser(), async (c) => {
     quotaBytes: deps.config.userQuotaBytes,
     declaredLength: Number.isFinite(declared) ? declared : null,
   });
+  await assertFreeSpace(deps.config.dataDir, deps.config.minFreeBytes);
   const received = await receiveMultipartFile(c.req.raw, {
     tempDir: deps.storage.tempDir(),
     maxBytes: Math.min(deps.config.maxUploadBytes, quotaLeft ?? Infinity),
+    idleTimeoutMs: deps.config.uploadIdleTimeoutMs,
     beforeFile: async (fields) => {
       if (!message && fields.message_id !== undefined) {
         message = await loadMessageForUpload(deps.db, parseMessageId(fields.message_id), uploader);

@@ -45,6 +45,8 @@ export const CONFIG_ENV_NAMES = [
   "HLS",
   "HLS_MIN_DURATION",
   "HLS_MIN_BITRATE",
+  "MIN_FREE_BYTES",
+  "UPLOAD_IDLE_TIMEOUT_MS",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -108,6 +110,8 @@ const envSchema = z.object({
   HLS: z.enum(["0", "1", "false", "true"], { message: "must be 1 or 0" }).default("1"),
   HLS_MIN_DURATION: integer(0, 24 * 3600).default(10),
   HLS_MIN_BITRATE: integer(0, 1_000_000).default(1200),
+  MIN_FREE_BYTES: integer(0, 2 ** 53 - 1).default(1024 ** 3),
+  UPLOAD_IDLE_TIMEOUT_MS: integer(100, 3_600_000).default(30_000),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -190,6 +194,13 @@ export interface Config {
   renditionPolicy: RenditionPolicy;
   /** Which videos also get an adaptive (HLS and DASH) ladder. */
   hlsPolicy: HlsPolicy;
+  /**
+   * Free bytes the data directory's filesystem must keep: below it `/readyz`
+   * fails and new uploads are refused with 507. 0 turns both off.
+   */
+  minFreeBytes: number;
+  /** Milliseconds an upload body may send nothing before it is cut with 408. */
+  uploadIdleTimeoutMs: number;
 }
 
 /** Which videos get an adaptive ladder besides their progressive file. */
@@ -320,6 +331,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       minDuration: e.HLS_MIN_DURATION,
       minBitrate: e.HLS_MIN_BITRATE,
     },
+    minFreeBytes: e.MIN_FREE_BYTES,
+    uploadIdleTimeoutMs: e.UPLOAD_IDLE_TIMEOUT_MS,
   };
 }
 

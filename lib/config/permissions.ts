@@ -30,8 +30,11 @@ const PROJECT_READS = [
   "./routes/node_modules",
 ];
 
-/** What libSQL's native addon and its loader ask of the system. */
-const SYSTEM = "cpus,networkInterfaces,hostname";
+/**
+ * What libSQL's native addon and its loader ask of the system, and `statfs`:
+ * the free space of the data directory (MIN_FREE_BYTES, lib/storage/disk_space.ts).
+ */
+const SYSTEM = "cpus,networkInterfaces,hostname,statfs";
 
 /** One network address as `--allow-net` takes it: IPv6 literals in brackets. */
 function netAddress(host: string, port?: string): string {

@@ -11,8 +11,10 @@ export type ErrorCode =
   | "unsupported_media_type"
   | "range_not_satisfiable"
   | "invalid_video"
+  | "request_timeout"
   | "too_many_requests"
   | "unavailable"
+  | "insufficient_storage"
   | "internal_error";
 
 /** The HTTP statuses the error codes map to (all of them carry a body). */
@@ -21,6 +23,7 @@ export type ErrorStatus =
   | 401
   | 403
   | 404
+  | 408
   | 409
   | 410
   | 413
@@ -29,7 +32,8 @@ export type ErrorStatus =
   | 422
   | 429
   | 500
-  | 503;
+  | 503
+  | 507;
 
 const TITLES: Record<ErrorCode, [ErrorStatus, string]> = {
   invalid_request: [400, "Invalid request"],
@@ -43,8 +47,10 @@ const TITLES: Record<ErrorCode, [ErrorStatus, string]> = {
   unsupported_media_type: [415, "Unsupported media type"],
   range_not_satisfiable: [416, "Range not satisfiable"],
   invalid_video: [422, "Invalid video"],
+  request_timeout: [408, "Request timeout"],
   too_many_requests: [429, "Too many requests"],
   unavailable: [503, "Service unavailable"],
+  insufficient_storage: [507, "Insufficient storage"],
   internal_error: [500, "Internal server error"],
 };
 

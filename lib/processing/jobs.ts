@@ -256,6 +256,28 @@ export class JobQueue {
   }
 
   /**
+   * Puts a job that could not run for want of disk space back in the queue
+   * for `delayMs`, giving back the attempt it used: a full disk says nothing
+   * about the video, and an attachment must not fail for good because the
+   * operator's disk filled up. Nothing is written when this run no longer
+   * holds the job.
+   */
+  async postpone(job: Job, options: { reason: string; delayMs: number }): Promise<void> {
+    const t = this.#clock().getTime();
+    await this.#db.update(jobs)
+      .set({
+        status: "queued",
+        attempts: sql`${jobs.attempts} - 1`,
+        runAfter: t + options.delayMs,
+        lockedBy: null,
+        lockedUntil: null,
+        lastError: stripUnsafeCharacters(options.reason.slice(0, 2000), { multiline: true }),
+        updatedAt: t,
+      })
+      .where(this.#held(job));
+  }
+
+  /**
    * The row of this claim and no later one: a worker's slots share its id,
    * so `locked_by` alone would let a stale slot touch a slot's re-claim.
    */

@@ -2,6 +2,10 @@ import type { AppDeps } from "../deps.ts";
 import type { JobSignal } from "./job_signal.ts";
 import { JobQueue } from "./jobs.ts";
 import { runJob } from "./processing.ts";
+import { isOutOfSpace } from "../storage/disk_space.ts";
+
+/** How long a job that found the disk full waits before it runs again (its attempt given back). */
+export const DISK_FULL_RETRY_MS = 60_000;
 
 /**
  * Replaces file paths in a failure reason: it is shown to participants, and
@@ -18,6 +22,8 @@ export interface WorkerOptions {
   leaseMs?: number;
   /** How often an idle slot looks for work queued by other processes. */
   pollMs?: number;
+  /** How long a job that found the disk full waits (default {@linkcode DISK_FULL_RETRY_MS}). */
+  diskFullRetryMs?: number;
   workerId?: string;
   /** Called with errors the loop survived (a database hiccup); defaults to silence. */
   onError?: (error: unknown) => void;
@@ -52,6 +58,7 @@ export function startWorker(
 ): Worker {
   const leaseMs = options.leaseMs ?? 5 * 60_000;
   const pollMs = options.pollMs ?? 1000;
+  const diskFullRetryMs = options.diskFullRetryMs ?? DISK_FULL_RETRY_MS;
   const id = options.workerId ?? `worker-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const queue = new JobQueue({ db: deps.db, workerId: id, leaseMs, clock: deps.clock });
   let stopping = false;
@@ -102,7 +109,11 @@ export function startWorker(
       report("done");
     } catch (error) {
       const reason = redactPaths(error instanceof Error ? error.message : String(error));
-      report(await queue.fail(job, reason), reason);
+      if (isOutOfSpace(error)) {
+        // produce() has removed its partial output; the job waits for space, not for a fix.
+        await queue.postpone(job, { reason, delayMs: diskFullRetryMs });
+        report("retry", reason);
+      } else report(await queue.fail(job, reason), reason);
     } finally {
       clearInterval(heartbeat);
     }

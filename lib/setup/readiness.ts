@@ -1,8 +1,9 @@
 import { sql } from "drizzle-orm";
 import type { AppDeps } from "../deps.ts";
 import { runTool } from "../media/run_tool.ts";
+import { freeBytes } from "../storage/disk_space.ts";
 
-/** A capability ffmpeg lacks; its message is safe to show. */
+/** A capability ffmpeg lacks, or low disk space; its message is safe to show. */
 class MissingFeature extends Error {}
 
 /** One readiness check's outcome. */
@@ -11,9 +12,12 @@ export interface CheckResult {
   detail?: string;
 }
 
-/** Runs the readiness checks: database, writable storage, ffmpeg and ffprobe. */
+/**
+ * Runs the readiness checks: database, writable storage, free disk space
+ * (at least MIN_FREE_BYTES), ffmpeg and ffprobe.
+ */
 export async function checkReadiness(
-  deps: Pick<AppDeps, "db" | "storage" | "media">,
+  deps: Pick<AppDeps, "config" | "db" | "storage" | "media">,
 ): Promise<Record<string, CheckResult>> {
   const attempt = async (check: () => Promise<void>): Promise<CheckResult> => {
     try {
@@ -52,9 +56,18 @@ export async function checkReadiness(
     if (!/\szscale\s/.test(filters!.stdout)) throw new MissingFeature("no zscale filter");
     if (!/\sE\s+dash\s/.test(muxers!.stdout)) throw new MissingFeature("no dash muxer");
   };
-  const [database, storage, ffmpeg, ffprobe, ffmpegFeatures] = await Promise.all([
+  // Failing before the disk is full lets a balancer send uploads elsewhere while
+  // there is still room to finish the ones in flight and the jobs they queued.
+  const diskSpace = async () => {
+    if (deps.config.minFreeBytes <= 0) return;
+    if (await freeBytes(deps.config.dataDir) < deps.config.minFreeBytes) {
+      throw new MissingFeature("less than MIN_FREE_BYTES free");
+    }
+  };
+  const [database, storage, disk, ffmpeg, ffprobe, ffmpegFeatures] = await Promise.all([
     attempt(async () => void await deps.db.run(sql`SELECT 1`)),
     attempt(() => deps.storage.check()),
+    attempt(diskSpace),
     attempt(tool(deps.media.ffmpegPath)),
     attempt(tool(deps.media.ffprobePath)),
     attempt(features),
@@ -62,6 +75,7 @@ export async function checkReadiness(
   return {
     database: database!,
     storage: storage!,
+    disk_space: disk!,
     ffmpeg: ffmpeg!,
     ffprobe: ffprobe!,
     ffmpeg_features: ffmpegFeatures!,
@@ -79,7 +93,7 @@ const recent = new WeakMap<object, { at: number; result: Promise<Record<string, 
  * one run.
  */
 export function recentReadiness(
-  deps: Pick<AppDeps, "db" | "storage" | "media">,
+  deps: Pick<AppDeps, "config" | "db" | "storage" | "media">,
   now = performance.now(),
 ): Promise<Record<string, CheckResult>> {
   const cached = recent.get(deps.media);

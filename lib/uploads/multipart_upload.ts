@@ -3,6 +3,8 @@ import type { Readable } from "node:stream";
 import { ApiError } from "../core/errors.ts";
 import { sha256 } from "../core/hash.ts";
 import { stripUnsafeCharacters } from "../core/unsafe_text.ts";
+import { insufficientStorage, isOutOfSpace } from "../storage/disk_space.ts";
+import { idleGuardedBody } from "./idle_body.ts";
 
 /** A file part streamed to a temporary file. */
 export interface ReceivedFile {
@@ -26,6 +28,11 @@ export interface ReceiveOptions {
    * here refuses the upload before any file byte is written.
    */
   beforeFile?: (fields: Record<string, string>) => Promise<void>;
+  /**
+   * Milliseconds the client may send nothing (UPLOAD_IDLE_TIMEOUT_MS); then
+   * the upload fails with 408 `request_timeout`. Unset: no limit.
+   */
+  idleTimeoutMs?: number;
 }
 
 /** Room for the multipart framing and the small fields around the file. */
@@ -38,7 +45,8 @@ function tooLarge(maxBytes: number): ApiError {
 /**
  * Streams a `multipart/form-data` body: the one file part goes to a temporary
  * file, counted and hashed on the way, and nothing is buffered beyond a
- * chunk. Past `maxBytes` it stops reading and throws 413. On any failure the
+ * chunk. Past `maxBytes` it stops reading and throws 413; a full disk
+ * throws 507, a client silent for `idleTimeoutMs` 408. On any failure the
  * temporary file is removed.
  */
 export async function receiveMultipartFile(
@@ -59,7 +67,10 @@ export async function receiveMultipartFile(
   await Deno.mkdir(options.tempDir, { recursive: true });
   const tempPath = `${options.tempDir}/upload-${crypto.randomUUID()}.part`;
   const fields: Record<string, string> = {};
-  const reader = request.body.getReader();
+  const body = options.idleTimeoutMs === undefined
+    ? request.body
+    : idleGuardedBody(request.body, options.idleTimeoutMs);
+  const reader = body.getReader();
   let failure: unknown = null;
   let wakeDrainWaiter: (() => void) | null = null;
   let rejectAborted: (error: unknown) => void = () => {};
@@ -172,9 +183,10 @@ export async function receiveMultipartFile(
     parser.destroy();
     if (fileResult) await (fileResult as Promise<unknown>).catch(() => {});
     await Deno.remove(tempPath).catch(() => {});
-    throw error instanceof ApiError
-      ? error
-      : new ApiError("invalid_request", "The upload was interrupted");
+    if (error instanceof ApiError) throw error;
+    // The client is told to come back later, not that it sent something wrong.
+    if (isOutOfSpace(error)) throw insufficientStorage();
+    throw new ApiError("invalid_request", "The upload was interrupted");
   } finally {
     reader.releaseLock();
   }

@@ -7,6 +7,7 @@ import { ApiError } from "../core/errors.ts";
 import { sanitizeFileName } from "../core/file_name.ts";
 import { sha256File } from "../core/hash.ts";
 import { isId, newId } from "../core/ids.ts";
+import { assertFreeSpace } from "../storage/disk_space.ts";
 import { type IngestDeps, ingestVideo } from "./ingest.ts";
 import { remainingQuota } from "./quota.ts";
 
@@ -73,7 +74,8 @@ export class ResumableUploads {
    * Records a new upload for `user` once it passes every check that can be
    * made before a byte is read: the size limit (413), the message — theirs,
    * in a conversation they are in, with room for another video (404/409) —,
-   * the number of their unfinished uploads (429) and their quota (413).
+   * the number of their unfinished uploads (429), their quota (413) and the
+   * free space (507).
    */
   async create(user: User, upload: NewUpload): Promise<Upload> {
     const { config, db } = this.#deps;
@@ -83,6 +85,7 @@ export class ResumableUploads {
         `The file is ${upload.size} bytes; the limit is ${config.maxUploadBytes} bytes`,
       );
     }
+    await this.assertRoom();
     const message: Message = await loadMessageForUpload(db, upload.messageId, {
       user,
       maxAttachments: config.maxAttachmentsPerMessage,
@@ -137,6 +140,14 @@ export class ResumableUploads {
       await tx.insert(uploads).values(row);
     });
     return row;
+  }
+
+  /**
+   * Refuses (507) while the data directory's filesystem has less than
+   * MIN_FREE_BYTES free: a new upload, or more bytes of one, would fill it.
+   */
+  async assertRoom(): Promise<void> {
+    await assertFreeSpace(this.directory, this.#deps.config.minFreeBytes);
   }
 
   /**

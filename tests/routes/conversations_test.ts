@@ -175,6 +175,7 @@ Deno.test("health: healthz, readyz, metrics, openapi and docs", async () => {
   assert.equal(readiness.status, "ok");
   assert.deepEqual(Object.keys(readiness.checks).sort(), [
     "database",
+    "disk_space",
     "ffmpeg",
     "ffmpeg_features",
     "ffprobe",
