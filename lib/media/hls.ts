@@ -1,6 +1,6 @@
 import type { HlsPolicy, RenditionPolicy } from "../config/config.ts";
 import type { MediaLimits } from "./limits.ts";
-import { type RenditionSource, renditionSize, TONEMAP } from "./rendition.ts";
+import { renditionSize, type RenditionSource, TONEMAP } from "./rendition.ts";
 import { runTool } from "./run_tool.ts";
 import { FFMPEG_QUIET, hardenedInputArgs, type MediaTools } from "./tools.ts";
 
