@@ -26,6 +26,7 @@ export const CONFIG_ENV_NAMES = [
   "UPLOAD_EXPIRY",
   "MAX_UNFINISHED_UPLOADS",
   "DEV_LOGIN",
+  "METRICS_TOKEN",
   "MAX_PIXELS",
   "MAX_STREAMS",
   "MAX_DURATION_SECONDS",
@@ -85,6 +86,9 @@ const envSchema = z.object({
   UPLOAD_EXPIRY: integer(60, 30 * 24 * 3600).default(24 * 3600),
   MAX_UNFINISHED_UPLOADS: integer(1, 1000).default(5),
   DEV_LOGIN: z.enum(["0", "1", "false", "true"], { message: "must be 1 or 0" }).default("0"),
+  METRICS_TOKEN: z.string().regex(/^[\x21-\x7e]{16,256}$/, {
+    message: "must be 16 to 256 printable ASCII characters without spaces",
+  }).optional(),
   MAX_PIXELS: integer(1, 8192 * 8192).default(8192 * 4320),
   MAX_STREAMS: integer(1, 1000).default(16),
   MAX_DURATION_SECONDS: integer(1, 24 * 3600).default(24 * 3600),
@@ -152,6 +156,11 @@ export interface Config {
    * loopback `host`.
    */
   devLogin: boolean;
+  /**
+   * The Bearer token `/metrics` asks for. Unset: `/metrics` answers loopback
+   * clients only, and none that came through a proxy.
+   */
+  metricsToken: string | undefined;
   /** Largest frame (width × height) of any video stream an upload may have. */
   maxPixels: number;
   /** Most streams (of any kind) an upload may have. */
@@ -289,6 +298,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     uploadExpiry: e.UPLOAD_EXPIRY,
     maxUnfinishedUploads: e.MAX_UNFINISHED_UPLOADS,
     devLogin,
+    metricsToken: e.METRICS_TOKEN,
     maxPixels: e.MAX_PIXELS,
     maxStreams: e.MAX_STREAMS,
     maxDurationSeconds: e.MAX_DURATION_SECONDS,
