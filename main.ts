@@ -327,7 +327,7 @@ const SWEEP_INTERVAL_MS = 15 * 60 * 1000;
 async function runService(mode: "serve" | "worker"): Promise<void> {
   const config = await loadConfig(mode);
   // From here on every line is a JSON log record on stdout (docs/OPERATIONS.md, Logs).
-  const { configureLogging } = await import("./lib/observability/logging.ts");
+  const { configureLogging, literalMessage } = await import("./lib/observability/logging.ts");
   await configureLogging();
   const { getLogger } = await import("@logtape/logtape");
   const log = getLogger(["offchat", "service"]);
@@ -341,10 +341,10 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
   const opened = await openDeps(config);
   const { deps } = opened;
   if (opened.secretCreated) {
-    log.info(
-      `Generated a token secret in ${secretPath(config.dataDir)} (mode 0600).\n` +
+    log.info(literalMessage(
+      `Generated a token secret in ${secretPath(config.dataDir)} (mode 0600). ` +
         "Mint a token with:  deno task token alice      (add --admin for an admin)",
-    );
+    ));
   }
   if (config.devLogin) {
     log.warn(
@@ -380,7 +380,7 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
 
   let server: Server | null = null;
   if (mode === "worker") {
-    log.info(`worker ${worker!.id} running ${concurrency} job slot(s)`);
+    log.info(literalMessage(`worker ${worker!.id} running ${concurrency} job slot(s)`));
   } else {
     const app = createApp(deps, {
       onUnexpectedError: (error) => log.error("unexpected error", { error }),
@@ -390,10 +390,10 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
       hostname: config.host,
       headerTimeoutMs: config.headerTimeoutMs,
       onListen: ({ hostname, port }) => {
-        log.info(
+        log.info(literalMessage(
           `OffChat Media listening on http://${hostname}:${port} (public URL ${config.publicUrl})`,
-        );
-        log.info(`API docs: ${config.publicUrl}/docs`);
+        ));
+        log.info(literalMessage(`API docs: ${config.publicUrl}/docs`));
       },
       onError: (error) => {
         log.error("unexpected error", { error });

@@ -2,6 +2,7 @@ import { getLogger, withContext } from "@logtape/logtape";
 import type { Context, MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
 import type { User } from "../lib/auth/auth.ts";
+import { literalMessage } from "../lib/observability/logging.ts";
 import type { Metrics } from "../lib/observability/metrics.ts";
 import type { AppEnv } from "./_env.ts";
 
@@ -87,7 +88,7 @@ export function observeRequests(options: ObserveOptions): MiddlewareHandler<AppE
     metrics.observeRequest({ method, route, status, seconds: ms / 1000 });
     const length = c.res.headers.get("content-length");
     const user = c.get("user") as User | undefined;
-    log[status >= 500 ? "error" : "info"]("{method} {route} {status}", {
+    log[status >= 500 ? "error" : "info"](literalMessage(`${method} ${route} ${status}`), {
       requestId,
       method,
       route,

@@ -12,6 +12,14 @@ export interface LoggingOptions {
   level?: LogLevel;
 }
 
+/**
+ * `text` as a LogTape message with no placeholders: LogTape reads `{name}` in
+ * a message as a property, and would quote the values it puts there.
+ */
+export function literalMessage(text: string): string {
+  return text.replaceAll("{", "{{").replaceAll("}", "}}");
+}
+
 const encoder = new TextEncoder();
 
 /** Writes all of `line` to stdout synchronously, so that no line is lost when the process exits. */

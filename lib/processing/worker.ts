@@ -1,6 +1,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { AppDeps } from "../deps.ts";
 import { observeToolRuns, type ToolRun } from "../media/run_tool.ts";
+import { literalMessage } from "../observability/logging.ts";
 import type { JobSignal } from "./job_signal.ts";
 import { JobQueue } from "./jobs.ts";
 import { runJob } from "./processing.ts";
@@ -108,7 +109,7 @@ export function startWorker(
       deps.metrics.observeJob(ended);
       // One line per run: done is news, a retry a warning, a final failure an error.
       log[outcome === "done" ? "info" : outcome === "retry" ? "warn" : "error"](
-        "job {kind} {outcome}",
+        literalMessage(`job ${ended.kind} ${outcome}`),
         { ...ended },
       );
       options.onJobEnd?.(ended);

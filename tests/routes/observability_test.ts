@@ -105,6 +105,7 @@ Deno.test("observability: one JSON log line per request and per job, with route 
     const [streamLine, ...moreStream] = of(stream);
     assert.deepEqual(moreStream, []);
     assert.equal(streamLine?.route, "/api/chat/videos/:id/stream");
+    assert.equal(streamLine?.message, "GET /api/chat/videos/:id/stream 206");
     assert.equal(streamLine?.method, "GET");
     assert.equal(streamLine?.status, 206);
     assert.equal(streamLine?.bytes, 100);
@@ -135,6 +136,7 @@ Deno.test("observability: one JSON log line per request and per job, with route 
     assert.equal(thumbnails.length, 1);
     const thumbnail = thumbnails[0]!;
     assert.equal(thumbnail.outcome, "done");
+    assert.equal(thumbnail.message, "job thumbnail done");
     assert.equal(typeof thumbnail.ms, "number");
     assert.deepEqual(thumbnail.tool, { name: "ffmpeg", code: 0, signal: null, timedOut: false });
     assert.equal(thumbnail.cause, undefined);
