@@ -328,7 +328,7 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
   const config = await loadConfig(mode);
   // From here on every line is a JSON log record on stdout (docs/OPERATIONS.md, Logs).
   const { configureLogging, literalMessage } = await import("./lib/observability/logging.ts");
-  await configureLogging();
+  await configureLogging({ level: config.logLevel });
   const { getLogger } = await import("@logtape/logtape");
   const log = getLogger(["offchat", "service"]);
   const { openDeps } = await import("./lib/open_deps.ts");
