@@ -303,6 +303,10 @@ Deno.test("observability: the SSE gauge goes up while an event stream is open an
   const id = (await body<{ id: string }>(uploaded)).id;
   const gauge = async () => sample(await metricsText(ctx), "offchat_sse_connections");
   assert.equal(await gauge(), 0);
+  // No worker: its jobs wait in the queue, which /metrics reads from the database.
+  const queue = await metricsText(ctx);
+  assert.ok(sample(queue, "offchat_jobs", { kind: "thumbnail", status: "queued" }) >= 1);
+  assert.match(queue, /^offchat_jobs_queued_age_seconds\{kind="thumbnail"\} \d/m);
   // No worker: the attachment stays processing, so the stream stays open.
   const events = await ctx.request("alice", `/api/chat/attachments/${id}/events`);
   assert.equal(events.status, 200);
