@@ -190,7 +190,10 @@ async function tokenCommand(args: string[]): Promise<void> {
   }
 }
 
-/** One line per job run: the job kind, its attachment, how it ended and how long it took. */
+/**
+ * A human line for a job run that `backfill --work` reports (the service's
+ * worker writes a JSON log line of its own for every run).
+ */
 function logJobEnd(r: JobReport): void {
   const line = `job ${r.kind} ${r.outcome} attachment=${r.attachmentId} job=${r.jobId} ` +
     `attempt=${r.attempt} ms=${r.ms}${r.error ? ` error=${JSON.stringify(r.error)}` : ""}`;
@@ -323,6 +326,11 @@ const SWEEP_INTERVAL_MS = 15 * 60 * 1000;
  */
 async function runService(mode: "serve" | "worker"): Promise<void> {
   const config = await loadConfig(mode);
+  // From here on every line is a JSON log record on stdout (docs/OPERATIONS.md, Logs).
+  const { configureLogging, literalMessage } = await import("./lib/observability/logging.ts");
+  await configureLogging({ level: config.logLevel });
+  const { getLogger } = await import("@logtape/logtape");
+  const log = getLogger(["offchat", "service"]);
   const { openDeps } = await import("./lib/open_deps.ts");
   const { secretPath } = await import("./lib/config/secrets.ts");
   const { startWorker } = await import("./lib/processing/worker.ts");
@@ -333,13 +341,13 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
   const opened = await openDeps(config);
   const { deps } = opened;
   if (opened.secretCreated) {
-    console.log(
-      `Generated a token secret in ${secretPath(config.dataDir)} (mode 0600).\n` +
+    log.info(literalMessage(
+      `Generated a token secret in ${secretPath(config.dataDir)} (mode 0600). ` +
         "Mint a token with:  deno task token alice      (add --admin for an admin)",
-    );
+    ));
   }
   if (config.devLogin) {
-    console.warn(
+    log.warn(
       "DEV_LOGIN=1: anyone who can reach this server can sign in as any user, admins included. " +
         "Never use it in production.",
     );
@@ -350,52 +358,57 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
   const worker = concurrency > 0
     ? startWorker(deps, {
       concurrency,
-      onError: (error) => console.error("worker error:", error),
-      onJobEnd: logJobEnd,
+      onError: (error) => log.error("worker error", { error }),
     })
     : null;
   if (worker) opened.attachWorker(worker);
   const sweep = async (): Promise<void> => {
     const removed = await sweepTempFiles(deps.storage.tempDir(), TEMP_MAX_AGE_MS, deps.clock())
       .catch((error) => {
-        console.error("temp sweep failed:", error);
+        log.error("temp sweep failed", { error });
         return 0;
       });
-    if (removed > 0) console.log(`removed ${removed} stale temporary file(s)`);
+    if (removed > 0) log.info("removed {removed} stale temporary file(s)", { removed });
     const expired = await deps.resumableUploads.sweepExpired().catch((error) => {
-      console.error("upload sweep failed:", error);
+      log.error("upload sweep failed", { error });
       return 0;
     });
-    if (expired > 0) console.log(`removed ${expired} expired resumable upload(s)`);
+    if (expired > 0) log.info("removed {expired} expired resumable upload(s)", { expired });
   };
   await sweep();
   const sweepTimer = setInterval(sweep, SWEEP_INTERVAL_MS);
 
   let server: Server | null = null;
   if (mode === "worker") {
-    console.log(`worker ${worker!.id} running ${concurrency} job slot(s)`);
+    log.info(literalMessage(`worker ${worker!.id} running ${concurrency} job slot(s)`));
   } else {
     const app = createApp(deps, {
-      onUnexpectedError: (error) => console.error("unexpected error:", error),
+      onUnexpectedError: (error) => log.error("unexpected error", { error }),
     });
     server = serve({
       port: config.port,
       hostname: config.host,
       headerTimeoutMs: config.headerTimeoutMs,
       onListen: ({ hostname, port }) => {
-        console.log(
+        log.info(literalMessage(
           `OffChat Media listening on http://${hostname}:${port} (public URL ${config.publicUrl})`,
-        );
-        console.log(`API docs: ${config.publicUrl}/docs`);
+        ));
+        log.info(literalMessage(`API docs: ${config.publicUrl}/docs`));
       },
       onError: (error) => {
-        console.error("unexpected error:", error);
+        log.error("unexpected error", { error });
         return new Response("Internal Server Error", { status: 500 });
       },
-      onAcceptError: (error) => console.error("accepting a connection failed:", error),
+      onAcceptError: (error) => log.error("accepting a connection failed", { error }),
     }, app.fetch);
+    if (config.metricsToken === undefined) {
+      log.info(
+        "/metrics answers clients on this host only: set METRICS_TOKEN to scrape it from " +
+          "elsewhere, or through a reverse proxy (docs/SECURITY.md)",
+      );
+    }
     if (config.headerTimeoutMs > 0 && !server.headerTimeout) {
-      console.warn(
+      log.warn(
         `HEADER_TIMEOUT_MS=${config.headerTimeoutMs} cannot be enforced by this Deno ` +
           `(${Deno.version.deno}): connections that never send a complete request stay open. ` +
           "Serve behind a reverse proxy with its own timeouts (docs/OPERATIONS.md).",

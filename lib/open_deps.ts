@@ -5,6 +5,7 @@ import type { Config } from "./config/config.ts";
 import type { Clock } from "./core/clock.ts";
 import type { AppDeps } from "./deps.ts";
 import { mediaToolsOf } from "./media/tools.ts";
+import { Metrics } from "./observability/metrics.ts";
 import { loadOrCreateSecret } from "./config/secrets.ts";
 import { DiskStorage } from "./storage/storage.ts";
 import { RecentAccess } from "./serving/recent_access.ts";
@@ -53,6 +54,7 @@ export async function openDeps(
       clock,
       jobs,
       recentAccess: new RecentAccess(),
+      metrics: new Metrics({ db: handle.db, clock }),
       resumableUploads: await ResumableUploads.open({
         config,
         db: handle.db,

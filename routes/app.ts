@@ -12,6 +12,7 @@ import { MAX_JSON_BODY_BYTES } from "./_schemas.ts";
 import { requireAdmin, requireUser } from "./_auth.ts";
 import { limitRequestBody } from "./_body_limit.ts";
 import { newRouter } from "./_router.ts";
+import { observeRequests } from "./_observe.ts";
 import { adminRoutes } from "./admin.ts";
 import { adminBackfillRoutes } from "./admin_backfill.ts";
 import { adminStorageRoutes } from "./admin_storage.ts";
@@ -85,6 +86,20 @@ export interface CreateAppOptions {
 export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>({ strict: false });
 
+  // First: the request id, the log line and the metrics see every answer, errors included.
+  app.use(
+    "*",
+    observeRequests({
+      metrics: deps.metrics,
+      uploadProtocol: (c) =>
+        c.req.method === "GET" || c.req.method === "HEAD" ||
+          !STREAMED_UPLOADS.test(c.req.path)
+          ? null
+          : /\/uploads(\/|$)/.test(c.req.path)
+          ? "tus"
+          : "multipart",
+    }),
+  );
   app.use("*", async function injectDeps(c, next) {
     c.set("deps", deps);
     await next();

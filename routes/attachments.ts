@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { streamSSE } from "hono/streaming";
+import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import { AttachmentSchema, IdParam, MediaQuery } from "./_schemas.ts";
 import { loadVisibleAttachment, loadVisibleMessage } from "../lib/auth/access.ts";
 import { deleteAttachment } from "../lib/chat/attachments.ts";
@@ -99,7 +99,16 @@ attachmentRoutes.openapi(
       if (snapshot?.status !== "processing") return c.body(null, 204);
     }
     const until = Date.now() + EVENTS_MAX_MS;
+    const closed = c.get("deps").metrics.openEventStream();
     return streamSSE(c, async (stream) => {
+      stream.onAbort(closed);
+      try {
+        await sendEvents(stream);
+      } finally {
+        closed();
+      }
+    });
+    async function sendEvents(stream: SSEStreamingApi): Promise<void> {
       let sent: { status: string; percent: number; playable: boolean } | null = null;
       const reported = new Set<OutputKind>();
       const user = c.get("user");
@@ -149,7 +158,7 @@ attachmentRoutes.openapi(
         if (snapshot.status !== "processing") return;
         await stream.sleep(EVENTS_POLL_MS);
       }
-    });
+    }
   },
 );
 

@@ -6,6 +6,13 @@ import { openDeps } from "../lib/open_deps.ts";
 import { startWorker, type Worker } from "../lib/processing/worker.ts";
 import { createApp } from "../routes/app.ts";
 
+/**
+ * The third argument of `app.request` for a client on this host (what the
+ * server passes as `remoteAddr`): `/metrics` answers only those while
+ * METRICS_TOKEN is unset.
+ */
+export const LOOPBACK = { remoteAddr: { hostname: "127.0.0.1" } } as const;
+
 /** A 32+ byte secret for tests. */
 export const TEST_SECRET = "test-secret-test-secret-test-secret-0123456789";
 

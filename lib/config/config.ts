@@ -26,6 +26,8 @@ export const CONFIG_ENV_NAMES = [
   "UPLOAD_EXPIRY",
   "MAX_UNFINISHED_UPLOADS",
   "DEV_LOGIN",
+  "METRICS_TOKEN",
+  "LOG_LEVEL",
   "MAX_PIXELS",
   "MAX_STREAMS",
   "MAX_DURATION_SECONDS",
@@ -88,6 +90,12 @@ const envSchema = z.object({
   UPLOAD_EXPIRY: integer(60, 30 * 24 * 3600).default(24 * 3600),
   MAX_UNFINISHED_UPLOADS: integer(1, 1000).default(5),
   DEV_LOGIN: z.enum(["0", "1", "false", "true"], { message: "must be 1 or 0" }).default("0"),
+  LOG_LEVEL: z.enum(["debug", "info", "warning", "error"], {
+    message: "must be debug, info, warning or error",
+  }).default("info"),
+  METRICS_TOKEN: z.string().regex(/^[\x21-\x7e]{16,256}$/, {
+    message: "must be 16 to 256 printable ASCII characters without spaces",
+  }).optional(),
   MAX_PIXELS: integer(1, 8192 * 8192).default(8192 * 4320),
   MAX_STREAMS: integer(1, 1000).default(16),
   MAX_DURATION_SECONDS: integer(1, 24 * 3600).default(24 * 3600),
@@ -158,6 +166,13 @@ export interface Config {
    * loopback `host`.
    */
   devLogin: boolean;
+  /**
+   * The Bearer token `/metrics` asks for. Unset: `/metrics` answers loopback
+   * clients only, and none that came through a proxy.
+   */
+  metricsToken: string | undefined;
+  /** The lowest level of the JSON log; `warning` leaves out the request and job lines that went well. */
+  logLevel: "debug" | "info" | "warning" | "error";
   /** Largest frame (width × height) of any video stream an upload may have. */
   maxPixels: number;
   /** Most streams (of any kind) an upload may have. */
@@ -308,6 +323,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     uploadExpiry: e.UPLOAD_EXPIRY,
     maxUnfinishedUploads: e.MAX_UNFINISHED_UPLOADS,
     devLogin,
+    metricsToken: e.METRICS_TOKEN,
+    logLevel: e.LOG_LEVEL,
     maxPixels: e.MAX_PIXELS,
     maxStreams: e.MAX_STREAMS,
     maxDurationSeconds: e.MAX_DURATION_SECONDS,

@@ -1,3 +1,5 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+
 /** Limits for one ffmpeg/ffprobe run. */
 export interface RunToolOptions {
   timeoutMs: number;
@@ -26,6 +28,32 @@ export interface RunToolResult {
   stderr: string;
   timedOut: boolean;
   stdoutTruncated: boolean;
+}
+
+/** One finished run, as told to the observer of {@linkcode observeToolRuns}. */
+export interface ToolRun {
+  /** The tool as the caller named it (`MediaTools.ffmpegPath` or `ffprobePath`). */
+  command: string;
+  code: number;
+  signal: string | null;
+  timedOut: boolean;
+}
+
+/**
+ * The observer of the runs started inside {@linkcode observeToolRuns}'s
+ * callback. Carried by the async context rather than passed to every caller
+ * of `runTool`, so that a worker learns how a job's ffmpeg ended (for its log
+ * line and metrics) without each job kind handing it on; it holds nothing
+ * between calls.
+ */
+const toolRunObservers = new AsyncLocalStorage<(run: ToolRun) => void>();
+
+/** Runs `fn`, telling `observer` how each media tool run that it starts ends. */
+export function observeToolRuns<T>(
+  observer: (run: ToolRun) => void,
+  fn: () => Promise<T>,
+): Promise<T> {
+  return toolRunObservers.run(observer, fn);
 }
 
 /**
@@ -149,6 +177,7 @@ export async function runTool(
       collect(child.stderr, { limit: options.maxStderrBytes ?? 16 * 1024, keep: "tail" }),
       child.status,
     ]);
+    toolRunObservers.getStore()?.({ command, code: status.code, signal: status.signal, timedOut });
     const decoder = new TextDecoder();
     return {
       code: status.code,

@@ -1,4 +1,7 @@
+import { getLogger } from "@logtape/logtape";
 import type { AppDeps } from "../deps.ts";
+import { observeToolRuns, type ToolRun } from "../media/run_tool.ts";
+import { literalMessage } from "../observability/logging.ts";
 import type { JobSignal } from "./job_signal.ts";
 import { JobQueue } from "./jobs.ts";
 import { runJob } from "./processing.ts";
@@ -6,6 +9,7 @@ import { isOutOfSpace } from "../storage/disk_space.ts";
 
 /** How long a job that found the disk full waits before it runs again (its attempt given back). */
 export const DISK_FULL_RETRY_MS = 60_000;
+import { type ToolOutcome, toolOutcome } from "./tool_outcome.ts";
 
 /**
  * Replaces file paths in a failure reason: it is shown to participants, and
@@ -27,12 +31,15 @@ export interface WorkerOptions {
   workerId?: string;
   /** Called with errors the loop survived (a database hiccup); defaults to silence. */
   onError?: (error: unknown) => void;
-  /** Called when a run ends: what ran, how it ended and how long it took (for the log). */
+  /**
+   * Called when a run ends: what ran, how it ended and how long it took. The
+   * worker itself logs it (category `offchat.job`) and counts it in `deps.metrics`.
+   */
   onJobEnd?: (report: JobReport) => void;
 }
 
-/** How one run of a job ended. */
-export interface JobReport {
+/** How one run of a job ended; `tool` and `cause` say how its ffmpeg (or ffprobe) ended. */
+export interface JobReport extends ToolOutcome {
   jobId: string;
   kind: string;
   attachmentId: string;
@@ -53,9 +60,10 @@ export interface Worker extends JobSignal {
 
 /** Starts `concurrency` loops that claim and run jobs until stopped. */
 export function startWorker(
-  deps: Pick<AppDeps, "config" | "db" | "storage" | "media" | "clock">,
+  deps: Pick<AppDeps, "config" | "db" | "storage" | "media" | "clock" | "metrics">,
   options: WorkerOptions,
 ): Worker {
+  const log = getLogger(["offchat", "job"]);
   const leaseMs = options.leaseMs ?? 5 * 60_000;
   const pollMs = options.pollMs ?? 1000;
   const diskFullRetryMs = options.diskFullRetryMs ?? DISK_FULL_RETRY_MS;
@@ -93,8 +101,9 @@ export function startWorker(
       queue.progress(job, fraction).catch(options.onError);
     };
     const started = performance.now();
-    const report = (outcome: JobReport["outcome"], error?: string): void =>
-      options.onJobEnd?.({
+    const runs: ToolRun[] = [];
+    const report = (outcome: JobReport["outcome"], error?: string): void => {
+      const ended: JobReport = {
         jobId: job.id,
         kind: job.kind,
         attachmentId: job.attachmentId,
@@ -102,9 +111,18 @@ export function startWorker(
         outcome,
         ms: Math.round(performance.now() - started),
         error,
-      });
+        ...toolOutcome(runs, { ffmpegPath: deps.media.ffmpegPath, failed: outcome !== "done" }),
+      };
+      deps.metrics.observeJob(ended);
+      // One line per run: done is news, a retry a warning, a final failure an error.
+      log[outcome === "done" ? "info" : outcome === "retry" ? "warn" : "error"](
+        literalMessage(`job ${ended.kind} ${outcome}`),
+        { ...ended },
+      );
+      options.onJobEnd?.(ended);
+    };
     try {
-      await runJob(deps, job, { progress });
+      await observeToolRuns((run) => runs.push(run), () => runJob(deps, job, { progress }));
       await queue.complete(job);
       report("done");
     } catch (error) {

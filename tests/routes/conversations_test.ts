@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { body, createTestContext, postJson } from "../_helpers.ts";
+import { body, createTestContext, LOOPBACK, postJson } from "../_helpers.ts";
 
 Deno.test("conversations: create, list, get; the creator is the owner", async () => {
   await using ctx = await createTestContext({ worker: false });
@@ -181,7 +181,8 @@ Deno.test("health: healthz, readyz, metrics, openapi and docs", async () => {
     "ffprobe",
     "storage",
   ]);
-  const metrics = await ctx.app.request("/metrics");
+  // METRICS_TOKEN is unset: a client on this host (tests/routes/observability_test.ts has more).
+  const metrics = await ctx.app.request("/metrics", {}, LOOPBACK);
   assert.match(await metrics.text(), /# TYPE offchat_attachments gauge/);
   const spec = await body<{ openapi: string; paths: Record<string, unknown> }>(
     await ctx.app.request("/openapi.json"),

@@ -15,6 +15,7 @@ import {
   conversationWithMessage,
   createTestContext,
   listFiles,
+  LOOPBACK,
   type TestContext,
   uploadFile,
   waitForProcessed,
@@ -301,7 +302,7 @@ Deno.test("hls: a ladder over HTTP with no header, every rung decoded, access pe
 
     // The new job kind shows in the metrics.
     assert.match(
-      await (await ctx.app.request("/metrics")).text(),
+      await (await ctx.app.request("/metrics", {}, LOOPBACK)).text(),
       /^offchat_jobs\{kind="hls",status="done"\} 2$/m,
     );
     // Deleting the attachment removes its ladder.

@@ -24,6 +24,18 @@ Deno.test("config: HEADER_TIMEOUT_MS is 0 (off) or at least 100 ms", () => {
   );
 });
 
+Deno.test("config: METRICS_TOKEN and LOG_LEVEL", () => {
+  assert.equal(parseConfig({}).metricsToken, undefined);
+  assert.equal(parseConfig({}).logLevel, "info");
+  const token = "0123456789abcdef0123456789abcdef";
+  assert.equal(parseConfig({ METRICS_TOKEN: token }).metricsToken, token);
+  for (const bad of ["short", `${token} with spaces`, "x".repeat(257)]) {
+    assert.throws(() => parseConfig({ METRICS_TOKEN: bad }), /METRICS_TOKEN: must be 16 to 256/);
+  }
+  assert.equal(parseConfig({ LOG_LEVEL: "warning" }).logLevel, "warning");
+  assert.throws(() => parseConfig({ LOG_LEVEL: "loud" }), /LOG_LEVEL: must be debug, info/);
+});
+
 Deno.test("config: every bad value is named", () => {
   try {
     parseConfig({ PORT: "eighty", MAX_UPLOAD_BYTES: "-1", JWT_SECRET: "short", STORAGE: "ftp" });
