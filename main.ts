@@ -404,18 +404,25 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
   }
 
   let stopping = false;
+  // The first signal: stop accepting, give requests in flight SHUTDOWN_GRACE_MS, put running
+  // jobs back in the queue (uncounted), close the database; exiting stops their ffmpeg runs
+  // (runTool's parent-death signal). A second signal exits at once.
   const stop = async (): Promise<void> => {
-    if (stopping) return;
+    if (stopping) {
+      console.log("second signal: exiting now");
+      Deno.exit(1);
+    }
     stopping = true;
     console.log("shutting down");
     clearInterval(sweepTimer);
-    // Event streams end within 30 s, so the server's shutdown waits at most that long.
-    await Promise.all([server?.shutdown(), worker?.stop()]);
+    const graceOver = new Promise<void>((resolve) => setTimeout(resolve, config.shutdownGraceMs));
+    await Promise.all([
+      Promise.race([server?.shutdown(), graceOver]),
+      worker?.stop({ release: true }),
+    ]);
     opened.close();
     Deno.exit(0);
   };
-  Deno.addSignalListener("SIGINT", stop);
-  if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", stop);
   await (server?.finished ?? new Promise(() => {}));
 }
 

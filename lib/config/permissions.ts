@@ -95,7 +95,8 @@ export function permissionFlags(config: Config, command: LaunchedCommand): strin
   if (command === "serve") net.unshift(netAddress(config.host));
   if (net.length > 0) flags.push(`--allow-net=${[...new Set(net)].join(",")}`);
   if (runsTools(command)) {
-    flags.push(`--allow-run=${[config.ffmpegPath, config.ffprobePath, "prlimit"].join(",")}`);
+    // The tools run through setpriv (and prlimit, which setpriv execs): lib/media/run_tool.ts.
+    flags.push(`--allow-run=${[config.ffmpegPath, config.ffprobePath, "setpriv"].join(",")}`);
   }
   return flags;
 }

@@ -256,6 +256,28 @@ export class JobQueue {
   }
 
   /**
+   * Puts a running job back in the queue, runnable at once, without counting
+   * the attempt: the process is shutting down, not the job failing. Nothing
+   * happens when this run no longer holds it.
+   */
+  async release(job: Job): Promise<boolean> {
+    const t = this.#clock().getTime();
+    const rows = await this.#db.update(jobs)
+      .set({
+        status: "queued",
+        attempts: sql`${jobs.attempts} - 1`,
+        runAfter: t,
+        lockedBy: null,
+        lockedUntil: null,
+        progress: null,
+        updatedAt: t,
+      })
+      .where(this.#held(job))
+      .returning({ id: jobs.id });
+    return rows.length > 0;
+  }
+
+  /**
    * The row of this claim and no later one: a worker's slots share its id,
    * so `locked_by` alone would let a stale slot touch a slot's re-claim.
    */

@@ -1,5 +1,6 @@
 import type { AppDeps } from "../deps.ts";
 import type { JobSignal } from "./job_signal.ts";
+import type { Job } from "../../db/schema.ts";
 import { JobQueue } from "./jobs.ts";
 import { runJob } from "./processing.ts";
 
@@ -10,6 +11,16 @@ import { runJob } from "./processing.ts";
 export function redactPaths(text: string): string {
   return text.replace(/(?:file:)?\.{0,2}\/(?:[^\s'":/]+\/)+[^\s'":]*/g, "<file>");
 }
+
+/**
+ * How long a claimed job is a worker's before another may take it over.
+ * Short, so that a job whose process was killed runs again within about 20
+ * seconds of it; a live worker keeps its jobs with a heartbeat every
+ * {@linkcode HEARTBEAT_MS}, four chances per lease.
+ */
+export const LEASE_MS = 20_000;
+/** How often a running job's lease is extended. */
+export const HEARTBEAT_MS = 5_000;
 
 /** Options for {@linkcode startWorker}. */
 export interface WorkerOptions {
@@ -41,8 +52,13 @@ export interface JobReport {
 /** A running worker pool. */
 export interface Worker extends JobSignal {
   readonly id: string;
-  /** Stops claiming and waits for running jobs to finish. */
-  stop(): Promise<void>;
+  /**
+   * Stops claiming and waits for running jobs to finish; with `release`, puts
+   * them back in the queue at once instead (not counted as an attempt) and
+   * does not wait: the process is about to exit, which stops their tools
+   * (`runTool`'s parent-death signal), and another worker may take them.
+   */
+  stop(options?: { release?: boolean }): Promise<void>;
 }
 
 /** Starts `concurrency` loops that claim and run jobs until stopped. */
@@ -50,12 +66,14 @@ export function startWorker(
   deps: Pick<AppDeps, "config" | "db" | "storage" | "media" | "clock">,
   options: WorkerOptions,
 ): Worker {
-  const leaseMs = options.leaseMs ?? 5 * 60_000;
+  const leaseMs = options.leaseMs ?? LEASE_MS;
   const pollMs = options.pollMs ?? 1000;
   const id = options.workerId ?? `worker-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const queue = new JobQueue({ db: deps.db, workerId: id, leaseMs, clock: deps.clock });
   let stopping = false;
   const wakers = new Set<() => void>();
+  /** Running jobs and how to stop their heartbeat. */
+  const running = new Map<Job, () => void>();
 
   function sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -74,7 +92,8 @@ export function startWorker(
     if (!job) return false;
     const heartbeat = setInterval(() => {
       queue.extend(job).catch(options.onError);
-    }, Math.max(1000, leaseMs / 3));
+    }, Math.max(100, Math.min(HEARTBEAT_MS, leaseMs / 4)));
+    running.set(job, () => clearInterval(heartbeat));
     let reported = -1;
     let lastReport = 0;
     const progress = (fraction: number): void => {
@@ -105,6 +124,7 @@ export function startWorker(
       report(await queue.fail(job, reason), reason);
     } finally {
       clearInterval(heartbeat);
+      running.delete(job);
     }
     return true;
   }
@@ -127,10 +147,14 @@ export function startWorker(
     notify(): void {
       for (const waker of [...wakers]) waker();
     },
-    async stop(): Promise<void> {
+    async stop(stopOptions: { release?: boolean } = {}): Promise<void> {
       stopping = true;
       for (const waker of [...wakers]) waker();
-      await Promise.all(loops);
+      if (!stopOptions.release) return void await Promise.all(loops);
+      await Promise.all([...running].map(async ([job, stopHeartbeat]) => {
+        stopHeartbeat();
+        await queue.release(job).catch(options.onError);
+      }));
     },
   };
 }
