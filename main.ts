@@ -314,8 +314,12 @@ async function backfillCommand(args: string[]): Promise<void> {
 
 /** Temp files older than this are leftovers of a crash (uploads are far shorter). */
 const TEMP_MAX_AGE_MS = 6 * 3600 * 1000;
-/** How often stale temporary files and expired resumable uploads are swept. */
-const SWEEP_INTERVAL_MS = 15 * 60 * 1000;
+/**
+ * How often stale temporary files, the temp directories of dead processes and
+ * expired resumable uploads are swept: what a killed process was writing is
+ * gone within this (lib/storage/process_temp_dir.ts).
+ */
+const SWEEP_INTERVAL_MS = 30 * 1000;
 
 /**
  * `serve` (HTTP with an in-process worker unless WORKER_CONCURRENCY=0) or
@@ -327,6 +331,8 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
   const { secretPath } = await import("./lib/config/secrets.ts");
   const { startWorker } = await import("./lib/processing/worker.ts");
   const { sweepTempFiles } = await import("./lib/storage/temp_sweep.ts");
+  const { sweepDeadOwners } = await import("./lib/storage/process_temp_dir.ts");
+  const { adoptInterruptedIngest } = await import("./lib/uploads/ingest.ts");
   const { createApp } = await import("./routes/app.ts");
   const { serve } = await import("./lib/serving/server.ts");
 
@@ -362,6 +368,15 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
         return 0;
       });
     if (removed > 0) console.log(`removed ${removed} stale temporary file(s)`);
+    const dead = await sweepDeadOwners(`${config.dataDir}/tmp`, {
+      adopt: async (path) => {
+        if (await adoptInterruptedIngest(deps, path)) console.log("finished an interrupted upload");
+      },
+    }).catch((error) => {
+      console.error("temp sweep failed:", error);
+      return 0;
+    });
+    if (dead > 0) console.log(`removed the temporary files of ${dead} stopped process(es)`);
     const expired = await deps.resumableUploads.sweepExpired().catch((error) => {
       console.error("upload sweep failed:", error);
       return 0;

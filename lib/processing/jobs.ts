@@ -39,17 +39,18 @@ export interface JobToQueue {
 export async function enqueueJobs(
   db: Pick<Database, "insert">,
   queued: readonly JobToQueue[],
-  options: { now: Date; batchId?: string },
+  options: { now: Date; batchId?: string; runAfter?: Date },
 ): Promise<void> {
   if (queued.length === 0) return;
   const t = options.now.getTime();
+  const runAfter = options.runAfter?.getTime() ?? t;
   await db.insert(jobs).values(queued.map(({ attachmentId, kind }) => ({
     id: newId(),
     kind,
     attachmentId,
     status: "queued" as const,
     maxAttempts: 3,
-    runAfter: t,
+    runAfter,
     batchId: options.batchId ?? null,
     createdAt: t,
     updatedAt: t,
@@ -63,9 +64,19 @@ export async function enqueueJobs(
 export async function enqueueProcessing(
   db: Pick<Database, "insert">,
   attachmentId: string,
+  options: { now: Date; runAfter?: Date },
+): Promise<void> {
+  await enqueueJobs(db, PROCESSING_JOBS.map((kind) => ({ attachmentId, kind })), options);
+}
+
+/** Makes an attachment's queued jobs runnable now (after {@linkcode enqueueProcessing}'s `runAfter`). */
+export async function startQueuedJobs(
+  db: Pick<Database, "update">,
+  attachmentId: string,
   now: Date,
 ): Promise<void> {
-  await enqueueJobs(db, PROCESSING_JOBS.map((kind) => ({ attachmentId, kind })), { now });
+  await db.update(jobs).set({ runAfter: now.getTime() })
+    .where(and(eq(jobs.attachmentId, attachmentId), eq(jobs.status, "queued")));
 }
 
 /** Delay before retry number `attempt` (1-based): 2 s, 8 s, 32 s … capped at 10 min. */
