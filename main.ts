@@ -438,6 +438,8 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
     opened.close();
     Deno.exit(0);
   };
+  Deno.addSignalListener("SIGINT", stop);
+  if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", stop);
   await (server?.finished ?? new Promise(() => {}));
 }
 

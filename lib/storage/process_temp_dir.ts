@@ -60,18 +60,26 @@ export async function claimProcessTempDir(tempRoot: string): Promise<ProcessTemp
       release(): void {
         if (released) return;
         released = true;
-        try {
-          Deno.removeSync(path, { recursive: true });
-          Deno.removeSync(lockPath);
-        } catch {
-          // a sweep of the next start removes what is left
-        } finally {
-          lock.close();
-        }
+        releaseSync(lock, { path, lockPath });
       },
     };
   }
   throw new Error(`Cannot create a temporary directory in "${tempRoot}"`);
+}
+
+/**
+ * Removes a directory and its lock, then lets the lock go. Synchronous: it
+ * runs at exit, from `close()` functions that are.
+ */
+function releaseSync(lock: Deno.FsFile, files: { path: string; lockPath: string }): void {
+  try {
+    Deno.removeSync(files.path, { recursive: true });
+    Deno.removeSync(files.lockPath);
+  } catch {
+    // a sweep of the next start removes what is left
+  } finally {
+    lock.close();
+  }
 }
 
 /** Options for {@linkcode sweepDeadOwners}. */
