@@ -7,6 +7,7 @@
  *   deno task token USER [--admin] [--ttl SECONDS]
  *   deno task backfill [--dry-run] [--wait] [--work]
  *                              queue what the current policy asks of existing attachments
+ *   deno task fsck [--repair]  check the database against the data directory (and fix it)
  *   deno task setup            find ffmpeg/ffprobe >= 4, install Debian's ffmpeg as root when missing
  *   deno task setup:test       the same, and Debian's Chromium for the browser tests (setup --browser)
  *
@@ -48,7 +49,7 @@ async function loadConfig(command?: Launched): Promise<Config> {
     if (missing.length > 0) {
       fail(
         `Not permitted:\n  ${missing.join("\n  ")}\n` +
-          "Start it with its task (deno task start, worker, migrate, token or backfill), " +
+          "Start it with its task (deno task start, worker, migrate, token, backfill or fsck), " +
           "which grants what the configuration names; `deno task start --print` shows the flags.",
       );
     }
@@ -56,7 +57,7 @@ async function loadConfig(command?: Launched): Promise<Config> {
   return config;
 }
 
-const LAUNCHED: readonly Launched[] = ["serve", "worker", "migrate", "token", "backfill"];
+const LAUNCHED: readonly Launched[] = ["serve", "worker", "migrate", "token", "backfill", "fsck"];
 
 /**
  * `launch COMMAND [ARGS…] [--watch] [--print]`: runs `deno run <flags> main.ts
@@ -312,6 +313,54 @@ async function backfillCommand(args: string[]): Promise<void> {
   }
 }
 
+/**
+ * `fsck [--repair]`: reports live attachments whose rows name missing files,
+ * stored files no row owns and the temp directories of dead processes
+ * (lib/storage/fsck.ts); exits 1 when it found any, unless `--repair` fixed them.
+ */
+async function fsckCommand(args: string[]): Promise<void> {
+  const unknown = args.filter((arg) => arg !== "--repair");
+  if (unknown.length > 0) {
+    fail(`fsck: unknown argument "${unknown[0]}"\nusage: deno task fsck [--repair]`);
+  }
+  const repair = args.includes("--repair");
+  const config = await loadConfig("fsck");
+  const { openDeps } = await import("./lib/open_deps.ts");
+  const { fsck } = await import("./lib/storage/fsck.ts");
+  const { adoptInterruptedIngest } = await import("./lib/uploads/ingest.ts");
+  const opened = await openDeps(config);
+  try {
+    const { deps } = opened;
+    const report = await fsck({ ...deps, dataDir: config.dataDir }, {
+      repair,
+      adopt: async (path) => void await adoptInterruptedIngest(deps, path),
+    });
+    for (const issue of report.issues) {
+      console.log(
+        issue.type === "missing_file"
+          ? `missing file: attachment ${issue.attachmentId} ${issue.column} ${issue.key}`
+          : issue.type === "unowned_file"
+          ? `unowned file: ${issue.key}`
+          : `dead temp directory: tmp/${issue.name}`,
+      );
+    }
+    const found = report.issues.length;
+    console.log(
+      found === 0
+        ? "fsck: consistent"
+        : repair
+        ? `fsck: repaired ${found} issue(s)`
+        : `fsck: ${found} issue(s); run \`deno task fsck --repair\` to fix them`,
+    );
+    if (found > 0 && !repair) {
+      opened.close();
+      Deno.exit(1);
+    }
+  } finally {
+    opened.close();
+  }
+}
+
 /** Temp files older than this are leftovers of a crash (uploads are far shorter). */
 const TEMP_MAX_AGE_MS = 6 * 3600 * 1000;
 /**
@@ -459,6 +508,9 @@ if (import.meta.main) {
     case "backfill":
       await backfillCommand(args);
       break;
+    case "fsck":
+      await fsckCommand(args);
+      break;
     case "setup":
       await setup(args);
       break;
@@ -467,7 +519,7 @@ if (import.meta.main) {
       break;
     default:
       fail(
-        `Unknown command "${command}"; use serve, worker, migrate, token, backfill, setup or launch`,
+        `Unknown command "${command}"; use serve, worker, migrate, token, backfill, fsck, setup or launch`,
       );
   }
 }

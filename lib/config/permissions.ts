@@ -13,7 +13,7 @@ import type { Config } from "./config.ts";
 import { CONFIG_ENV_NAMES } from "./config.ts";
 
 /** The commands the launcher starts. */
-export type LaunchedCommand = "serve" | "worker" | "migrate" | "token" | "backfill";
+export type LaunchedCommand = "serve" | "worker" | "migrate" | "token" | "backfill" | "fsck";
 
 /** Commands that run ffmpeg and ffprobe: `backfill` may run a worker while it waits (`--work`). */
 function runsTools(command: LaunchedCommand): boolean {

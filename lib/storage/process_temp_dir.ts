@@ -131,6 +131,33 @@ export async function sweepDeadOwners(
   return removed;
 }
 
+/**
+ * The temp directories under `tempRoot` whose process is gone (their lock
+ * can be taken, or is missing), without removing anything: what `fsck`
+ * reports.
+ */
+export async function findDeadOwners(tempRoot: string): Promise<string[]> {
+  const dead: string[] = [];
+  const entries = await Array.fromAsync(Deno.readDir(tempRoot)).catch(() => []);
+  const names = new Set(entries.map((entry) => entry.name));
+  for (const entry of entries) {
+    if (!entry.isDirectory || !OWNER_PATTERN.test(entry.name)) continue;
+    if (!names.has(`${entry.name}${LOCK_SUFFIX}`)) {
+      dead.push(entry.name);
+      continue;
+    }
+    const lock = await Deno.open(`${tempRoot}/${entry.name}${LOCK_SUFFIX}`, { write: true })
+      .catch(() => null);
+    if (!lock) continue;
+    try {
+      if (await lock.tryLock(true)) dead.push(entry.name);
+    } finally {
+      lock.close();
+    }
+  }
+  return dead;
+}
+
 /** Hands a dead owner's files to `adopt`, then removes its directory. */
 async function removeOwned(directory: string, options: SweepDeadOwnersOptions): Promise<boolean> {
   try {

@@ -44,7 +44,7 @@ for (
   });
 }
 
-for (const task of ["migrate", "token", "backfill"]) {
+for (const task of ["migrate", "token", "backfill", "fsck"]) {
   Deno.test(`permissions: \`deno task ${task}\` runs through the launcher too`, () => {
     assert.equal(
       deno.tasks[task].command,
@@ -53,7 +53,7 @@ for (const task of ["migrate", "token", "backfill"]) {
   });
 }
 
-for (const command of ["serve", "worker", "migrate", "token", "backfill"] as const) {
+for (const command of ["serve", "worker", "migrate", "token", "backfill", "fsck"] as const) {
   Deno.test(`permissions: \`${command}\` with the default configuration is scoped`, () => {
     const { flags, list } = grants({}, command);
     assert.ok(!flags.has("-A") && !flags.has("--allow-all"), "no --allow-all");
