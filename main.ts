@@ -370,6 +370,11 @@ const TEMP_MAX_AGE_MS = 6 * 3600 * 1000;
  */
 const SWEEP_INTERVAL_MS = 30 * 1000;
 
+/** A process's worker id: its temp directory's owner name (lib/storage/process_temp_dir.ts). */
+function workerIdOf(owner: string): string {
+  return `worker-${owner}`;
+}
+
 /**
  * `serve` (HTTP with an in-process worker unless WORKER_CONCURRENCY=0) or
  * `worker` (workers only): the composition root of the service.
@@ -382,6 +387,7 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
   const { sweepTempFiles } = await import("./lib/storage/temp_sweep.ts");
   const { sweepDeadOwners } = await import("./lib/storage/process_temp_dir.ts");
   const { adoptInterruptedIngest } = await import("./lib/uploads/ingest.ts");
+  const { expireLeasesOf } = await import("./lib/processing/jobs.ts");
   const { createApp } = await import("./routes/app.ts");
   const { serve } = await import("./lib/serving/server.ts");
 
@@ -405,6 +411,8 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
   const worker = concurrency > 0
     ? startWorker(deps, {
       concurrency,
+      // Named after this process's temp directory, whose lock tells the others it is alive.
+      workerId: workerIdOf(opened.owner),
       onError: (error) => console.error("worker error:", error),
       onJobEnd: logJobEnd,
     })
@@ -420,6 +428,10 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
     const dead = await sweepDeadOwners(`${config.dataDir}/tmp`, {
       adopt: async (path) => {
         if (await adoptInterruptedIngest(deps, path)) console.log("finished an interrupted upload");
+      },
+      onDeadOwner: async (owner) => {
+        const expired = await expireLeasesOf(deps.db, workerIdOf(owner), deps.clock());
+        if (expired > 0) console.log(`took back ${expired} job(s) of a stopped process`);
       },
     }).catch((error) => {
       console.error("temp sweep failed:", error);

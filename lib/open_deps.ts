@@ -21,6 +21,8 @@ export interface OpenedDeps {
   close(): void;
   /** True when this start generated the token secret. */
   secretCreated: boolean;
+  /** This process's name in the data directory (its temp directory's owner). */
+  owner: string;
 }
 
 /** ffprobe runs at once per process for uploads; more uploads wait their turn. */
@@ -75,6 +77,7 @@ export async function openDeps(
         releaseTemp();
       },
       secretCreated: local.created,
+      owner: temp.owner,
     };
   } catch (error) {
     handle.close();

@@ -301,3 +301,23 @@ export class JobQueue {
     );
   }
 }
+
+/**
+ * Ends the leases of a worker known to be dead (its process's lock,
+ * lib/storage/process_temp_dir.ts) at once, instead of when they run out:
+ * its running jobs are claimed again as any expired lease is (the attempt
+ * counts, so a file that kills its worker is not retried forever, and
+ * {@linkcode JobQueue.failAbandoned} fails a job on its last attempt), in
+ * their place in the claim order. Returns how many.
+ */
+export async function expireLeasesOf(
+  db: Database,
+  workerId: string,
+  now: Date,
+): Promise<number> {
+  const rows = await db.update(jobs)
+    .set({ lockedUntil: 0, updatedAt: now.getTime() })
+    .where(and(eq(jobs.status, "running"), eq(jobs.lockedBy, workerId)))
+    .returning({ id: jobs.id });
+  return rows.length;
+}

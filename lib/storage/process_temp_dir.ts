@@ -18,6 +18,8 @@
 export interface ProcessTempDir {
   /** `tmp/<owner>`: every temporary file of this process goes here. */
   readonly path: string;
+  /** `p<pid>-<random>`: names this process (its worker id is `worker-<owner>`). */
+  readonly owner: string;
   /** Removes the directory and its lock (a graceful exit). */
   release(): void;
 }
@@ -57,6 +59,7 @@ export async function claimProcessTempDir(tempRoot: string): Promise<ProcessTemp
     let released = false;
     return {
       path,
+      owner,
       release(): void {
         if (released) return;
         released = true;
@@ -91,6 +94,12 @@ export interface SweepDeadOwnersOptions {
    * directory is then left for the next sweep.
    */
   adopt?: (path: string, name: string) => Promise<void>;
+  /**
+   * Called with the owner name of each process seen dead by its lock, before
+   * its lock goes (the one moment its death is known for certain): its jobs
+   * can be put back in the queue at once instead of after their lease.
+   */
+  onDeadOwner?: (owner: string) => Promise<void>;
 }
 
 /**
@@ -122,6 +131,7 @@ export async function sweepDeadOwners(
     if (!lock) continue;
     try {
       if (!(await lock.tryLock(true))) continue; // alive
+      await options.onDeadOwner?.(owner);
       if (await removeOwned(directory, options)) removed++;
       await Deno.remove(`${tempRoot}/${lockName}`).catch(() => {});
     } finally {

@@ -59,6 +59,9 @@ export async function startServer(
     HOST: "127.0.0.1",
     PUBLIC_URL: `http://127.0.0.1:${port}`,
     JWT_SECRET: TEST_SECRET,
+    // Idle keep-alive connections of the test's fetch close within a second, so that
+    // the server's file descriptors can be compared with those it had at start.
+    HEADER_TIMEOUT_MS: "1000",
     ...options.env,
   };
   const config = parseConfig(env);
