@@ -236,7 +236,9 @@ Deno.test("faults: SIGTERM during an upload lets it finish (201), puts the runni
       return refused;
     });
     body.finish();
-    const answer = await response;
+    const answer = await response.catch((error) => {
+      throw new Error(`the upload in flight failed: ${error}\n${server.output()}`);
+    });
     const json = await answer.json();
     assert.equal(answer.status, 201, JSON.stringify(json));
     accepted.push({ id: String(json.id), user: "alice", sha256: await sha256Hex(small) });
