@@ -79,7 +79,7 @@ export const PRLIMIT = "prlimit";
  * crash, an OOM kill — the kernel sends the tool SIGKILL, so no ffmpeg keeps
  * running, orphaned, after its server. The signal is tied to the thread that
  * spawned the child; Deno spawns from the JavaScript thread (a synchronous
- * op), which lives as long as the process. tests/lib/media/orphans_test.ts
+ * op), which lives as long as the process. tests/faults/crash_test.ts
  * SIGKILLs a server running an ffmpeg and checks the ffmpeg is gone.
  */
 export const SETPRIV = "setpriv";
