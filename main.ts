@@ -81,8 +81,11 @@ async function launch(args: string[]): Promise<void> {
     console.log(["deno", ...runArgs].join(" "));
     return;
   }
-  const child = new Deno.Command(Deno.execPath(), {
-    args: runArgs,
+  // On Linux the command dies with the launcher, as the tools die with the server
+  // (lib/media/run_tool.ts): a launcher killed with SIGKILL leaves no server behind.
+  const linux = Deno.build.os === "linux";
+  const child = new Deno.Command(linux ? "setpriv" : Deno.execPath(), {
+    args: linux ? ["--pdeathsig", "KILL", "--", Deno.execPath(), ...runArgs] : runArgs,
     cwd: new URL(".", import.meta.url).pathname,
     stdin: "inherit",
     stdout: "inherit",

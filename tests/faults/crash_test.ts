@@ -16,6 +16,7 @@ import {
   twoPartBody,
 } from "./_faults.ts";
 import {
+  attachmentOf,
   fdCount,
   messageOf,
   type ServerProcess,
@@ -197,7 +198,7 @@ Deno.test("faults: SIGKILL while ffmpeg runs a job: the ffmpeg dies with the ser
   await assertConsistent(server, { accepted: [accepted], baselineFds });
 });
 
-Deno.test("faults: SIGTERM during an upload lets it finish (201), puts the running job back and exits 0; a second signal exits at once", async () => {
+Deno.test("faults: SIGTERM during an upload and a download lets both finish, puts the running job back and exits 0; a second signal exits at once", async () => {
   await using data = await dataDirectory();
   const small = await Deno.readFile(await fixture("padded.mp4"));
   const long = await Deno.readFile(await fixture("long.avi"));
@@ -215,6 +216,13 @@ Deno.test("faults: SIGTERM during an upload lets it finish (201), puts the runni
         timeoutMs: 60_000,
       },
     );
+    // A download in flight: its first bytes read before the signal, the rest after.
+    const { original_url } = await attachmentOf(server, "alice", accepted[0]!.id);
+    const download = await fetch(String(original_url));
+    assert.equal(download.status, 200);
+    const reader = download.body!.getReader();
+    const first = await reader.read();
+    assert.ok(first.value && first.value.length > 0);
     const messageId = await messageOf(server, "alice");
     const form = multipartBody(messageId, small, "video.mp4");
     const body = twoPartBody(form.bytes, form.fileStart + Math.floor(small.length / 2));
@@ -235,6 +243,13 @@ Deno.test("faults: SIGTERM during an upload lets it finish (201), puts the runni
         .then(() => false, () => true);
       return refused;
     });
+    const chunks = [first.value!];
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+      chunks.push(chunk.value);
+    }
+    const downloaded = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    chunks.reduce((offset, c) => (downloaded.set(c, offset), offset + c.length), 0);
+    assert.equal(await sha256Hex(downloaded), accepted[0]!.sha256, "the download finished");
     body.finish();
     const answer = await response.catch((error) => {
       throw new Error(`the upload in flight failed: ${error}\n${server.output()}`);
