@@ -11,6 +11,7 @@ import { TEST_SECRET } from "../_helpers.ts";
 import {
   attachmentOf,
   fdCount,
+  openFiles,
   type ServerProcess,
   sha256Hex,
   toolsUsing,
@@ -129,7 +130,12 @@ export interface Accepted {
  */
 export async function assertConsistent(
   server: ServerProcess,
-  options: { accepted: readonly Accepted[]; baselineFds: number; readyWithinMs?: number },
+  options: {
+    accepted: readonly Accepted[];
+    baselineFds: number;
+    baselineFiles?: string[];
+    readyWithinMs?: number;
+  },
 ): Promise<void> {
   for (const { id, user, sha256 } of options.accepted) {
     const attachment = await waitFor(`attachment ${id} to be processed`, async () => {
@@ -150,5 +156,11 @@ export async function assertConsistent(
     `the server's open files to be back to ${options.baselineFds}`,
     async () => (await fdCount(server.pid)) <= options.baselineFds,
     { timeoutMs: 15_000, intervalMs: 100 },
-  );
+  ).catch(async (error) => {
+    const now = await openFiles(server.pid);
+    const extra = now.filter((f) => !(options.baselineFiles ?? []).includes(f));
+    throw new Error(
+      `${error.message}: now ${now.length}, not in the baseline: ${extra.join(", ")}`,
+    );
+  });
 }

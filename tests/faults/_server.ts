@@ -179,9 +179,35 @@ export async function toolsUsing(dataDir: string): Promise<ProcessInfo[]> {
 
 /** The number of open file descriptors of a process. */
 export async function fdCount(pid: number): Promise<number> {
-  let count = 0;
-  for await (const _ of Deno.readDir(`/proc/${pid}/fd`)) count++;
-  return count;
+  return (await openFiles(pid)).length;
+}
+
+/** What a process's file descriptors point at (`socket:[…]`, paths, `anon_inode:…`), sorted. */
+export async function openFiles(pid: number): Promise<string[]> {
+  const targets: string[] = [];
+  for await (const entry of Deno.readDir(`/proc/${pid}/fd`)) {
+    targets.push(await Deno.readLink(`/proc/${pid}/fd/${entry.name}`).catch(() => "(closed)"));
+  }
+  return targets.sort();
+}
+
+/**
+ * A process's open files once they have stayed the same for `quietMs` (sampled
+ * every 100 ms): its state at rest.
+ */
+export async function steadyOpenFiles(pid: number, quietMs = 1500): Promise<string[]> {
+  let last = await openFiles(pid);
+  let since = Date.now();
+  const deadline = Date.now() + 15_000;
+  while (Date.now() - since < quietMs && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const now = await openFiles(pid);
+    if (now.join("\n") !== last.join("\n")) {
+      last = now;
+      since = Date.now();
+    }
+  }
+  return last;
 }
 
 /** SHA-256 of a file, hex. */
