@@ -187,9 +187,10 @@ Deno.test("faults: SIGKILL while ffmpeg runs a job: the ffmpeg dies with the ser
       { timeoutMs: 5000 },
     );
   }
+  // From the restart itself: the process's start, which takes the dead one's jobs back, counts.
+  const restarted = Date.now();
   const { server, baselineFds, baselineFiles } = await started(data.path);
   await using _ = server;
-  const restarted = Date.now();
   const db = createClient({ url: `file:${data.path}/offchat.db` });
   try {
     await waitFor("the interrupted job to be done", async () => {
