@@ -358,3 +358,29 @@ Deno.test("jobs: release puts a running job back at once without counting the at
   assert.equal(again?.id, job.id);
   assert.equal(again?.attempts, 1);
 });
+
+Deno.test("jobs: a live worker's job outlasting its lease is never taken: the heartbeat extends it", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const created = await body(await uploadFile(ctx, "alice", messageId, await fixture("long.avi")));
+  const id = String(created.id);
+  // Only the transcode, which takes far longer than a 400 ms lease.
+  await ctx.deps.db.delete(jobs).where(and(eq(jobs.attachmentId, id), ne(jobs.kind, "rendition")));
+  const worker = startWorker(ctx.deps, { concurrency: 1, pollMs: 20, leaseMs: 400 });
+  const thief = queueOf(ctx, { workerId: "worker-thief", leaseMs: 400 });
+  try {
+    let running = 0;
+    while (true) {
+      const [job] = await ctx.deps.db.select().from(jobs).where(eq(jobs.attachmentId, id));
+      if (job!.status === "done") break;
+      if (job!.status === "running") running++;
+      assert.equal(await thief.claim(), null, "the running job stays with its worker");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(running > 20, `the job ran over several leases (${running} checks)`);
+    const [job] = await ctx.deps.db.select().from(jobs).where(eq(jobs.attachmentId, id));
+    assert.equal(job!.attempts, 1);
+  } finally {
+    await worker.stop();
+  }
+});
