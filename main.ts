@@ -408,19 +408,6 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
         "Never use it in production.",
     );
   }
-  const concurrency = mode === "worker"
-    ? Math.max(1, config.workerConcurrency)
-    : config.workerConcurrency;
-  const worker = concurrency > 0
-    ? startWorker(deps, {
-      concurrency,
-      // Named after this process's temp directory, whose lock tells the others it is alive.
-      workerId: workerIdOf(opened.owner),
-      onError: (error) => console.error("worker error:", error),
-      onJobEnd: logJobEnd,
-    })
-    : null;
-  if (worker) opened.attachWorker(worker);
   const sweep = async (): Promise<void> => {
     const removed = await sweepTempFiles(deps.storage.tempDir(), TEMP_MAX_AGE_MS, deps.clock())
       .catch((error) => {
@@ -447,7 +434,21 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
     });
     if (expired > 0) console.log(`removed ${expired} expired resumable upload(s)`);
   };
+  // Before the worker starts: a previous incarnation's jobs are taken back first.
   await sweep();
+  const concurrency = mode === "worker"
+    ? Math.max(1, config.workerConcurrency)
+    : config.workerConcurrency;
+  const worker = concurrency > 0
+    ? startWorker(deps, {
+      concurrency,
+      // Named after this process's temp directory, whose lock tells the others it is alive.
+      workerId: workerIdOf(opened.owner),
+      onError: (error) => console.error("worker error:", error),
+      onJobEnd: logJobEnd,
+    })
+    : null;
+  if (worker) opened.attachWorker(worker);
   const sweepTimer = setInterval(sweep, SWEEP_INTERVAL_MS);
 
   let server: Server | null = null;
