@@ -9,6 +9,8 @@ export interface RunToolOptions {
   onStdout?: (chunk: Uint8Array) => void;
   /** Grace period between SIGTERM and SIGKILL. */
   killAfterMs?: number;
+  /** Stops the tool as a timeout does (SIGTERM, then SIGKILL), e.g. at shutdown. */
+  signal?: AbortSignal;
   /**
    * Address-space limit of the child in bytes (RLIMIT_AS, set by util-linux
    * `prlimit` before it execs the tool): `MediaTools.limits.toolMemoryBytes`,
@@ -139,8 +141,8 @@ export async function runTool(
   }).spawn();
   let timedOut = false;
   let killTimer: ReturnType<typeof setTimeout> | undefined;
-  const termTimer = setTimeout(() => {
-    timedOut = true;
+  const stop = (): void => {
+    if (killTimer !== undefined) return;
     try {
       child.kill("SIGTERM");
     } catch {
@@ -153,7 +155,13 @@ export async function runTool(
         // already exited
       }
     }, options.killAfterMs ?? 2000);
+  };
+  const termTimer = setTimeout(() => {
+    timedOut = true;
+    stop();
   }, options.timeoutMs);
+  options.signal?.addEventListener("abort", stop, { once: true });
+  if (options.signal?.aborted) stop();
   try {
     const [out, err, status] = await Promise.all([
       collect(child.stdout, {
@@ -176,5 +184,6 @@ export async function runTool(
   } finally {
     clearTimeout(termTimer);
     clearTimeout(killTimer);
+    options.signal?.removeEventListener("abort", stop);
   }
 }

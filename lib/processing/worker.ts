@@ -93,7 +93,11 @@ export function startWorker(
     const heartbeat = setInterval(() => {
       queue.extend(job).catch(options.onError);
     }, Math.max(100, Math.min(HEARTBEAT_MS, leaseMs / 4)));
-    running.set(job, () => clearInterval(heartbeat));
+    const abort = new AbortController();
+    running.set(job, () => {
+      clearInterval(heartbeat);
+      abort.abort();
+    });
     let reported = -1;
     let lastReport = 0;
     const progress = (fraction: number): void => {
@@ -116,10 +120,12 @@ export function startWorker(
         error,
       });
     try {
-      await runJob(deps, job, { progress });
+      await runJob(deps, job, { progress, signal: abort.signal });
       await queue.complete(job);
       report("done");
     } catch (error) {
+      // Given back at shutdown (stop with release): not a failure, nothing to record.
+      if (abort.signal.aborted) return true;
       const reason = redactPaths(error instanceof Error ? error.message : String(error));
       report(await queue.fail(job, reason), reason);
     } finally {

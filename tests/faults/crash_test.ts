@@ -244,6 +244,15 @@ Deno.test("faults: SIGTERM during an upload and a download lets both finish, put
     );
     server.kill("SIGTERM");
     await server.waitForOutput(/shutting down/);
+    // The job's ffmpeg is stopped at once, not when the process exits after the grace.
+    await waitFor(
+      "the job's ffmpeg to stop",
+      async () =>
+        !(await toolsUsing(data.path)).some(({ cmdline }) => cmdline.includes("-progress")),
+      {
+        timeoutMs: 5000,
+      },
+    );
     // New connections are refused while the upload in flight goes on.
     await waitFor("the listener to close", async () => {
       const refused = await fetch(`${server.url}/healthz`).then((r) => r.body?.cancel())
