@@ -7,6 +7,7 @@
  *   deno task token USER [--admin] [--ttl SECONDS]
  *   deno task backfill [--dry-run] [--wait] [--work]
  *                              queue what the current policy asks of existing attachments
+ *   deno task fsck [--repair]  check the database against the data directory (and fix it)
  *   deno task setup            find ffmpeg/ffprobe >= 4, install Debian's ffmpeg as root when missing
  *   deno task setup:test       the same, and Debian's Chromium for the browser tests (setup --browser)
  *
@@ -48,7 +49,7 @@ async function loadConfig(command?: Launched): Promise<Config> {
     if (missing.length > 0) {
       fail(
         `Not permitted:\n  ${missing.join("\n  ")}\n` +
-          "Start it with its task (deno task start, worker, migrate, token or backfill), " +
+          "Start it with its task (deno task start, worker, migrate, token, backfill or fsck), " +
           "which grants what the configuration names; `deno task start --print` shows the flags.",
       );
     }
@@ -56,7 +57,7 @@ async function loadConfig(command?: Launched): Promise<Config> {
   return config;
 }
 
-const LAUNCHED: readonly Launched[] = ["serve", "worker", "migrate", "token", "backfill"];
+const LAUNCHED: readonly Launched[] = ["serve", "worker", "migrate", "token", "backfill", "fsck"];
 
 /**
  * `launch COMMAND [ARGS…] [--watch] [--print]`: runs `deno run <flags> main.ts
@@ -80,8 +81,11 @@ async function launch(args: string[]): Promise<void> {
     console.log(["deno", ...runArgs].join(" "));
     return;
   }
-  const child = new Deno.Command(Deno.execPath(), {
-    args: runArgs,
+  // On Linux the command dies with the launcher, as the tools die with the server
+  // (lib/media/run_tool.ts): a launcher killed with SIGKILL leaves no server behind.
+  const linux = Deno.build.os === "linux";
+  const child = new Deno.Command(linux ? "setpriv" : Deno.execPath(), {
+    args: linux ? ["--pdeathsig", "KILL", "--", Deno.execPath(), ...runArgs] : runArgs,
     cwd: new URL(".", import.meta.url).pathname,
     stdin: "inherit",
     stdout: "inherit",
@@ -315,10 +319,67 @@ async function backfillCommand(args: string[]): Promise<void> {
   }
 }
 
+/**
+ * `fsck [--repair]`: reports live attachments whose rows name missing files,
+ * stored files no row owns and the temp directories of dead processes
+ * (lib/storage/fsck.ts); exits 1 when it found any, unless `--repair` fixed them.
+ */
+async function fsckCommand(args: string[]): Promise<void> {
+  const unknown = args.filter((arg) => arg !== "--repair");
+  if (unknown.length > 0) {
+    fail(`fsck: unknown argument "${unknown[0]}"\nusage: deno task fsck [--repair]`);
+  }
+  const repair = args.includes("--repair");
+  const config = await loadConfig("fsck");
+  const { openDeps } = await import("./lib/open_deps.ts");
+  const { fsck } = await import("./lib/storage/fsck.ts");
+  const { adoptInterruptedIngest } = await import("./lib/uploads/ingest.ts");
+  const opened = await openDeps(config);
+  try {
+    const { deps } = opened;
+    const report = await fsck({ ...deps, dataDir: config.dataDir }, {
+      repair,
+      adopt: async (path) => void await adoptInterruptedIngest(deps, path),
+    });
+    for (const issue of report.issues) {
+      console.log(
+        issue.type === "missing_file"
+          ? `missing file: attachment ${issue.attachmentId} ${issue.column} ${issue.key}`
+          : issue.type === "unowned_file"
+          ? `unowned file: ${issue.key}`
+          : `dead temp directory: tmp/${issue.name}`,
+      );
+    }
+    const found = report.issues.length;
+    console.log(
+      found === 0
+        ? "fsck: consistent"
+        : repair
+        ? `fsck: repaired ${found} issue(s)`
+        : `fsck: ${found} issue(s); run \`deno task fsck --repair\` to fix them`,
+    );
+    if (found > 0 && !repair) {
+      opened.close();
+      Deno.exit(1);
+    }
+  } finally {
+    opened.close();
+  }
+}
+
 /** Temp files older than this are leftovers of a crash (uploads are far shorter). */
 const TEMP_MAX_AGE_MS = 6 * 3600 * 1000;
-/** How often stale temporary files and expired resumable uploads are swept. */
-const SWEEP_INTERVAL_MS = 15 * 60 * 1000;
+/**
+ * How often stale temporary files, the temp directories of dead processes and
+ * expired resumable uploads are swept: what a killed process was writing is
+ * gone within this (lib/storage/process_temp_dir.ts).
+ */
+const SWEEP_INTERVAL_MS = 30 * 1000;
+
+/** A process's worker id: its temp directory's owner name (lib/storage/process_temp_dir.ts). */
+function workerIdOf(owner: string): string {
+  return `worker-${owner}`;
+}
 
 /**
  * `serve` (HTTP with an in-process worker unless WORKER_CONCURRENCY=0) or
@@ -335,6 +396,9 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
   const { secretPath } = await import("./lib/config/secrets.ts");
   const { startWorker } = await import("./lib/processing/worker.ts");
   const { sweepTempFiles } = await import("./lib/storage/temp_sweep.ts");
+  const { sweepDeadOwners } = await import("./lib/storage/process_temp_dir.ts");
+  const { adoptInterruptedIngest } = await import("./lib/uploads/ingest.ts");
+  const { expireLeasesOf } = await import("./lib/processing/jobs.ts");
   const { createApp } = await import("./routes/app.ts");
   const { serve } = await import("./lib/serving/server.ts");
 
@@ -352,16 +416,6 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
         "Never use it in production.",
     );
   }
-  const concurrency = mode === "worker"
-    ? Math.max(1, config.workerConcurrency)
-    : config.workerConcurrency;
-  const worker = concurrency > 0
-    ? startWorker(deps, {
-      concurrency,
-      onError: (error) => log.error("worker error", { error }),
-    })
-    : null;
-  if (worker) opened.attachWorker(worker);
   const sweep = async (): Promise<void> => {
     const removed = await sweepTempFiles(deps.storage.tempDir(), TEMP_MAX_AGE_MS, deps.clock())
       .catch((error) => {
@@ -369,13 +423,39 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
         return 0;
       });
     if (removed > 0) log.info("removed {removed} stale temporary file(s)", { removed });
+    const dead = await sweepDeadOwners(`${config.dataDir}/tmp`, {
+      adopt: async (path) => {
+        if (await adoptInterruptedIngest(deps, path)) log.info("finished an interrupted upload");
+      },
+      onDeadOwner: async (owner) => {
+        const expired = await expireLeasesOf(deps.db, workerIdOf(owner), deps.clock());
+        if (expired > 0) log.info("took back {expired} job(s) of a stopped process", { expired });
+      },
+    }).catch((error) => {
+      log.error("temp sweep failed", { error });
+      return 0;
+    });
+    if (dead > 0) log.info("removed the temporary files of {dead} stopped process(es)", { dead });
     const expired = await deps.resumableUploads.sweepExpired().catch((error) => {
       log.error("upload sweep failed", { error });
       return 0;
     });
     if (expired > 0) log.info("removed {expired} expired resumable upload(s)", { expired });
   };
+  // Before the worker starts: a previous incarnation's jobs are taken back first.
   await sweep();
+  const concurrency = mode === "worker"
+    ? Math.max(1, config.workerConcurrency)
+    : config.workerConcurrency;
+  const worker = concurrency > 0
+    ? startWorker(deps, {
+      concurrency,
+      // Named after this process's temp directory, whose lock tells the others it is alive.
+      workerId: workerIdOf(opened.owner),
+      onError: (error) => log.error("worker error", { error }),
+    })
+    : null;
+  if (worker) opened.attachWorker(worker);
   const sweepTimer = setInterval(sweep, SWEEP_INTERVAL_MS);
 
   let server: Server | null = null;
@@ -417,13 +497,22 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
   }
 
   let stopping = false;
+  // The first signal: stop accepting, give requests in flight SHUTDOWN_GRACE_MS, put running
+  // jobs back in the queue (uncounted), close the database; exiting stops their ffmpeg runs
+  // (runTool's parent-death signal). A second signal exits at once.
   const stop = async (): Promise<void> => {
-    if (stopping) return;
+    if (stopping) {
+      log.warn("second signal: exiting now");
+      Deno.exit(1);
+    }
     stopping = true;
-    console.log("shutting down");
+    log.info("shutting down");
     clearInterval(sweepTimer);
-    // Event streams end within 30 s, so the server's shutdown waits at most that long.
-    await Promise.all([server?.shutdown(), worker?.stop()]);
+    const graceOver = new Promise<void>((resolve) => setTimeout(resolve, config.shutdownGraceMs));
+    await Promise.all([
+      Promise.race([server?.shutdown(), graceOver]),
+      worker?.stop({ release: true }),
+    ]);
     opened.close();
     Deno.exit(0);
   };
@@ -448,6 +537,9 @@ if (import.meta.main) {
     case "backfill":
       await backfillCommand(args);
       break;
+    case "fsck":
+      await fsckCommand(args);
+      break;
     case "setup":
       await setup(args);
       break;
@@ -456,7 +548,7 @@ if (import.meta.main) {
       break;
     default:
       fail(
-        `Unknown command "${command}"; use serve, worker, migrate, token, backfill, setup or launch`,
+        `Unknown command "${command}"; use serve, worker, migrate, token, backfill, fsck, setup or launch`,
       );
   }
 }

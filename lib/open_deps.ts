@@ -8,6 +8,7 @@ import { mediaToolsOf } from "./media/tools.ts";
 import { Metrics } from "./observability/metrics.ts";
 import { loadOrCreateSecret } from "./config/secrets.ts";
 import { DiskStorage } from "./storage/storage.ts";
+import { claimProcessTempDir } from "./storage/process_temp_dir.ts";
 import { RecentAccess } from "./serving/recent_access.ts";
 import { ResumableUploads } from "./uploads/resumable_uploads.ts";
 import { Semaphore } from "./core/semaphore.ts";
@@ -21,6 +22,8 @@ export interface OpenedDeps {
   close(): void;
   /** True when this start generated the token secret. */
   secretCreated: boolean;
+  /** This process's name in the data directory (its temp directory's owner). */
+  owner: string;
 }
 
 /** ffprobe runs at once per process for uploads; more uploads wait their turn. */
@@ -36,13 +39,16 @@ export async function openDeps(
 ): Promise<OpenedDeps> {
   await Deno.mkdir(config.dataDir, { recursive: true });
   const handle = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
+  let releaseTemp = (): void => {};
   try {
     await migrate(handle.client);
     const local = config.jwtSecret
       ? { secret: config.jwtSecret, created: false }
       : await loadOrCreateSecret(config.dataDir);
     let worker: Worker | null = null;
-    const storage = new DiskStorage(config.dataDir);
+    const temp = await claimProcessTempDir(`${config.dataDir}/tmp`);
+    releaseTemp = temp.release;
+    const storage = new DiskStorage(config.dataDir, { tempDir: temp.path });
     const media = mediaToolsOf(config, new Semaphore(PROBE_SLOTS));
     const jobs = { notify: () => worker?.notify() };
     const deps: AppDeps = {
@@ -70,11 +76,14 @@ export async function openDeps(
       close: () => {
         deps.recentAccess[Symbol.dispose]();
         handle.close();
+        releaseTemp();
       },
       secretCreated: local.created,
+      owner: temp.owner,
     };
   } catch (error) {
     handle.close();
+    releaseTemp();
     throw error;
   }
 }

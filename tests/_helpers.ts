@@ -135,14 +135,18 @@ export async function waitForProcessed(
   }
 }
 
-/** Every file below a directory, relative paths. */
+/**
+ * Every file below a directory, relative paths; not the lock files of the
+ * processes' temp directories (`tmp/<owner>.lock`), which live as long as
+ * their process, the test's own included.
+ */
 export async function listFiles(dir: string): Promise<string[]> {
   const found: string[] = [];
   async function walk(path: string, prefix: string): Promise<void> {
     for await (const entry of Deno.readDir(path)) {
       const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
       if (entry.isDirectory) await walk(`${path}/${entry.name}`, rel);
-      else found.push(rel);
+      else if (!/^tmp\/p\d+-[0-9a-f]{8}\.lock$/.test(rel)) found.push(rel);
     }
   }
   await walk(dir, "");

@@ -164,3 +164,29 @@ Deno.test("cli: `deno task backfill` reports, queues and (with --work) runs what
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /unknown argument "--dryrun"/);
 });
+
+Deno.test("cli: `deno task fsck` reports what a crash left and `--repair` fixes it", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "offchat-fsck-" });
+  try {
+    const env = { DATA_DIR: dataDir, JWT_SECRET: "x".repeat(40) };
+    const clean = await task(["fsck"], env);
+    assert.equal(clean.code, 0, clean.stderr);
+    assert.match(clean.stdout, /fsck: consistent/);
+    // A killed process's temp directory (no lock) and a stored file no row owns.
+    await Deno.mkdir(`${dataDir}/tmp/p1-0123abcd`, { recursive: true });
+    await Deno.writeTextFile(`${dataDir}/tmp/p1-0123abcd/upload-x.part`, "partial");
+    const stray = "media/2026/01/15/00000000-0000-7000-8000-000000000000.mp4";
+    await Deno.mkdir(`${dataDir}/media/2026/01/15`, { recursive: true });
+    await Deno.writeTextFile(`${dataDir}/${stray}`, "left by a crash");
+    const found = await task(["fsck"], env);
+    assert.equal(found.code, 1);
+    assert.match(found.stdout, /dead temp directory: tmp\/p1-0123abcd/);
+    assert.match(found.stdout, new RegExp(`unowned file: ${stray}`));
+    const repaired = await task(["fsck", "--repair"], env);
+    assert.equal(repaired.code, 0, repaired.stderr);
+    assert.match(repaired.stdout, /repaired 2 issue/);
+    assert.match((await task(["fsck"], env)).stdout, /fsck: consistent/);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

@@ -83,7 +83,7 @@ export async function reprocessAttachment(
   const now = deps.clock();
   const updated = await deps.db.transaction(async (tx) => {
     await tx.delete(jobs).where(eq(jobs.attachmentId, attachment.id));
-    await enqueueProcessing(tx, attachment.id, now);
+    await enqueueProcessing(tx, attachment.id, { now });
     const [row] = await tx.update(attachments)
       .set({ status: "processing", error: null, processedAt: null })
       .where(eq(attachments.id, attachment.id))

@@ -40,6 +40,7 @@ export const CONFIG_ENV_NAMES = [
   "MAX_PARTICIPANT_ADDS_PER_HOUR",
   "MAX_ATTACHMENTS_PER_MESSAGE",
   "HEADER_TIMEOUT_MS",
+  "SHUTDOWN_GRACE_MS",
   "STRIP_METADATA",
   "RENDITION_MAX_HEIGHT",
   "RENDITION_MAX_BITRATE",
@@ -110,6 +111,7 @@ const envSchema = z.object({
   HEADER_TIMEOUT_MS: integer(0, 600_000).refine((ms) => ms === 0 || ms >= 100, {
     message: "must be 0 (off) or at least 100",
   }).default(20_000),
+  SHUTDOWN_GRACE_MS: integer(0, 3_600_000).default(10_000),
   STRIP_METADATA: z.enum(["0", "1", "false", "true"], { message: "must be 1 or 0" })
     .default("1"),
   RENDITION_MAX_HEIGHT: integer(144, 4320).default(1080),
@@ -200,6 +202,11 @@ export interface Config {
    * when it opens or from its last response; then it is closed. 0 = no limit.
    */
   headerTimeoutMs: number;
+  /**
+   * Milliseconds that uploads and streams in flight get to finish after
+   * SIGTERM/SIGINT before the process exits anyway; 0 = exit at once.
+   */
+  shutdownGraceMs: number;
   /**
    * Whether receivers get a copy of each original without its metadata
    * (location, device, software, dates, chapters); on by default.
@@ -337,6 +344,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     maxParticipantAddsPerHour: e.MAX_PARTICIPANT_ADDS_PER_HOUR,
     maxAttachmentsPerMessage: e.MAX_ATTACHMENTS_PER_MESSAGE,
     headerTimeoutMs: e.HEADER_TIMEOUT_MS,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     stripMetadata: e.STRIP_METADATA === "1" || e.STRIP_METADATA === "true",
     renditionPolicy: {
       maxHeight: e.RENDITION_MAX_HEIGHT,

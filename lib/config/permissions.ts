@@ -13,7 +13,7 @@ import type { Config } from "./config.ts";
 import { CONFIG_ENV_NAMES } from "./config.ts";
 
 /** The commands the launcher starts. */
-export type LaunchedCommand = "serve" | "worker" | "migrate" | "token" | "backfill";
+export type LaunchedCommand = "serve" | "worker" | "migrate" | "token" | "backfill" | "fsck";
 
 /** Commands that run ffmpeg and ffprobe: `backfill` may run a worker while it waits (`--work`). */
 function runsTools(command: LaunchedCommand): boolean {
@@ -98,7 +98,8 @@ export function permissionFlags(config: Config, command: LaunchedCommand): strin
   if (command === "serve") net.unshift(netAddress(config.host));
   if (net.length > 0) flags.push(`--allow-net=${[...new Set(net)].join(",")}`);
   if (runsTools(command)) {
-    flags.push(`--allow-run=${[config.ffmpegPath, config.ffprobePath, "prlimit"].join(",")}`);
+    // The tools run through setpriv (and prlimit, which setpriv execs): lib/media/run_tool.ts.
+    flags.push(`--allow-run=${[config.ffmpegPath, config.ffprobePath, "setpriv"].join(",")}`);
   }
   return flags;
 }

@@ -11,6 +11,8 @@ export interface RunToolOptions {
   onStdout?: (chunk: Uint8Array) => void;
   /** Grace period between SIGTERM and SIGKILL. */
   killAfterMs?: number;
+  /** Stops the tool as a timeout does (SIGTERM, then SIGKILL), e.g. at shutdown. */
+  signal?: AbortSignal;
   /**
    * Address-space limit of the child in bytes (RLIMIT_AS, set by util-linux
    * `prlimit` before it execs the tool): `MediaTools.limits.toolMemoryBytes`,
@@ -102,6 +104,16 @@ async function collect(
 export const PRLIMIT = "prlimit";
 
 /**
+ * The program (util-linux, like `prlimit`) that gives every tool a
+ * parent-death signal: when the process that started it dies — SIGKILL, a
+ * crash, an OOM kill — the kernel sends the tool SIGKILL, so no ffmpeg keeps
+ * running, orphaned, after its server. The signal is tied to the thread that
+ * spawned the child; Deno spawns from the JavaScript thread (a synchronous
+ * op), which lives as long as the process. tests/faults/crash_test.ts
+ * SIGKILLs a server running an ffmpeg and checks the ffmpeg is gone.
+ */
+export const SETPRIV = "setpriv";
+/**
  * The environment of every media tool: nothing of the server's. A fixed
  * `PATH` lets `prlimit` find the tool by name. glibc keeps up to eight malloc
  * arenas per core, each reserving 64 MiB of address space; two keep the
@@ -115,25 +127,30 @@ export const TOOL_ENV: Readonly<Record<string, string>> = {
 };
 
 /**
- * The program and arguments that run `command` under the limits: through
- * `prlimit --as=… --core=0 --` when an address-space limit is set (no core
- * file of a crashed tool, which would hold an upload's decoded data).
+ * The program and arguments that run `command` under the limits, on Linux:
+ * through `setpriv --pdeathsig KILL --` (the tool dies with this process),
+ * then `prlimit --as=… --core=0 --` when an address-space limit is set (no
+ * core file of a crashed tool, which would hold an upload's decoded data).
+ * Each of them execs the next, so the tool keeps the pid Deno spawned.
  */
 export function limitedCommand(
   command: string,
   args: string[],
   addressSpaceBytes: number,
 ): { program: string; args: string[] } {
-  if (addressSpaceBytes <= 0 || Deno.build.os !== "linux") return { program: command, args };
+  if (Deno.build.os !== "linux") return { program: command, args };
+  const limit = addressSpaceBytes > 0
+    ? [PRLIMIT, `--as=${addressSpaceBytes}`, "--core=0", "--"]
+    : [];
   return {
-    program: PRLIMIT,
-    args: [`--as=${addressSpaceBytes}`, "--core=0", "--", command, ...args],
+    program: SETPRIV,
+    args: ["--pdeathsig", "KILL", "--", ...limit, command, ...args],
   };
 }
 
 /**
  * Runs a media tool with an argument array (never a shell), no stdin, an empty
- * environment, an optional address-space limit, a timeout that sends SIGTERM
+ * environment, death with this process, an optional address-space limit, a timeout that sends SIGTERM
  * and then SIGKILL, and bounded output.
  */
 export async function runTool(
@@ -152,8 +169,8 @@ export async function runTool(
   }).spawn();
   let timedOut = false;
   let killTimer: ReturnType<typeof setTimeout> | undefined;
-  const termTimer = setTimeout(() => {
-    timedOut = true;
+  const stop = (): void => {
+    if (killTimer !== undefined) return;
     try {
       child.kill("SIGTERM");
     } catch {
@@ -166,7 +183,13 @@ export async function runTool(
         // already exited
       }
     }, options.killAfterMs ?? 2000);
+  };
+  const termTimer = setTimeout(() => {
+    timedOut = true;
+    stop();
   }, options.timeoutMs);
+  options.signal?.addEventListener("abort", stop, { once: true });
+  if (options.signal?.aborted) stop();
   try {
     const [out, err, status] = await Promise.all([
       collect(child.stdout, {
@@ -190,5 +213,6 @@ export async function runTool(
   } finally {
     clearTimeout(termTimer);
     clearTimeout(killTimer);
+    options.signal?.removeEventListener("abort", stop);
   }
 }

@@ -39,17 +39,18 @@ export interface JobToQueue {
 export async function enqueueJobs(
   db: Pick<Database, "insert">,
   queued: readonly JobToQueue[],
-  options: { now: Date; batchId?: string },
+  options: { now: Date; batchId?: string; runAfter?: Date },
 ): Promise<void> {
   if (queued.length === 0) return;
   const t = options.now.getTime();
+  const runAfter = options.runAfter?.getTime() ?? t;
   await db.insert(jobs).values(queued.map(({ attachmentId, kind }) => ({
     id: newId(),
     kind,
     attachmentId,
     status: "queued" as const,
     maxAttempts: 3,
-    runAfter: t,
+    runAfter,
     batchId: options.batchId ?? null,
     createdAt: t,
     updatedAt: t,
@@ -63,9 +64,19 @@ export async function enqueueJobs(
 export async function enqueueProcessing(
   db: Pick<Database, "insert">,
   attachmentId: string,
+  options: { now: Date; runAfter?: Date },
+): Promise<void> {
+  await enqueueJobs(db, PROCESSING_JOBS.map((kind) => ({ attachmentId, kind })), options);
+}
+
+/** Makes an attachment's queued jobs runnable now (after {@linkcode enqueueProcessing}'s `runAfter`). */
+export async function startQueuedJobs(
+  db: Pick<Database, "update">,
+  attachmentId: string,
   now: Date,
 ): Promise<void> {
-  await enqueueJobs(db, PROCESSING_JOBS.map((kind) => ({ attachmentId, kind })), { now });
+  await db.update(jobs).set({ runAfter: now.getTime() })
+    .where(and(eq(jobs.attachmentId, attachmentId), eq(jobs.status, "queued")));
 }
 
 /** Delay before retry number `attempt` (1-based): 2 s, 8 s, 32 s … capped at 10 min. */
@@ -278,6 +289,28 @@ export class JobQueue {
   }
 
   /**
+   * Puts a running job back in the queue, runnable at once, without counting
+   * the attempt: the process is shutting down, not the job failing. Nothing
+   * happens when this run no longer holds it.
+   */
+  async release(job: Job): Promise<boolean> {
+    const t = this.#clock().getTime();
+    const rows = await this.#db.update(jobs)
+      .set({
+        status: "queued",
+        attempts: sql`${jobs.attempts} - 1`,
+        runAfter: t,
+        lockedBy: null,
+        lockedUntil: null,
+        progress: null,
+        updatedAt: t,
+      })
+      .where(this.#held(job))
+      .returning({ id: jobs.id });
+    return rows.length > 0;
+  }
+
+  /**
    * The row of this claim and no later one: a worker's slots share its id,
    * so `locked_by` alone would let a stale slot touch a slot's re-claim.
    */
@@ -289,4 +322,24 @@ export class JobQueue {
       eq(jobs.attempts, job.attempts),
     );
   }
+}
+
+/**
+ * Ends the leases of a worker known to be dead (its process's lock,
+ * lib/storage/process_temp_dir.ts) at once, instead of when they run out:
+ * its running jobs are claimed again as any expired lease is (the attempt
+ * counts, so a file that kills its worker is not retried forever, and
+ * {@linkcode JobQueue.failAbandoned} fails a job on its last attempt), in
+ * their place in the claim order. Returns how many.
+ */
+export async function expireLeasesOf(
+  db: Database,
+  workerId: string,
+  now: Date,
+): Promise<number> {
+  const rows = await db.update(jobs)
+    .set({ lockedUntil: 0, updatedAt: now.getTime() })
+    .where(and(eq(jobs.status, "running"), eq(jobs.lockedBy, workerId)))
+    .returning({ id: jobs.id });
+  return rows.length;
 }

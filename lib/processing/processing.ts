@@ -24,6 +24,8 @@ type ProcessingDeps = Pick<AppDeps, "db" | "storage" | "media" | "config">;
 export interface JobContext {
   /** How far the job is, 0 to 1 (throttled by the worker). */
   progress(fraction: number): void;
+  /** Aborted when the worker gives the job back (shutdown): its long ffmpeg runs stop. */
+  signal?: AbortSignal;
 }
 
 async function loadLive(deps: ProcessingDeps, id: string): Promise<Attachment | null> {
@@ -160,6 +162,7 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
         maxStdoutBytes: 64 * 1024,
         addressSpaceBytes: deps.media.limits.toolMemoryBytes,
         onStdout: progressParser(attachment.duration, (f) => context.progress(f)),
+        signal: context.signal,
       });
       if (result.timedOut) throw new Error("ffmpeg timed out making the playable rendition");
       if (result.code !== 0) {
@@ -285,6 +288,7 @@ async function hlsJob(deps: ProcessingDeps, job: Job, context: JobContext): Prom
           maxStdoutBytes: 64 * 1024,
           addressSpaceBytes: deps.media.limits.toolMemoryBytes,
           onStdout: progressParser(attachment.duration, (f) => context.progress(f)),
+          signal: context.signal,
         },
       );
       if (result.timedOut) throw new Error("ffmpeg timed out making the adaptive ladder");

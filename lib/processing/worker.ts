@@ -3,6 +3,7 @@ import type { AppDeps } from "../deps.ts";
 import { observeToolRuns, type ToolRun } from "../media/run_tool.ts";
 import { literalMessage } from "../observability/logging.ts";
 import type { JobSignal } from "./job_signal.ts";
+import type { Job } from "../../db/schema.ts";
 import { JobQueue } from "./jobs.ts";
 import { runJob } from "./processing.ts";
 import { isOutOfSpace } from "../storage/disk_space.ts";
@@ -18,6 +19,16 @@ import { type ToolOutcome, toolOutcome } from "./tool_outcome.ts";
 export function redactPaths(text: string): string {
   return text.replace(/(?:file:)?\.{0,2}\/(?:[^\s'":/]+\/)+[^\s'":]*/g, "<file>");
 }
+
+/**
+ * How long a claimed job is a worker's before another may take it over.
+ * Short, so that a job whose process was killed runs again within about 20
+ * seconds of it; a live worker keeps its jobs with a heartbeat every
+ * {@linkcode HEARTBEAT_MS}, four chances per lease.
+ */
+export const LEASE_MS = 20_000;
+/** How often a running job's lease is extended. */
+export const HEARTBEAT_MS = 5_000;
 
 /** Options for {@linkcode startWorker}. */
 export interface WorkerOptions {
@@ -54,8 +65,13 @@ export interface JobReport extends ToolOutcome {
 /** A running worker pool. */
 export interface Worker extends JobSignal {
   readonly id: string;
-  /** Stops claiming and waits for running jobs to finish. */
-  stop(): Promise<void>;
+  /**
+   * Stops claiming and waits for running jobs to finish; with `release`, puts
+   * them back in the queue at once instead (not counted as an attempt) and
+   * does not wait: the process is about to exit, which stops their tools
+   * (`runTool`'s parent-death signal), and another worker may take them.
+   */
+  stop(options?: { release?: boolean }): Promise<void>;
 }
 
 /** Starts `concurrency` loops that claim and run jobs until stopped. */
@@ -64,13 +80,15 @@ export function startWorker(
   options: WorkerOptions,
 ): Worker {
   const log = getLogger(["offchat", "job"]);
-  const leaseMs = options.leaseMs ?? 5 * 60_000;
+  const leaseMs = options.leaseMs ?? LEASE_MS;
   const pollMs = options.pollMs ?? 1000;
   const diskFullRetryMs = options.diskFullRetryMs ?? DISK_FULL_RETRY_MS;
   const id = options.workerId ?? `worker-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const queue = new JobQueue({ db: deps.db, workerId: id, leaseMs, clock: deps.clock });
   let stopping = false;
   const wakers = new Set<() => void>();
+  /** Running jobs and how to stop their heartbeat. */
+  const running = new Map<Job, () => void>();
 
   function sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -89,7 +107,12 @@ export function startWorker(
     if (!job) return false;
     const heartbeat = setInterval(() => {
       queue.extend(job).catch(options.onError);
-    }, Math.max(1000, leaseMs / 3));
+    }, Math.max(100, Math.min(HEARTBEAT_MS, leaseMs / 4)));
+    const abort = new AbortController();
+    running.set(job, () => {
+      clearInterval(heartbeat);
+      abort.abort();
+    });
     let reported = -1;
     let lastReport = 0;
     const progress = (fraction: number): void => {
@@ -122,10 +145,15 @@ export function startWorker(
       options.onJobEnd?.(ended);
     };
     try {
-      await observeToolRuns((run) => runs.push(run), () => runJob(deps, job, { progress }));
+      await observeToolRuns(
+        (run) => runs.push(run),
+        () => runJob(deps, job, { progress, signal: abort.signal }),
+      );
       await queue.complete(job);
       report("done");
     } catch (error) {
+      // Given back at shutdown (stop with release): not a failure, nothing to record.
+      if (abort.signal.aborted) return true;
       const reason = redactPaths(error instanceof Error ? error.message : String(error));
       if (isOutOfSpace(error)) {
         // produce() has removed its partial output; the job waits for space, not for a fix.
@@ -134,6 +162,7 @@ export function startWorker(
       } else report(await queue.fail(job, reason), reason);
     } finally {
       clearInterval(heartbeat);
+      running.delete(job);
     }
     return true;
   }
@@ -156,10 +185,14 @@ export function startWorker(
     notify(): void {
       for (const waker of [...wakers]) waker();
     },
-    async stop(): Promise<void> {
+    async stop(stopOptions: { release?: boolean } = {}): Promise<void> {
       stopping = true;
       for (const waker of [...wakers]) waker();
-      await Promise.all(loops);
+      if (!stopOptions.release) return void await Promise.all(loops);
+      await Promise.all([...running].map(async ([job, stopHeartbeat]) => {
+        stopHeartbeat();
+        await queue.release(job).catch(options.onError);
+      }));
     },
   };
 }

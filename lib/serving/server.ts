@@ -125,8 +125,12 @@ export function serve(options: ServeOptions, handler: Deno.ServeHandler<Deno.Net
   const serveConnection: ServeOnConnection = serveOnConnection;
   const listener = Deno.listen({ hostname: options.hostname, port: options.port });
   let closing = false;
-  /** Each open connection's way to close itself (gracefully: a request in flight finishes). */
-  const closers = new Set<AbortController>();
+  /**
+   * Each open connection's way to close itself at shutdown: at once when idle,
+   * after its response when a request is in flight (an upload still sending
+   * its body, a download, an event stream), so that the request finishes.
+   */
+  const closers = new Set<() => void>();
   const connections = new Set<Promise<void>>();
 
   function guard(conn: Deno.TcpConn): Promise<void> {
@@ -158,12 +162,16 @@ export function serve(options: ServeOptions, handler: Deno.ServeHandler<Deno.Net
       () => {},
     );
     startTimer(); // no request can have arrived yet: requests come in later turns
-    closers.add(closer);
+    const shut = (): void => {
+      if (inFlight === 0) close();
+      else closeAfterResponse = true;
+    };
+    closers.add(shut);
     if (closing) close();
     // A connection reset by its client rejects `finished`: that is the client's business.
     return served.finished.catch(() => {}).finally(() => {
       clearTimeout(timer);
-      closers.delete(closer);
+      closers.delete(shut);
     });
   }
 
@@ -205,7 +213,7 @@ export function serve(options: ServeOptions, handler: Deno.ServeHandler<Deno.Net
     if (!closing) {
       closing = true;
       listener.close();
-      for (const closer of closers) closer.abort();
+      for (const shut of closers) shut();
     }
     await finished;
   };

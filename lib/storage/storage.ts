@@ -16,7 +16,10 @@ export interface Storage {
   stat(key: string): Promise<{ size: number; mtime: Date | null } | null>;
   /** Removes `key` (a file, or a directory and its files); a missing one is not an error. */
   delete(key: string): Promise<void>;
-  /** A directory for temporary files on the same filesystem as the stored files. */
+  /**
+   * A directory for temporary files on the same filesystem as the stored
+   * files: this process's own (`tmp/<owner>/`, see process_temp_dir.ts).
+   */
   tempDir(): string;
   /** Checks that the storage can be written. */
   check(): Promise<void>;
@@ -49,8 +52,14 @@ export function storageKey(
 /** Files under a data directory. Keys are validated so none can leave it. */
 export class DiskStorage implements Storage {
   readonly root: string;
-  constructor(root: string) {
+  readonly #tempDir: string;
+  /**
+   * `options.tempDir`: this process's temporary directory
+   * (`claimProcessTempDir`); `<root>/tmp` without one.
+   */
+  constructor(root: string, options: { tempDir?: string } = {}) {
     this.root = root.replace(/\/+$/, "");
+    this.#tempDir = options.tempDir ?? `${this.root}/tmp`;
   }
   localPath(key: string): string {
     if (!KEY_PATTERN.test(key)) throw new Error(`Invalid storage key "${key}"`);
@@ -93,7 +102,7 @@ export class DiskStorage implements Storage {
     });
   }
   tempDir(): string {
-    return `${this.root}/tmp`;
+    return this.#tempDir;
   }
   async check(): Promise<void> {
     await Deno.mkdir(this.tempDir(), { recursive: true });

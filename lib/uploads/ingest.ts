@@ -9,7 +9,7 @@ import type { Clock } from "../core/clock.ts";
 import { ApiError } from "../core/errors.ts";
 import { sanitizeFileName } from "../core/file_name.ts";
 import { newId } from "../core/ids.ts";
-import { enqueueProcessing } from "../processing/jobs.ts";
+import { enqueueProcessing, startQueuedJobs } from "../processing/jobs.ts";
 import type { JobSignal } from "../processing/job_signal.ts";
 import { assertWithinLimits } from "../media/limits.ts";
 import { probeVideo } from "../media/probe.ts";
@@ -55,6 +55,7 @@ export async function ingestVideo(
   options: IngestOptions,
 ): Promise<Attachment> {
   const { message, actor } = options;
+  let staged: string | null = null;
   try {
     if (upload.size === 0) throw new ApiError("invalid_video", "The file is empty");
     const container = sniffContainer(await readHead(upload.tempPath));
@@ -114,10 +115,17 @@ export async function ingestVideo(
       processedAt: null,
       deletedAt: null,
     };
+    // Crash safety: the file first takes a name that carries the attachment id, in this
+    // process's temp directory. A process killed after the commit below and before the
+    // move leaves `ingest-<id>.<ext>` there, which the next sweep of dead processes' temp
+    // directories moves into place (adoptInterruptedIngest); the jobs wait INGEST_GRACE_MS
+    // for that, so that no worker finds the row without its file in the meantime.
+    staged = `${deps.storage.tempDir()}/${INGEST_PREFIX}${id}.${container.extensions[0]}`;
+    await Deno.rename(upload.tempPath, staged);
     await deps.db.transaction(async (tx) => {
       await assertRoomForAttachment(tx, message.id, deps.config.maxAttachmentsPerMessage);
       await tx.insert(attachments).values(row);
-      await enqueueProcessing(tx, id, now);
+      await enqueueProcessing(tx, id, { now, runAfter: new Date(now.getTime() + INGEST_GRACE_MS) });
       await recordActivity(tx, {
         action: "video.upload",
         conversationId: message.conversationId,
@@ -126,7 +134,7 @@ export async function ingestVideo(
       }, { context: actor, at: now });
     });
     try {
-      await deps.storage.putFile(upload.tempPath, key);
+      await deps.storage.putFile(staged, key);
     } catch (error) {
       // The row must not point at a file that never arrived, nor the log at such a row.
       await deps.db.transaction(async (tx) => {
@@ -135,9 +143,44 @@ export async function ingestVideo(
       });
       throw error;
     }
+    await startQueuedJobs(deps.db, id, deps.clock());
     deps.jobs.notify();
     return row;
   } finally {
     await Deno.remove(upload.tempPath).catch(() => {});
+    if (staged) await Deno.remove(staged).catch(() => {});
   }
+}
+
+/** The name an upload takes in its process's temp directory just before its row is written. */
+const INGEST_PREFIX = "ingest-";
+/**
+ * How long a new attachment's jobs wait for its file to be moved into place
+ * after its row is written, should the process die in between: more than
+ * the sweep that moves it (`SWEEP_INTERVAL_MS` in main.ts, 30 s). The
+ * upload itself makes them runnable at once when the move succeeds.
+ */
+export const INGEST_GRACE_MS = 60_000;
+
+/**
+ * Finishes an upload that a killed process left between its row and its
+ * final place: given a file of a dead process's temp directory named
+ * `ingest-<attachment id>.<ext>`, moves it to the live attachment's storage
+ * key when that key has no file, and makes the attachment's jobs runnable.
+ * Returns true when it moved the file; anything else is left to be removed.
+ */
+export async function adoptInterruptedIngest(
+  deps: Pick<IngestDeps, "db" | "storage" | "clock" | "jobs">,
+  path: string,
+): Promise<boolean> {
+  const match = /\/ingest-([0-9a-f-]{36})\.[a-z0-9]+$/.exec(path);
+  if (!match) return false;
+  const [attachment] = await deps.db.select().from(attachments)
+    .where(eq(attachments.id, match[1]!));
+  if (!attachment || attachment.deletedAt !== null) return false;
+  if (await deps.storage.stat(attachment.storageKey)) return false;
+  await deps.storage.putFile(path, attachment.storageKey);
+  await startQueuedJobs(deps.db, attachment.id, deps.clock());
+  deps.jobs.notify();
+  return true;
 }

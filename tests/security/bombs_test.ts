@@ -334,9 +334,10 @@ Deno.test("tools: children get only a fixed environment and an address-space lim
     addressSpaceBytes: 0,
   });
   assert.match(none.stdout, /Max address space\s+unlimited/);
+  // No limit: still through setpriv, for the parent-death signal.
   assert.deepEqual(limitedCommand("ffmpeg", ["-version"], 0), {
-    program: "ffmpeg",
-    args: ["-version"],
+    program: "setpriv",
+    args: ["--pdeathsig", "KILL", "--", "ffmpeg", "-version"],
   });
 
   // A decode that needs more than the limit fails instead of taking the memory.

@@ -44,7 +44,7 @@ for (
   });
 }
 
-for (const task of ["migrate", "token", "backfill"]) {
+for (const task of ["migrate", "token", "backfill", "fsck"]) {
   Deno.test(`permissions: \`deno task ${task}\` runs through the launcher too`, () => {
     assert.equal(
       deno.tasks[task].command,
@@ -53,7 +53,7 @@ for (const task of ["migrate", "token", "backfill"]) {
   });
 }
 
-for (const command of ["serve", "worker", "migrate", "token", "backfill"] as const) {
+for (const command of ["serve", "worker", "migrate", "token", "backfill", "fsck"] as const) {
   Deno.test(`permissions: \`${command}\` with the default configuration is scoped`, () => {
     const { flags, list } = grants({}, command);
     assert.ok(!flags.has("-A") && !flags.has("--allow-all"), "no --allow-all");
@@ -72,7 +72,7 @@ for (const command of ["serve", "worker", "migrate", "token", "backfill"] as con
     assert.ok(flags.has("--ignore-env"), "other variables read as unset instead of failing");
     // `backfill --work` runs a worker while it waits.
     const runsTools = command === "serve" || command === "worker" || command === "backfill";
-    assert.deepEqual(list("--allow-run").sort(), runsTools ? ["ffmpeg", "ffprobe", "prlimit"] : []);
+    assert.deepEqual(list("--allow-run").sort(), runsTools ? ["ffmpeg", "ffprobe", "setpriv"] : []);
     assert.deepEqual(list("--allow-ffi"), command === "token" ? [] : ["./node_modules"]);
     // The server listens on its bind address and connects nowhere; the rest need no network.
     assert.deepEqual(list("--allow-net"), command === "serve" ? ["0.0.0.0"] : []);
@@ -99,7 +99,7 @@ Deno.test("permissions: a data directory, database, identity provider and tools 
   assert.deepEqual(serve.list("--allow-run"), [
     "/opt/ffmpeg/bin/ffmpeg",
     "/opt/ffmpeg/bin/ffprobe",
-    "prlimit",
+    "setpriv",
   ]);
   // The worker and migrations reach the database, not the identity provider.
   assert.deepEqual(grants(env, "worker").list("--allow-net"), ["db.example.com:8080"]);

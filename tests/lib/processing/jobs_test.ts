@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { and, eq, ne } from "drizzle-orm";
 import { attachments, jobs } from "../../../db/schema.ts";
 import { newId } from "../../../lib/core/ids.ts";
-import { JobQueue, retryDelayMs } from "../../../lib/processing/jobs.ts";
+import { expireLeasesOf, JobQueue, retryDelayMs } from "../../../lib/processing/jobs.ts";
 import { runJob } from "../../../lib/processing/processing.ts";
 import { startWorker } from "../../../lib/processing/worker.ts";
 import { fixture } from "../../_fixtures.ts";
@@ -319,4 +319,68 @@ Deno.test("jobs: a job dropped by a reprocess while running leaves no file and n
   }
   const thumbnails = (await listFiles(ctx.dataDir)).filter((f) => f.startsWith("thumbnails/"));
   assert.equal(thumbnails.length, 1);
+});
+
+Deno.test("jobs: a dead worker's leases end at once; the job is claimed again, its attempt counted", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  await uploadWithoutWorker(ctx);
+  const dead = queueOf(ctx, { workerId: "worker-dead", leaseMs: 60_000 });
+  const live = queueOf(ctx, { workerId: "worker-live", leaseMs: 60_000 });
+  const first = await dead.claim();
+  assert.ok(first);
+  assert.equal(await live.claim(), null, "the lease holds");
+  // Another worker's jobs are not touched.
+  assert.equal(await expireLeasesOf(ctx.deps.db, "worker-other", new Date()), 0);
+  assert.equal(await live.claim(), null);
+  assert.equal(await expireLeasesOf(ctx.deps.db, "worker-dead", new Date()), 1);
+  const again = await live.claim();
+  assert.equal(again?.id, first.id);
+  assert.equal(again?.attempts, 2);
+  // The dead run can no longer touch it.
+  assert.equal(await dead.extend(first), false);
+});
+
+Deno.test("jobs: release puts a running job back at once without counting the attempt", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  await uploadWithoutWorker(ctx);
+  const stopping = queueOf(ctx, { workerId: "worker-stopping", leaseMs: 60_000 });
+  const other = queueOf(ctx, { workerId: "worker-other", leaseMs: 60_000 });
+  const job = await stopping.claim();
+  assert.ok(job);
+  assert.equal(job.attempts, 1);
+  assert.equal(await stopping.release(job), true);
+  assert.equal(await stopping.release(job), false, "only while this run holds it");
+  const [row] = await ctx.deps.db.select().from(jobs).where(eq(jobs.id, job.id));
+  assert.equal(row!.status, "queued");
+  assert.equal(row!.attempts, 0);
+  assert.equal(row!.lockedBy, null);
+  const again = await other.claim();
+  assert.equal(again?.id, job.id);
+  assert.equal(again?.attempts, 1);
+});
+
+Deno.test("jobs: a live worker's job outlasting its lease is never taken: the heartbeat extends it", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const created = await body(await uploadFile(ctx, "alice", messageId, await fixture("long.avi")));
+  const id = String(created.id);
+  // Only the transcode, which takes far longer than a 400 ms lease.
+  await ctx.deps.db.delete(jobs).where(and(eq(jobs.attachmentId, id), ne(jobs.kind, "rendition")));
+  const worker = startWorker(ctx.deps, { concurrency: 1, pollMs: 20, leaseMs: 400 });
+  const thief = queueOf(ctx, { workerId: "worker-thief", leaseMs: 400 });
+  try {
+    let running = 0;
+    while (true) {
+      const [job] = await ctx.deps.db.select().from(jobs).where(eq(jobs.attachmentId, id));
+      if (job!.status === "done") break;
+      if (job!.status === "running") running++;
+      assert.equal(await thief.claim(), null, "the running job stays with its worker");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(running > 20, `the job ran over several leases (${running} checks)`);
+    const [job] = await ctx.deps.db.select().from(jobs).where(eq(jobs.attachmentId, id));
+    assert.equal(job!.attempts, 1);
+  } finally {
+    await worker.stop();
+  }
 });

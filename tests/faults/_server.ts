@@ -1,0 +1,276 @@
+/**
+ * The real server as a child process, for fault tests: started as the
+ * launcher starts it (`deno run <the flags lib/config/permissions.ts derives>
+ * main.ts serve`) on an ephemeral port and a data directory of the test's,
+ * so that a test can SIGKILL or SIGTERM it at any point and start it again
+ * on the same directory. Also: what the test needs to look at afterwards —
+ * the media tools still running for a data directory, a process's open file
+ * descriptors, the SHA-256 of a stored file.
+ *
+ * @module
+ */
+import { parseConfig } from "../../lib/config/config.ts";
+import { denoRunArgs } from "../../lib/config/permissions.ts";
+import { createAuth } from "../../lib/auth/auth.ts";
+import { freePort, TEST_SECRET } from "../_helpers.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+
+/** A server process of a test. */
+export interface ServerProcess {
+  /** `http://127.0.0.1:<port>`. */
+  url: string;
+  pid: number;
+  dataDir: string;
+  /** Resolves when the process has exited. */
+  status: Promise<Deno.CommandStatus>;
+  /** Everything it printed so far (stdout and stderr, interleaved by arrival). */
+  output(): string;
+  /** Resolves when a line of its output matches `pattern` (already printed or later). */
+  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Sends a signal (no error when it has exited). */
+  kill(signal: Deno.Signal): void;
+  /** Headers with a Bearer token for `user`. */
+  auth(user: string): Promise<Record<string, string>>;
+  /** SIGKILLs it if still running and waits for the exit. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Options for {@linkcode startServer}. */
+export interface StartServerOptions {
+  /** More environment (WORKER_CONCURRENCY, SHUTDOWN_GRACE_MS, …). */
+  env?: Record<string, string>;
+  /** How long to wait for "listening"; a first start compiles the whole program. */
+  timeoutMs?: number;
+}
+
+/**
+ * Starts `main.ts serve` on `dataDir` with the permissions the launcher would
+ * give it, and resolves once it listens.
+ */
+export async function startServer(
+  dataDir: string,
+  options: StartServerOptions = {},
+): Promise<ServerProcess> {
+  const port = freePort();
+  const env: Record<string, string> = {
+    DATA_DIR: dataDir,
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    PUBLIC_URL: `http://127.0.0.1:${port}`,
+    JWT_SECRET: TEST_SECRET,
+    // Idle keep-alive connections of the test's fetch close within a second, so that
+    // the server's file descriptors can be compared with those it had at start.
+    HEADER_TIMEOUT_MS: "1000",
+    ...options.env,
+  };
+  const config = parseConfig(env);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: denoRunArgs(config, "serve"),
+    cwd: ROOT,
+    clearEnv: true,
+    env: { ...env, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const watchers = new Set<() => void>();
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      text += chunk;
+      for (const watcher of [...watchers]) watcher();
+    }
+  };
+  const pumped = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const status = child.status.then(async (s) => {
+    await pumped;
+    for (const watcher of [...watchers]) watcher();
+    return s;
+  });
+  let exited = false;
+  status.then(() => (exited = true));
+
+  function waitForOutput(pattern: RegExp, timeoutMs = 30_000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        watchers.delete(check);
+        reject(new Error(`no output matching ${pattern} within ${timeoutMs} ms:\n${text}`));
+      }, timeoutMs);
+      function check(): void {
+        const match = text.split("\n").find((line) => pattern.test(line));
+        if (match !== undefined || exited) {
+          watchers.delete(check);
+          clearTimeout(timer);
+          if (match !== undefined) resolve(match);
+          else reject(new Error(`the server exited before printing ${pattern}:\n${text}`));
+        }
+      }
+      watchers.add(check);
+      check();
+    });
+  }
+
+  const kill = (signal: Deno.Signal): void => {
+    try {
+      child.kill(signal);
+    } catch {
+      // already exited
+    }
+  };
+  try {
+    await waitForOutput(/listening on/, options.timeoutMs ?? 60_000);
+  } catch (error) {
+    kill("SIGKILL");
+    await status;
+    throw error;
+  }
+  const auth = await createAuth(config, TEST_SECRET);
+  return {
+    url: `http://127.0.0.1:${port}`,
+    pid: child.pid,
+    dataDir,
+    status,
+    output: () => text,
+    waitForOutput,
+    kill,
+    auth: async (user) => ({ authorization: `Bearer ${await auth.signUserToken(user)}` }),
+    async [Symbol.asyncDispose]() {
+      kill("SIGKILL");
+      await status;
+    },
+  };
+}
+
+/** A process seen in /proc: its pid and command line. */
+export interface ProcessInfo {
+  pid: number;
+  cmdline: string[];
+}
+
+/**
+ * The live (not zombie) processes whose command line names `dataDir`: the
+ * ffmpeg and ffprobe runs of a test's server (their arguments hold the paths
+ * of the files they read and write). A zombie has an empty command line.
+ */
+export async function processesUsing(dataDir: string): Promise<ProcessInfo[]> {
+  const found: ProcessInfo[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const pid = Number(entry.name);
+    if (pid === Deno.pid) continue;
+    const raw = await Deno.readFile(`/proc/${pid}/cmdline`).catch(() => null);
+    if (!raw || raw.length === 0) continue;
+    const cmdline = new TextDecoder().decode(raw).split("\0").filter((arg) => arg !== "");
+    // The server itself names its data directory only in its permission flags.
+    if (cmdline.some((arg) => arg.startsWith("--allow-"))) continue;
+    if (cmdline.some((arg) => arg.includes(dataDir))) found.push({ pid, cmdline });
+  }
+  return found;
+}
+
+/** The media tools of `dataDir` that are running: what must be gone after a fault. */
+export async function toolsUsing(dataDir: string): Promise<ProcessInfo[]> {
+  const tools = await processesUsing(dataDir);
+  return tools.filter(({ cmdline }) =>
+    cmdline.some((arg) => /(^|\/)(ffmpeg|ffprobe|prlimit|setpriv)$/.test(arg))
+  );
+}
+
+/** The number of open file descriptors of a process. */
+export async function fdCount(pid: number): Promise<number> {
+  return (await openFiles(pid)).length;
+}
+
+/** What a process's file descriptors point at (`socket:[…]`, paths, `anon_inode:…`), sorted. */
+export async function openFiles(pid: number): Promise<string[]> {
+  const targets: string[] = [];
+  for await (const entry of Deno.readDir(`/proc/${pid}/fd`)) {
+    targets.push(await Deno.readLink(`/proc/${pid}/fd/${entry.name}`).catch(() => "(closed)"));
+  }
+  return targets.sort();
+}
+
+/**
+ * A process's open files once they have stayed the same for `quietMs` (sampled
+ * every 100 ms): its state at rest.
+ */
+export async function steadyOpenFiles(pid: number, quietMs = 1500): Promise<string[]> {
+  let last = await openFiles(pid);
+  let since = Date.now();
+  const deadline = Date.now() + 15_000;
+  while (Date.now() - since < quietMs && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const now = await openFiles(pid);
+    if (now.join("\n") !== last.join("\n")) {
+      last = now;
+      since = Date.now();
+    }
+  }
+  return last;
+}
+
+/** SHA-256 of a file, hex. */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Resolves when `condition` returns a value other than `undefined`/`false`,
+ * checking every `intervalMs`; throws with `what` after `timeoutMs`.
+ */
+export async function waitFor<T>(
+  what: string,
+  condition: () => Promise<T | undefined | false> | T | undefined | false,
+  options: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<T> {
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  while (true) {
+    const value = await condition();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 50));
+  }
+}
+
+/** POSTs JSON to the server as `user`; the parsed answer. */
+export async function postJson(
+  server: ServerProcess,
+  user: string,
+  path: string,
+  payload: unknown,
+): Promise<Record<string, unknown>> {
+  const response = await fetch(`${server.url}${path}`, {
+    method: "POST",
+    headers: { ...(await server.auth(user)), "content-type": "application/json" },
+    body: JSON.stringify(payload),
+  });
+  return await response.json();
+}
+
+/** A conversation of `user` and one message of theirs in it, made over HTTP. */
+export async function messageOf(server: ServerProcess, user: string): Promise<string> {
+  const conversation = await postJson(server, user, "/api/chat/conversations", {
+    participant_ids: [],
+  });
+  const message = await postJson(
+    server,
+    user,
+    `/api/chat/conversations/${conversation.id}/messages`,
+    { body: "a video" },
+  );
+  return String(message.id);
+}
+
+/** The attachment JSON as `user` sees it. */
+export async function attachmentOf(
+  server: ServerProcess,
+  user: string,
+  id: string,
+): Promise<Record<string, unknown>> {
+  const response = await fetch(`${server.url}/api/chat/attachments/${id}`, {
+    headers: await server.auth(user),
+  });
+  return await response.json();
+}
