@@ -146,7 +146,7 @@ export async function listFiles(dir: string): Promise<string[]> {
     for await (const entry of Deno.readDir(path)) {
       const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
       if (entry.isDirectory) await walk(`${path}/${entry.name}`, rel);
-      else if (!/^tmp\/p\d+-[0-9a-f]{8}\.lock$/.test(rel)) found.push(rel);
+      else if (!/^(?:tmp\/)?p\d+-[0-9a-f]{8}\.lock$/.test(rel)) found.push(rel);
     }
   }
   await walk(dir, "");

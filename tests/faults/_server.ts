@@ -151,20 +151,27 @@ export interface ProcessInfo {
 /**
  * The live (not zombie) processes whose command line names `dataDir`: the
  * ffmpeg and ffprobe runs of a test's server (their arguments hold the paths
- * of the files they read and write). A zombie has an empty command line.
+ * of the files they read and write).
  */
 export async function processesUsing(dataDir: string): Promise<ProcessInfo[]> {
+  // Deno reads /proc itself only with --allow-all (the test task does not grant it): `ps`
+  // reads it instead. Its `args` are the command line joined by spaces.
+  const listed = await new Deno.Command("ps", {
+    args: ["-e", "-o", "pid=,stat=,args="],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
   const found: ProcessInfo[] = [];
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    const pid = Number(entry.name);
-    if (pid === Deno.pid) continue;
-    const raw = await Deno.readFile(`/proc/${pid}/cmdline`).catch(() => null);
-    if (!raw || raw.length === 0) continue;
-    const cmdline = new TextDecoder().decode(raw).split("\0").filter((arg) => arg !== "");
+  for (const line of new TextDecoder().decode(listed.stdout).split("\n")) {
+    const match = /^\s*(\d+)\s+(\S+)\s+(.*)$/.exec(line);
+    if (!match) continue;
+    const [, pidText = "", stat = "", args = ""] = match;
+    const pid = Number(pidText);
+    if (pid === Deno.pid || stat.startsWith("Z")) continue;
+    const cmdline = args.split(" ").filter((arg) => arg !== "");
     // The server itself names its data directory only in its permission flags.
     if (cmdline.some((arg) => arg.startsWith("--allow-"))) continue;
-    if (cmdline.some((arg) => arg.includes(dataDir))) found.push({ pid, cmdline });
+    if (args.includes(dataDir)) found.push({ pid, cmdline });
   }
   return found;
 }
@@ -184,11 +191,15 @@ export async function fdCount(pid: number): Promise<number> {
 
 /** What a process's file descriptors point at (`socket:[…]`, paths, `anon_inode:…`), sorted. */
 export async function openFiles(pid: number): Promise<string[]> {
-  const targets: string[] = [];
-  for await (const entry of Deno.readDir(`/proc/${pid}/fd`)) {
-    targets.push(await Deno.readLink(`/proc/${pid}/fd/${entry.name}`).catch(() => "(closed)"));
-  }
-  return targets.sort();
+  // Deno reads /proc/<pid>/fd only with --allow-all (the test task does not grant it):
+  // `find` reads the links instead.
+  const listed = await new Deno.Command("find", {
+    args: [`/proc/${pid}/fd`, "-mindepth", "1", "-printf", "%l\\n"],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return new TextDecoder().decode(listed.stdout).split("\n").filter((line) => line !== "")
+    .sort();
 }
 
 /**

@@ -71,11 +71,15 @@ async function serverSockets(port: number): Promise<number> {
   return open.filter((target) => inodes.has(/^socket:\[(\d+)\]$/.exec(target)?.[1] ?? "")).length;
 }
 
-/** This process's descriptors of files under `dir`, but the database's (open for good). */
+/**
+ * This process's descriptors of files under `dir`, but the database's and the
+ * temp directory's lock (both open for as long as the process runs).
+ */
 async function filesUnder(dir: string): Promise<number> {
   const real = await Deno.realPath(dir);
   return (await descriptors()).filter((target) =>
-    target.startsWith(`${real}/`) && !target.startsWith(`${real}/offchat.db`)
+    target.startsWith(`${real}/`) && !target.startsWith(`${real}/offchat.db`) &&
+    !/\/tmp\/p\d+-[0-9a-f]{8}\.lock$/.test(target)
   ).length;
 }
 
