@@ -32,6 +32,7 @@ import {
   readOptions,
   REPO,
   report,
+  run,
   runCli,
   type Scratch,
   type Server,
@@ -546,6 +547,8 @@ async function main(): Promise<void> {
         `Soak, JOB_PRIORITY=${soakPriority}, ${options["soak-seconds"]} s, ${date.slice(0, 10)}`,
       ),
     );
+    // As `deno fmt --check` wants it, when it is in the repository.
+    await run(Deno.execPath(), ["fmt", path]);
     console.error(`wrote ${path}`);
   }
   const ms = (value: number) => value < 10 ? `${value.toFixed(2)} ms` : time(value);
