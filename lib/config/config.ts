@@ -32,6 +32,7 @@ export const CONFIG_ENV_NAMES = [
   "MAX_STREAMS",
   "MAX_DURATION_SECONDS",
   "MEDIA_MEMORY_LIMIT_MB",
+  "JOB_PRIORITY",
   "RATE_LIMIT_PER_MINUTE",
   "MAX_CONCURRENT_UPLOADS",
   "USER_QUOTA_BYTES",
@@ -101,6 +102,9 @@ const envSchema = z.object({
   MAX_STREAMS: integer(1, 1000).default(16),
   MAX_DURATION_SECONDS: integer(1, 24 * 3600).default(24 * 3600),
   MEDIA_MEMORY_LIMIT_MB: integer(0, 1024 * 1024).default(2048),
+  JOB_PRIORITY: z.enum(["idle", "nice", "normal"], {
+    message: "must be idle, nice or normal",
+  }).default("idle"),
   RATE_LIMIT_PER_MINUTE: integer(0, 1_000_000).default(600),
   MAX_CONCURRENT_UPLOADS: integer(0, 1000).default(2),
   USER_QUOTA_BYTES: integer(0, 2 ** 53 - 1).default(0),
@@ -183,6 +187,8 @@ export interface Config {
   maxDurationSeconds: number;
   /** Address-space limit of each ffmpeg/ffprobe run, in MiB; 0 runs them without one. */
   mediaMemoryLimitMb: number;
+  /** CPU priority of the ffmpeg/ffprobe runs of jobs: idle (SCHED_IDLE), nice (19) or normal. */
+  jobPriority: "idle" | "nice" | "normal";
   /** API requests one user (or, without a token, one address) may make per minute; 0 = unlimited. */
   rateLimitPerMinute: number;
   /** Multipart uploads one user may stream at once; 0 = unlimited. */
@@ -336,6 +342,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     maxStreams: e.MAX_STREAMS,
     maxDurationSeconds: e.MAX_DURATION_SECONDS,
     mediaMemoryLimitMb: e.MEDIA_MEMORY_LIMIT_MB,
+    jobPriority: e.JOB_PRIORITY,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     maxConcurrentUploads: e.MAX_CONCURRENT_UPLOADS,
     userQuotaBytes: e.USER_QUOTA_BYTES,

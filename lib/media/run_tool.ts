@@ -20,6 +20,40 @@ export interface RunToolOptions {
    * so that no run forgets it.
    */
   addressSpaceBytes: number;
+  /**
+   * The CPU priority of the child (Linux only). Unset, the priority of the
+   * async context ({@linkcode withToolPriority}: a worker's job runs at
+   * `JOB_PRIORITY`), else `"normal"`: an upload's probe, which a user waits
+   * for, runs at the server's own priority.
+   */
+  priority?: ToolPriority;
+}
+
+/**
+ * How a tool competes for the CPU with the server that started it:
+ * `"idle"` runs it under `SCHED_IDLE` (util-linux `chrt --idle 0`), so it gets
+ * only the CPU time that no ordinary process wants; `"nice"` under
+ * `nice -n 19`, the lowest ordinary priority (about 1.5 % of a CPU's time
+ * against a busy priority-0 thread); `"normal"` as the server itself.
+ */
+export type ToolPriority = "idle" | "nice" | "normal";
+
+/** The program (util-linux) that gives a tool `SCHED_IDLE`: {@linkcode ToolPriority}. */
+export const CHRT = "chrt";
+/** The program (coreutils) that gives a tool the lowest ordinary priority. */
+export const NICE = "nice";
+
+/** The priority of the tool runs started inside {@linkcode withToolPriority}'s callback. */
+const toolPriorities = new AsyncLocalStorage<ToolPriority>();
+
+/**
+ * Runs `fn`, starting its media tool runs (those that set no priority of
+ * their own) at `priority`: the worker runs each job inside it at
+ * `JOB_PRIORITY`, so that a transcode or a ladder leaves the CPU to the
+ * requests the server answers.
+ */
+export function withToolPriority<T>(priority: ToolPriority, fn: () => Promise<T>): Promise<T> {
+  return toolPriorities.run(priority, fn);
 }
 
 /** How a run ended. */
@@ -129,28 +163,38 @@ export const TOOL_ENV: Readonly<Record<string, string>> = {
 /**
  * The program and arguments that run `command` under the limits, on Linux:
  * through `setpriv --pdeathsig KILL --` (the tool dies with this process),
- * then `prlimit --as=… --core=0 --` when an address-space limit is set (no
- * core file of a crashed tool, which would hold an upload's decoded data).
- * Each of them execs the next, so the tool keeps the pid Deno spawned.
+ * then `chrt --idle 0` or `nice -n 19` for a lower CPU priority
+ * ({@linkcode ToolPriority}; nothing for `"normal"`), then
+ * `prlimit --as=… --core=0 --` when an address-space limit is set (no core
+ * file of a crashed tool, which would hold an upload's decoded data). Each of
+ * them execs the next, so the tool keeps the pid Deno spawned, and what one
+ * sets (the parent-death signal, the scheduling policy, the limits) survives
+ * the next exec. Deno spawns only `setpriv`: the others need no `--allow-run`.
  */
 export function limitedCommand(
   command: string,
   args: string[],
   addressSpaceBytes: number,
+  priority: ToolPriority = "normal",
 ): { program: string; args: string[] } {
   if (Deno.build.os !== "linux") return { program: command, args };
+  const lower = priority === "idle"
+    ? [CHRT, "--idle", "0"]
+    : priority === "nice"
+    ? [NICE, "-n", "19"]
+    : [];
   const limit = addressSpaceBytes > 0
     ? [PRLIMIT, `--as=${addressSpaceBytes}`, "--core=0", "--"]
     : [];
   return {
     program: SETPRIV,
-    args: ["--pdeathsig", "KILL", "--", ...limit, command, ...args],
+    args: ["--pdeathsig", "KILL", "--", ...lower, ...limit, command, ...args],
   };
 }
 
 /**
  * Runs a media tool with an argument array (never a shell), no stdin, an empty
- * environment, death with this process, an optional address-space limit, a timeout that sends SIGTERM
+ * environment, death with this process, a CPU priority, an optional address-space limit, a timeout that sends SIGTERM
  * and then SIGKILL, and bounded output.
  */
 export async function runTool(
@@ -158,7 +202,8 @@ export async function runTool(
   args: string[],
   options: RunToolOptions,
 ): Promise<RunToolResult> {
-  const run = limitedCommand(command, args, options.addressSpaceBytes);
+  const priority = options.priority ?? toolPriorities.getStore() ?? "normal";
+  const run = limitedCommand(command, args, options.addressSpaceBytes, priority);
   const child = new Deno.Command(run.program, {
     args: run.args,
     stdin: "null",

@@ -2,6 +2,7 @@ import type { Config } from "../config/config.ts";
 import type { Semaphore } from "../core/semaphore.ts";
 import { type MediaLimits, mediaLimitsOf } from "./limits.ts";
 import { DEMUXER_ALLOWLIST } from "./containers.ts";
+import type { ToolPriority } from "./run_tool.ts";
 
 /** Where the media binaries are, how long they may run and how many probes run at once. */
 export interface MediaTools {
@@ -12,6 +13,8 @@ export interface MediaTools {
   probeSlots?: Semaphore;
   /** ffmpeg's own ceilings and the address-space limit of every run. */
   limits: MediaLimits;
+  /** The CPU priority of the tools a job runs (`JOB_PRIORITY`); upload probes run at the server's. */
+  jobPriority: ToolPriority;
 }
 
 /**
@@ -30,6 +33,7 @@ export function mediaToolsOf(config: Config, probeSlots?: Semaphore): MediaTools
     probeTimeoutMs: config.probeTimeoutMs,
     probeSlots,
     limits: mediaLimitsOf(config),
+    jobPriority: config.jobPriority,
   };
 }
 

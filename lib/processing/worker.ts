@@ -1,6 +1,6 @@
 import { getLogger } from "@logtape/logtape";
 import type { AppDeps } from "../deps.ts";
-import { observeToolRuns, type ToolRun } from "../media/run_tool.ts";
+import { observeToolRuns, type ToolRun, withToolPriority } from "../media/run_tool.ts";
 import { literalMessage } from "../observability/logging.ts";
 import type { JobSignal } from "./job_signal.ts";
 import type { Job } from "../../db/schema.ts";
@@ -147,7 +147,12 @@ export function startWorker(
     try {
       await observeToolRuns(
         (run) => runs.push(run),
-        () => runJob(deps, job, { progress, signal: abort.signal }),
+        // Below the requests this process answers (JOB_PRIORITY, lib/media/run_tool.ts).
+        () =>
+          withToolPriority(
+            deps.media.jobPriority,
+            () => runJob(deps, job, { progress, signal: abort.signal }),
+          ),
       );
       await queue.complete(job);
       report("done");

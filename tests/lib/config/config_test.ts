@@ -72,3 +72,10 @@ Deno.test("config: main.ts stops before serving when a variable is bad", async (
   assert.match(new TextDecoder().decode(out.stderr), /PORT: /);
   assert.equal(await Deno.stat(dataDir).catch(() => null), null, "nothing created");
 });
+
+Deno.test("config: JOB_PRIORITY is idle by default, and idle, nice or normal", () => {
+  assert.equal(parseConfig({}).jobPriority, "idle");
+  assert.equal(parseConfig({ JOB_PRIORITY: "nice" }).jobPriority, "nice");
+  assert.equal(parseConfig({ JOB_PRIORITY: "normal" }).jobPriority, "normal");
+  assert.throws(() => parseConfig({ JOB_PRIORITY: "low" }), /JOB_PRIORITY: must be idle, nice/);
+});
