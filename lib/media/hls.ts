@@ -1,6 +1,13 @@
 import type { HlsPolicy, RenditionPolicy } from "../config/config.ts";
 import type { MediaLimits } from "./limits.ts";
-import { renditionSize, type RenditionSource, TONEMAP } from "./rendition.ts";
+import {
+  BT709_TAGS,
+  NO_UPLOADER_EXTRAS,
+  PROGRESS_ON_STDOUT,
+  renditionSize,
+  type RenditionSource,
+  TONEMAP,
+} from "./rendition.ts";
 import { runTool } from "./run_tool.ts";
 import { FFMPEG_QUIET, hardenedInputArgs, type MediaTools } from "./tools.ts";
 
@@ -129,9 +136,7 @@ export function ladderArgs(source: LadderSource, options: LadderArgsOptions): st
   ]);
   return [
     ...FFMPEG_QUIET,
-    "-nostats",
-    "-progress",
-    "pipe:1",
+    ...PROGRESS_ON_STDOUT,
     ...hardenedInputArgs(source, limits),
     "-filter_complex",
     graph,
@@ -148,19 +153,9 @@ export function ladderArgs(source: LadderSource, options: LadderArgsOptions): st
     `expr:gte(t,n_forced*${SEGMENT_SECONDS})`,
     "-sc_threshold",
     "0",
-    "-color_primaries",
-    "bt709",
-    "-color_trc",
-    "bt709",
-    "-colorspace",
-    "bt709",
+    ...BT709_TAGS,
     ...(source.hasAudio ? ["-c:a", "aac", "-b:a", `${LADDER_AUDIO_KBPS}k`, "-ac", "2"] : []),
-    "-sn",
-    "-dn",
-    "-map_metadata",
-    "-1",
-    "-map_chapters",
-    "-1",
+    ...NO_UPLOADER_EXTRAS,
     "-f",
     "dash",
     "-seg_duration",

@@ -12,6 +12,33 @@ export interface PlaybackMeta {
   bytes: number;
 }
 
+/**
+ * What no output made for receivers carries over from the upload: subtitle
+ * and data streams, container and stream tags, chapters (they may hold a
+ * location). Shared by the progressive rendition and the adaptive ladder.
+ */
+export const NO_UPLOADER_EXTRAS: readonly string[] = [
+  "-sn",
+  "-dn",
+  "-map_metadata",
+  "-1",
+  "-map_chapters",
+  "-1",
+];
+
+/** The colour tags of a transcoded output: SDR BT.709, what it now is. */
+export const BT709_TAGS: readonly string[] = [
+  "-color_primaries",
+  "bt709",
+  "-color_trc",
+  "bt709",
+  "-colorspace",
+  "bt709",
+];
+
+/** ffmpeg's progress as `key=value` lines on stdout, for `progressParser`. */
+export const PROGRESS_ON_STDOUT: readonly string[] = ["-nostats", "-progress", "pipe:1"];
+
 /** The AAC bitrate of a rendition, kbit/s. */
 const AUDIO_KBPS = 128;
 
@@ -101,20 +128,13 @@ function renditionArgs(
   const { outPath, limits, codecArgs } = options;
   return [
     ...FFMPEG_QUIET,
-    "-nostats",
-    "-progress",
-    "pipe:1",
+    ...PROGRESS_ON_STDOUT,
     ...hardenedInputArgs(source, limits),
     "-map",
     "0:V:0",
     ...(source.hasAudio ? ["-map", "0:a:0"] : []),
     ...codecArgs,
-    "-sn",
-    "-dn",
-    "-map_metadata",
-    "-1",
-    "-map_chapters",
-    "-1",
+    ...NO_UPLOADER_EXTRAS,
     "-movflags",
     "+faststart",
     "-f",
@@ -153,12 +173,7 @@ export function transcodeArgs(
     codecArgs: [
       "-vf",
       renditionFilter(source, policy),
-      "-color_primaries",
-      "bt709",
-      "-color_trc",
-      "bt709",
-      "-colorspace",
-      "bt709",
+      ...BT709_TAGS,
       "-c:v",
       "libx264",
       "-preset",
