@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { eq } from "drizzle-orm";
 import { attachments, jobs, uploads } from "../../db/schema.ts";
 import { freeBytes } from "../../lib/storage/disk_space.ts";
+import { fsck } from "../../lib/storage/fsck.ts";
 import { checkReadiness } from "../../lib/setup/readiness.ts";
 import { startWorker } from "../../lib/processing/worker.ts";
 import { fixture } from "../_fixtures.ts";
@@ -137,6 +138,12 @@ function tusPatch(
 }
 
 /** The part of a tus Location the app routes (it is relative to the endpoint). */
+/** After a fault, `deno task fsck` would find nothing: no row without its file, no stray file. */
+async function assertFsckClean(ctx: TestContext): Promise<void> {
+  const report = await fsck({ ...ctx.deps, dataDir: ctx.dataDir });
+  assert.deepEqual(report.issues, [], "fsck finds nothing");
+}
+
 function uploadPath(location: string): string {
   return `/api/chat/videos/uploads/${location.split("/").pop()}`;
 }
@@ -158,6 +165,7 @@ for (const layout of ["elsewhere", "on the small disk"] as const) {
     assert.deepEqual(await listFiles(`${disk.dir}/tmp`), [], "the partial file is removed");
     assert.equal((await ctx.deps.db.select().from(attachments)).length, 0, "no row");
     assert.ok(await freeBytes(disk.dir) >= before - 64 * 1024, "the space is given back");
+    await assertFsckClean(ctx);
 
     // Nothing else was affected: the next upload that fits goes through.
     const ok = await uploadFile(ctx, "alice", messageId, await fixture("short.mp4"));
@@ -183,6 +191,7 @@ Deno.test("disk full: a tus PATCH that hits ENOSPC gets 507 and the upload is re
     headers: { "tus-resumable": "1.0.0" },
   });
   assert.equal(gone.status, 404);
+  await assertFsckClean(ctx);
 
   // The disk has room again for an upload that fits.
   const video = await Deno.readFile(await fixture("short.mp4"));
@@ -245,6 +254,7 @@ Deno.test("disk full: a job that hits ENOSPC waits for space without using an at
   } finally {
     await worker.stop();
   }
+  await assertFsckClean(ctx);
 });
 
 Deno.test("disk full: below MIN_FREE_BYTES /readyz fails and uploads are refused up front", async () => {
@@ -270,6 +280,7 @@ Deno.test("disk full: below MIN_FREE_BYTES /readyz fails and uploads are refused
   await assertInsufficientStorage(await tusCreate(ctx, messageId, video.length), "a tus creation");
   assert.deepEqual(await listFiles(`${disk.dir}/tmp`), []);
   assert.equal((await ctx.deps.db.select().from(uploads)).length, 0);
+  await assertFsckClean(ctx);
 
   // Space returns: ready again, and uploads are taken, with nothing restarted.
   await Deno.remove(filler);
