@@ -53,6 +53,27 @@ async function upload(server: ServerProcess, user: string, file: Uint8Array): Pr
   return { id: String(json.id), user, sha256: await sha256Hex(file) };
 }
 
+/**
+ * Starts a multipart upload of `file` as alice whose body sends its first
+ * half and then waits, and resolves once that half is on disk: the moment a
+ * fault is meant to hit. `body.finish()` sends the rest.
+ */
+async function halfSentUpload(server: ServerProcess, dataDir: string, file: Uint8Array) {
+  const messageId = await messageOf(server, "alice");
+  const form = multipartBody(messageId, file, "video.mp4");
+  const body = twoPartBody(form.bytes, form.fileStart + Math.floor(file.length / 2));
+  const response = fetch(`${server.url}/api/chat/videos/upload/`, {
+    method: "POST",
+    headers: { ...(await server.auth("alice")), "content-type": form.contentType },
+    body: body.stream,
+  });
+  await waitFor(
+    "the partial upload on disk",
+    async () => (await partialUploads(dataDir)).some((part) => part.size > 0),
+  );
+  return { response, body };
+}
+
 /** A server on `dataDir` and its idle file descriptor count. */
 async function started(dataDir: string, env: Record<string, string> = {}) {
   const server = await startServer(dataDir, { env: { WORKER_CONCURRENCY: "1", ...env } });
@@ -71,18 +92,9 @@ Deno.test("faults: SIGKILL in the middle of a multipart upload leaves no partial
   const file = await Deno.readFile(await fixture("padded.mp4"));
   {
     await using server = await startServer(data.path, { env: { WORKER_CONCURRENCY: "1" } });
-    const messageId = await messageOf(server, "alice");
-    const form = multipartBody(messageId, file, "video.mp4");
-    const body = twoPartBody(form.bytes, form.fileStart + Math.floor(file.length / 2));
-    const response = fetch(`${server.url}/api/chat/videos/upload/`, {
-      method: "POST",
-      headers: { ...(await server.auth("alice")), "content-type": form.contentType },
-      body: body.stream,
-    }).catch((error) => error);
-    await waitFor(
-      "the partial upload on disk",
-      async () => (await partialUploads(data.path)).some((part) => part.size > 0),
-    );
+    const half = await halfSentUpload(server, data.path, file);
+    const { body } = half;
+    const response = half.response.catch((error) => error);
     server.kill("SIGKILL");
     await server.status;
     assert.ok(await response instanceof Error, "the client saw the connection drop");
@@ -230,18 +242,7 @@ Deno.test("faults: SIGTERM during an upload and a download lets both finish, put
     const reader = download.body!.getReader();
     const first = await reader.read();
     assert.ok(first.value && first.value.length > 0);
-    const messageId = await messageOf(server, "alice");
-    const form = multipartBody(messageId, small, "video.mp4");
-    const body = twoPartBody(form.bytes, form.fileStart + Math.floor(small.length / 2));
-    const response = fetch(`${server.url}/api/chat/videos/upload/`, {
-      method: "POST",
-      headers: { ...(await server.auth("alice")), "content-type": form.contentType },
-      body: body.stream,
-    });
-    await waitFor(
-      "the partial upload on disk",
-      async () => (await partialUploads(data.path)).some((part) => part.size > 0),
-    );
+    const { response, body } = await halfSentUpload(server, data.path, small);
     server.kill("SIGTERM");
     await server.waitForOutput(/shutting down/);
     // The job's ffmpeg is stopped at once, not when the process exits after the grace.
@@ -303,18 +304,9 @@ Deno.test("faults: SIGTERM during an upload and a download lets both finish, put
     await using server = await startServer(data.path, {
       env: { WORKER_CONCURRENCY: "0", SHUTDOWN_GRACE_MS: "60000" },
     });
-    const messageId = await messageOf(server, "alice");
-    const form = multipartBody(messageId, small, "video.mp4");
-    const body = twoPartBody(form.bytes, form.fileStart + Math.floor(small.length / 2));
-    const response = fetch(`${server.url}/api/chat/videos/upload/`, {
-      method: "POST",
-      headers: { ...(await server.auth("alice")), "content-type": form.contentType },
-      body: body.stream,
-    }).catch((error) => error);
-    await waitFor(
-      "the partial upload on disk",
-      async () => (await partialUploads(data.path)).some((part) => part.size > 0),
-    );
+    const half = await halfSentUpload(server, data.path, small);
+    const { body } = half;
+    const response = half.response.catch((error) => error);
     server.kill("SIGTERM");
     await server.waitForOutput(/shutting down/);
     server.kill("SIGTERM");
