@@ -26,6 +26,8 @@ export const MIB = 1024 * 1024;
  */
 export function readOptions<T extends Record<string, number | string>>(
   defaults: T,
+  /** Number options that may be 0 besides those whose default is 0. */
+  zeroAllowed: (keyof T)[] = [],
 ): T & { json: boolean; keep: boolean } {
   const { values } = parseArgs({
     // `deno task bench:x -- --json` passes the `--` on.
@@ -42,7 +44,7 @@ export function readOptions<T extends Record<string, number | string>>(
     options[key] = value ?? fallback;
     if (value !== undefined && typeof fallback === "number") {
       options[key] = Number(value);
-      const min = fallback === 0 ? 0 : 1;
+      const min = fallback === 0 || zeroAllowed.includes(key) ? 0 : 1;
       if (!Number.isInteger(options[key]) || Number(value) < min) {
         throw new Error(`--${key} takes a whole number >= ${min}, not "${value}"`);
       }

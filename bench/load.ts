@@ -7,13 +7,15 @@
  * `--uploads` concurrent multipart uploads of `--size-mib` arrive and their
  * jobs (ffmpeg) run; the uploads' errors and times, the server's peak RSS and
  * the read latency against the idle one (target: p50 and p99 within 1.5×).
+ * `--upload-slots` repeats each run for each UPLOADS_PER_PROCESS given (the
+ * server's default when none is).
  * Then a soak of mixed uploads, stream range reads and metadata reads for
  * `--soak-seconds`, sampling the server's RSS, open descriptors and the p99
  * of the reads of each interval, drawn as an SVG (`--svg`).
  * docs/BENCHMARKS.md says what the figures mean.
  *
  *   deno task bench:load [-- --json] [--uploads 50] [--size-mib 10] [--wrk-seconds 15]
- *     [--connections 8] [--priorities idle,nice,normal] [--soak-seconds 600]
+ *     [--connections 8] [--priorities idle,nice,normal] [--upload-slots 4,0] [--soak-seconds 600, 0 for none]
  *     [--sample-seconds 5] [--svg docs/bench/load-soak.svg] [--keep]
  */
 
@@ -71,6 +73,8 @@ interface WrkResult {
 /** One priority's run: idle reads, then reads under the uploads. */
 interface PhaseResult {
   priority: string;
+  /** UPLOADS_PER_PROCESS of the run ("" for the server's default). */
+  slots: string;
   idle: WrkResult;
   loaded: WrkResult;
   /** Reads right after `loaded`, the uploads in, their jobs running. */
@@ -210,7 +214,13 @@ async function makeClip(path: string, source: string, bytes: number, seconds: nu
 }
 
 /** Starts a server with job workers at `priority`, ready, with a session. */
-async function serve(scratch: Scratch, name: string, priority: string, bytes: number) {
+async function serve(
+  scratch: Scratch,
+  name: string,
+  priority: string,
+  bytes: number,
+  slots = "",
+) {
   const server = await startServer(scratch, bytes, {
     name,
     publicUrl: true,
@@ -222,6 +232,7 @@ async function serve(scratch: Scratch, name: string, priority: string, bytes: nu
       RATE_LIMIT_PER_MINUTE: "0",
       MAX_CONCURRENT_UPLOADS: "0",
       MAX_UNFINISHED_UPLOADS: "",
+      UPLOADS_PER_PROCESS: slots,
     },
   });
   await waitReady(`${server.url}/readyz`, server.child);
@@ -242,6 +253,11 @@ async function target(server: Server, session: Session, small: Video): Promise<s
   return `${session.url}/api/chat/attachments/${answer.id}`;
 }
 
+/** A run's column: its JOB_PRIORITY, and its UPLOADS_PER_PROCESS when one was set. */
+function setup(priority: string, slots: string): string {
+  return `JOB_PRIORITY=${priority}${slots ? `, UPLOADS_PER_PROCESS=${slots}` : ""}`;
+}
+
 /** The `q` quantile of `values` (nearest rank); NaN when empty. */
 function quantile(values: number[], q: number): number {
   if (values.length === 0) return NaN;
@@ -254,14 +270,27 @@ async function phase(
   priority: string,
   videos: Video[],
   small: Video,
-  options: { uploads: number; wrkSeconds: number; connections: number; bytes: number },
+  options: {
+    uploads: number;
+    wrkSeconds: number;
+    connections: number;
+    bytes: number;
+    slots: string;
+  },
 ): Promise<PhaseResult> {
-  console.error(`JOB_PRIORITY=${priority}: idle reads`);
-  const { server, session } = await serve(scratch, `server-${priority}`, priority, options.bytes);
+  const name = `${priority}${options.slots ? `-${options.slots}` : ""}`;
+  console.error(`${setup(priority, options.slots)}: idle reads`);
+  const { server, session } = await serve(
+    scratch,
+    `server-${name}`,
+    priority,
+    options.bytes,
+    options.slots,
+  );
   const pid = server.child.process.pid;
   const url = await target(server, session, small);
   const idle = await wrk(url, session.token, options.wrkSeconds, options.connections);
-  console.error(`JOB_PRIORITY=${priority}: ${options.uploads} uploads and reads`);
+  console.error(`${setup(priority, options.slots)}: ${options.uploads} uploads and reads`);
   // The messages first, so that the uploads start together.
   const messages = await Promise.all(
     Array.from({ length: options.uploads }, () => newMessage(session)),
@@ -279,7 +308,7 @@ async function phase(
   const results = await Promise.allSettled(messages.map(async (message_id, i) => {
     const clip = videos[i % videos.length]!;
     // A link of its own: curlUpload keeps the answer beside the file.
-    const video = { ...clip, path: `${clip.path}.${priority}.${i}.mp4` };
+    const video = { ...clip, path: `${clip.path}.${name}.${i}.mp4` };
     await Deno.link(clip.path, video.path);
     const started = performance.now();
     await curlUpload(`${session.url}/api/chat/videos/upload/`, video, { message_id }, auth);
@@ -288,7 +317,7 @@ async function phase(
   const loaded = await reads;
   // The uploads are in; their jobs still run (a transcode each, two at a time).
   const running = await children(pid);
-  console.error(`JOB_PRIORITY=${priority}: reads while the jobs run`);
+  console.error(`${setup(priority, options.slots)}: reads while the jobs run`);
   const jobs = await wrk(url, session.token, options.wrkSeconds, options.connections);
   sampling = false;
   await sampler;
@@ -298,6 +327,7 @@ async function phase(
   const failed = results.flatMap((r) => r.status === "rejected" ? [String(r.reason)] : []);
   return {
     priority,
+    slots: options.slots,
     idle,
     loaded,
     jobs,
@@ -497,11 +527,12 @@ async function main(): Promise<void> {
     "wrk-seconds": 15,
     connections: 8,
     priorities: "idle,nice,normal",
+    "upload-slots": "",
     "soak-seconds": 600,
     "sample-seconds": 5,
     "soak-priority": "",
     svg: "docs/bench/load-soak.svg",
-  });
+  }, ["soak-seconds"]);
   const loadBefore = await loadAverage();
   const date = new Date().toISOString();
   const bytes = options["size-mib"] * MIB;
@@ -517,14 +548,17 @@ async function main(): Promise<void> {
     const small = await makeVideo(`${scratch.tmp}/small.mp4`, MIB);
     const phases: PhaseResult[] = [];
     for (const priority of priorities) {
-      phases.push(
-        await phase(scratch, priority, videos, small, {
-          uploads: options.uploads,
-          wrkSeconds: options["wrk-seconds"],
-          connections: options.connections,
-          bytes,
-        }),
-      );
+      for (const slots of options["upload-slots"].split(",")) {
+        phases.push(
+          await phase(scratch, priority, videos, small, {
+            uploads: options.uploads,
+            wrkSeconds: options["wrk-seconds"],
+            connections: options.connections,
+            bytes,
+            slots: slots.trim(),
+          }),
+        );
+      }
     }
     const samples = options["soak-seconds"] > 0
       ? await soak(scratch, soakPriority, videos, small, {
@@ -554,7 +588,7 @@ async function main(): Promise<void> {
   const ms = (value: number) => value < 10 ? `${value.toFixed(2)} ms` : time(value);
   const verdict = (ratio: number) =>
     `${ratio.toFixed(2)}× ${ratio <= TARGET_RATIO ? "met" : "not met"}`;
-  const header = ["", ...phases.map((p) => `JOB_PRIORITY=${p.priority}`)];
+  const header = ["", ...phases.map((p) => setup(p.priority, p.slots))];
   const rows = [
     ["idle: p50", ...phases.map((p) => ms(p.idle.p50Ms))],
     ["idle: p99", ...phases.map((p) => ms(p.idle.p99Ms))],

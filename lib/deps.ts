@@ -7,6 +7,7 @@ import type { Metrics } from "./observability/metrics.ts";
 import type { JobSignal } from "./processing/job_signal.ts";
 import type { RecentAccess } from "./serving/recent_access.ts";
 import type { ResumableUploads } from "./uploads/resumable_uploads.ts";
+import type { UploadAdmission } from "./uploads/admission.ts";
 import type { Storage } from "./storage/storage.ts";
 
 /** Everything the app needs from the outside, passed in rather than imported. */
@@ -24,4 +25,6 @@ export interface AppDeps {
   metrics: Metrics;
   /** Resumable uploads: who owns each, its checks and expiry, its last byte into ingest. */
   resumableUploads: ResumableUploads;
+  /** Upload bodies this process reads at once, and the queue of the others. */
+  uploadAdmission: UploadAdmission;
 }

@@ -12,6 +12,7 @@ import { claimProcessTempDir } from "./storage/process_temp_dir.ts";
 import { RecentAccess } from "./serving/recent_access.ts";
 import { ResumableUploads } from "./uploads/resumable_uploads.ts";
 import { Semaphore } from "./core/semaphore.ts";
+import { UploadAdmission } from "./uploads/admission.ts";
 import type { Worker } from "./processing/worker.ts";
 
 /** Dependencies built from a configuration, and how to release them. */
@@ -51,6 +52,10 @@ export async function openDeps(
     const storage = new DiskStorage(config.dataDir, { tempDir: temp.path });
     const media = mediaToolsOf(config, new Semaphore(PROBE_SLOTS));
     const jobs = { notify: () => worker?.notify() };
+    const uploadAdmission = new UploadAdmission({
+      slots: config.uploadsPerProcess,
+      maxWaiting: config.uploadQueueMax,
+    });
     const deps: AppDeps = {
       config,
       db: handle.db,
@@ -60,7 +65,8 @@ export async function openDeps(
       clock,
       jobs,
       recentAccess: new RecentAccess(),
-      metrics: new Metrics({ db: handle.db, clock }),
+      metrics: new Metrics({ db: handle.db, clock, uploads: uploadAdmission }),
+      uploadAdmission,
       resumableUploads: await ResumableUploads.open({
         config,
         db: handle.db,

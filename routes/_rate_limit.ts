@@ -148,3 +148,29 @@ export function concurrencyLimit(
     }
   };
 }
+
+/**
+ * Holds an upload request (POST or PATCH with a body) until this process has
+ * a free upload slot (UPLOADS_PER_PROCESS, see `UploadAdmission`); put it
+ * after authentication, so that only signed-in users take places in the
+ * queue. A full queue answers 503 with `Retry-After`.
+ */
+export function admitUpload(): MiddlewareHandler<AppEnv> {
+  return async function admitUpload(c, next) {
+    const { method, body, signal } = c.req.raw;
+    if (body === null || (method !== "POST" && method !== "PATCH")) return await next();
+    let release: () => void;
+    try {
+      release = await c.get("deps").uploadAdmission.admit(signal);
+    } catch (error) {
+      if (!signal.aborted) throw error;
+      // Nobody reads this answer; it keeps the log and the metrics truthful.
+      throw new ApiError("invalid_request", "The client left while its upload waited for a slot");
+    }
+    try {
+      await next();
+    } finally {
+      release();
+    }
+  };
+}

@@ -4,6 +4,7 @@ import { AttachmentSchema } from "./_schemas.ts";
 import type { AppEnv } from "./_env.ts";
 import { activityContext, urlContext } from "./_context.ts";
 import { requireUser } from "./_auth.ts";
+import { admitUpload } from "./_rate_limit.ts";
 import { bearer, json, newRouter, problems } from "./_router.ts";
 import type { TusEndpoint } from "./_tus.ts";
 
@@ -23,6 +24,7 @@ export function createUploadRoutes(tus: TusEndpoint): OpenAPIHono<AppEnv> {
     ["POST", "GET", "PATCH", "DELETE"],
     PATHS,
     requireUser(),
+    admitUpload(),
     async function tusRequest(c: Context<AppEnv>): Promise<Response> {
       return await tus.handle(c.req.raw, {
         user: c.get("user"),

@@ -20,6 +20,7 @@ import { serializeAttachment } from "./_serialize.ts";
 import { stripUnsafeCharacters } from "../lib/core/unsafe_text.ts";
 import { activityContext, urlContext } from "./_context.ts";
 import { requireMediaAccess, requireUser } from "./_auth.ts";
+import { admitUpload } from "./_rate_limit.ts";
 import { bearer, json, newRouter, problems } from "./_router.ts";
 
 const tags = ["videos"];
@@ -157,7 +158,7 @@ videoRoutes.openAPIRegistry.registerPath({
   },
 });
 
-videoRoutes.post("/upload", requireUser(), async (c) => {
+videoRoutes.post("/upload", requireUser(), admitUpload(), async (c) => {
   const deps = c.get("deps");
   const user = c.get("user");
   const uploader = { user, maxAttachments: deps.config.maxAttachmentsPerMessage };

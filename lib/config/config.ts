@@ -35,6 +35,8 @@ export const CONFIG_ENV_NAMES = [
   "JOB_PRIORITY",
   "RATE_LIMIT_PER_MINUTE",
   "MAX_CONCURRENT_UPLOADS",
+  "UPLOADS_PER_PROCESS",
+  "UPLOAD_QUEUE_MAX",
   "USER_QUOTA_BYTES",
   "MAX_PARTICIPANTS",
   "MAX_CONVERSATIONS_PER_HOUR",
@@ -107,6 +109,8 @@ const envSchema = z.object({
   }).default("idle"),
   RATE_LIMIT_PER_MINUTE: integer(0, 1_000_000).default(600),
   MAX_CONCURRENT_UPLOADS: integer(0, 1000).default(2),
+  UPLOADS_PER_PROCESS: integer(0, 10_000).default(4),
+  UPLOAD_QUEUE_MAX: integer(0, 100_000).default(1000),
   USER_QUOTA_BYTES: integer(0, 2 ** 53 - 1).default(0),
   MAX_PARTICIPANTS: integer(2, 10_000).default(100),
   MAX_CONVERSATIONS_PER_HOUR: integer(0, 1_000_000).default(30),
@@ -193,6 +197,14 @@ export interface Config {
   rateLimitPerMinute: number;
   /** Multipart uploads one user may stream at once; 0 = unlimited. */
   maxConcurrentUploads: number;
+  /**
+   * Upload bodies (multipart and tus PATCH) this process reads at once; the
+   * others wait their turn unread, so that a burst of uploads cannot take
+   * the event loop from every other request. 0 = unlimited.
+   */
+  uploadsPerProcess: number;
+  /** Uploads that may wait for one of those slots; one more gets 503 with `Retry-After`. */
+  uploadQueueMax: number;
   /** Bytes of originals one user may keep stored; 0 = no quota. */
   userQuotaBytes: number;
   /** Participants one conversation may have, its creator included. */
@@ -345,6 +357,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     jobPriority: e.JOB_PRIORITY,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     maxConcurrentUploads: e.MAX_CONCURRENT_UPLOADS,
+    uploadsPerProcess: e.UPLOADS_PER_PROCESS,
+    uploadQueueMax: e.UPLOAD_QUEUE_MAX,
     userQuotaBytes: e.USER_QUOTA_BYTES,
     maxParticipants: e.MAX_PARTICIPANTS,
     maxConversationsPerHour: e.MAX_CONVERSATIONS_PER_HOUR,

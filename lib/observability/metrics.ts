@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Database } from "../../db/client.ts";
 import type { Clock } from "../core/clock.ts";
+import type { UploadAdmission } from "../uploads/admission.ts";
 
 /** Why a job's media tool failed: see `JobReport.cause` (lib/processing/worker.ts). */
 export type ToolFailureCause = "timeout" | "signal" | "exit" | "output";
@@ -45,7 +46,7 @@ export class Metrics {
   readonly #toolFailures: Counter<"kind" | "cause">;
   readonly #sseConnections: Gauge;
 
-  constructor(deps: { db: Database; clock: Clock }) {
+  constructor(deps: { db: Database; clock: Clock; uploads?: UploadAdmission }) {
     const registers = [this.registry];
     this.#requests = new Counter({
       name: "offchat_http_requests_total",
@@ -96,7 +97,30 @@ export class Metrics {
         this.set(Deno.memoryUsage().rss);
       },
     });
-    const { db, clock } = deps;
+    const { db, clock, uploads } = deps;
+    if (uploads) {
+      new Gauge({
+        name: "offchat_upload_slots",
+        help: "Upload bodies this process reads now (state=busy, at most UPLOADS_PER_PROCESS) " +
+          "and uploads waiting for a slot (state=waiting).",
+        labelNames: ["state"],
+        registers,
+        collect() {
+          const { busy, waiting } = uploads.counts;
+          this.set({ state: "busy" }, busy);
+          this.set({ state: "waiting" }, waiting);
+        },
+      });
+      new Counter({
+        name: "offchat_upload_queue_refused_total",
+        help: "Uploads refused with 503 because UPLOAD_QUEUE_MAX uploads already waited.",
+        registers,
+        collect() {
+          this.reset();
+          this.inc(uploads.counts.refused);
+        },
+      });
+    }
     new Gauge({
       name: "offchat_attachments",
       help: "Live attachments by status.",

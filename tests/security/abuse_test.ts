@@ -6,7 +6,13 @@ import assert from "node:assert/strict";
 import { SignJWT } from "jose";
 import { TokenBuckets } from "../../routes/_rate_limit.ts";
 import { fixture } from "../_fixtures.ts";
-import { body, conversationWithMessage, createTestContext, TEST_SECRET } from "../_helpers.ts";
+import {
+  body,
+  conversationWithMessage,
+  createTestContext,
+  LOOPBACK,
+  TEST_SECRET,
+} from "../_helpers.ts";
 import { assertNothingLeft, assertProblem, snapshot, uploadBytes } from "./_world.ts";
 
 Deno.test("rate limit: token buckets refill continuously and say exactly how long to wait", () => {
@@ -208,4 +214,65 @@ Deno.test("quota: USER_QUOTA_BYTES refuses before reading when Content-Length sa
   assert.equal(again.status, 201);
   await again.body?.cancel();
   assert.ok(TEST_SECRET);
+});
+
+/** Resolves once `ready()` holds, checking after each macrotask (the state is in memory). */
+async function until(ready: () => boolean): Promise<void> {
+  while (!ready()) await new Promise((resolve) => setTimeout(resolve, 1));
+}
+
+Deno.test("upload slots: past UPLOADS_PER_PROCESS an upload waits unread, in order; a full queue is 503 with Retry-After; a client that leaves gives up its place", async () => {
+  await using ctx = await createTestContext({
+    worker: false,
+    env: { UPLOADS_PER_PROCESS: "1", UPLOAD_QUEUE_MAX: "2", MAX_CONCURRENT_UPLOADS: "0" },
+  });
+  const admission = ctx.deps.uploadAdmission;
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const video = await Deno.readFile(await fixture("h264.mp4"));
+  const stalled = stalledUpload(messageId);
+  const first = ctx.app.request("/api/chat/videos/upload/", {
+    method: "POST",
+    body: stalled.body,
+    headers: {
+      authorization: `Bearer ${await ctx.token("alice")}`,
+      "content-type": "multipart/form-data; boundary=----offchat-stall",
+    },
+  });
+  await until(() => admission.counts.busy === 1);
+  // Second and third wait; the third's client then leaves.
+  const second = uploadBytes(ctx, "alice", messageId, video, "b.mp4");
+  await until(() => admission.counts.waiting === 1);
+  const leaving = new AbortController();
+  const third = ctx.app.request("/api/chat/videos/upload/", {
+    method: "POST",
+    body: new FormData(),
+    signal: leaving.signal,
+    headers: { authorization: `Bearer ${await ctx.token("alice")}` },
+  });
+  await until(() => admission.counts.waiting === 2);
+  const metrics = await ctx.app.request("/metrics", {}, LOOPBACK);
+  const text = await metrics.text();
+  assert.match(text, /^offchat_upload_slots\{state="busy"\} 1$/m);
+  assert.match(text, /^offchat_upload_slots\{state="waiting"\} 2$/m);
+  const full = await ctx.request("alice", "/api/chat/videos/upload/", {
+    method: "POST",
+    body: new FormData(),
+  });
+  assert.equal(full.status, 503);
+  assert.equal(full.headers.get("content-type"), "application/problem+json");
+  assert.equal((await body(full)).code, "unavailable");
+  assert.equal(full.headers.get("retry-after"), "5");
+  leaving.abort();
+  assert.equal((await third).status, 400, "the leaving client's place is given up");
+  assert.equal(admission.counts.waiting, 1);
+  stalled.release();
+  const done = await first;
+  assert.equal(done.status, 415, "the stalled upload ends (zero bytes are not a video)");
+  await done.body?.cancel();
+  const landed = await second;
+  assert.equal(landed.status, 201, "the waiting upload was read once the slot was free");
+  await landed.body?.cancel();
+  assert.deepEqual(admission.counts, { busy: 0, waiting: 0, refused: 1 });
+  const after = await (await ctx.app.request("/metrics", {}, LOOPBACK)).text();
+  assert.match(after, /^offchat_upload_queue_refused_total 1$/m);
 });
