@@ -279,6 +279,7 @@ async function backfillCommand(args: string[]): Promise<void> {
   if (work) {
     worker = startWorker(deps, {
       concurrency: Math.max(1, config.workerConcurrency),
+      diskFullRetryMs: config.diskFullRetryMs,
       onError: (error) => console.error("worker error:", error),
       // The progress lines say what is done; a failure or a retry is worth its own line.
       onJobEnd: (report) => {
@@ -452,6 +453,7 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
       concurrency,
       // Named after this process's temp directory, whose lock tells the others it is alive.
       workerId: workerIdOf(opened.owner),
+      diskFullRetryMs: config.diskFullRetryMs,
       onError: (error) => log.error("worker error", { error }),
     })
     : null;

@@ -40,10 +40,16 @@ function routeLabel(c: Context<AppEnv>): string {
   return pattern;
 }
 
-/** Counts a request body's bytes as the route reads them. */
-function countBody(c: Context<AppEnv>, add: (bytes: number) => void): void {
+/**
+ * Counts a request body's bytes as the route reads them. Returns what lets
+ * go of the body once the route has answered: the count's pipe has already
+ * taken a chunk from it, and a body left half-read, uncancelled, keeps its
+ * connection open for as long as the client keeps its socket. A route that
+ * read the body (and so locked it) lets go of it itself.
+ */
+function countBody(c: Context<AppEnv>, add: (bytes: number) => void): () => void {
   const raw = c.req.raw;
-  if (!raw.body) return;
+  if (!raw.body) return () => {};
   const counted = raw.body.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
@@ -53,6 +59,9 @@ function countBody(c: Context<AppEnv>, add: (bytes: number) => void): void {
     }),
   );
   c.req.raw = new Request(raw, { body: counted, duplex: "half" } as RequestInit);
+  return () => {
+    if (!counted.locked) counted.cancel().catch(() => {});
+  };
 }
 
 /**
@@ -72,8 +81,14 @@ export function observeRequests(options: ObserveOptions): MiddlewareHandler<AppE
     const incoming = c.req.header(REQUEST_ID_HEADER);
     const requestId = incoming && SANE_REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
     const protocol = options.uploadProtocol(c);
-    if (protocol) countBody(c, (bytes) => metrics.addUploadBytes(protocol, bytes));
-    await withContext({ requestId }, next);
+    const releaseBody = protocol
+      ? countBody(c, (bytes) => metrics.addUploadBytes(protocol, bytes))
+      : undefined;
+    try {
+      await withContext({ requestId }, next);
+    } finally {
+      releaseBody?.();
+    }
     const ms = performance.now() - started;
     try {
       c.res.headers.set(REQUEST_ID_HEADER, requestId);

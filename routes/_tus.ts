@@ -3,6 +3,7 @@ import { pipeline } from "node:stream/promises";
 import { type Readable, Transform } from "node:stream";
 import { FileStore } from "@tus/file-store";
 import { ERRORS, Metadata, Server, type Upload as TusUpload } from "@tus/server";
+import { getLogger } from "@logtape/logtape";
 import type { Upload } from "../db/schema.ts";
 import type { ActivityContext } from "../lib/chat/activity.ts";
 import type { User } from "../lib/auth/auth.ts";
@@ -45,6 +46,8 @@ interface Call extends UploadCaller {
   interruption?: ApiError;
   /** The attachment the completed upload made. */
   attachmentId?: string;
+  /** Cancels what is left of the request's body (see `#guardIdle`). */
+  releaseBody?: () => void;
 }
 
 /** Options for {@linkcode TusEndpoint}. */
@@ -59,6 +62,8 @@ function parseLength(header: string | null): number | null {
   if (header === null || !/^\d{1,16}$/.test(header)) return null;
   return Number(header);
 }
+
+const tusLog = getLogger(["offchat", "tus"]);
 
 function notFound(): ApiError {
   return new ApiError("not_found", "Upload not found");
@@ -103,11 +108,19 @@ export class TusEndpoint {
       // (`/uploads/mine?x=/theirs` names "theirs"): it acts on the checked id only.
       getFileIdFromRequest: (req) => this.#authorizedId(req),
       onUploadFinish: (req, upload) => this.#finish(req, upload),
-      // The library answers a store or body error itself (500, 400); the route answers these.
+      // The library answers a store or body error itself (500, 400); the route answers a full
+      // disk. The store's write turns ENOSPC into a 507, but the library's pipeline may reject
+      // first with the write stream's own error: both mean the same.
       onResponseError: (req, error) => {
         const call = this.#calls.get(req);
-        if (call && error instanceof ApiError && error.code === "insufficient_storage") {
-          call.failure = error;
+        const full = isOutOfSpace(error) ||
+          (error instanceof ApiError && error.code === "insufficient_storage");
+        if (call && full) call.failure = insufficientStorage();
+        // The library would append an unexpected error's message (an OS error, a path) to
+        // its 500: the client gets none of it, the log gets all of it.
+        if (!full && !(error as { status_code?: number }).status_code) {
+          tusLog.error("resumable upload failed", { error });
+          return { status_code: 500, body: "Internal server error\n" };
         }
       },
     });
@@ -171,6 +184,8 @@ export class TusEndpoint {
     } catch (error) {
       await this.#uploads.forget(row.id);
       throw error;
+    } finally {
+      call.releaseBody?.();
     }
     return await this.#answer(response, call, row);
   }
@@ -191,7 +206,12 @@ export class TusEndpoint {
       await this.#uploads.assertRoom();
       request = this.#guardIdle(request, call);
     }
-    const response = await this.#server.handleWeb(request);
+    let response: Response;
+    try {
+      response = await this.#server.handleWeb(request);
+    } finally {
+      call.releaseBody?.();
+    }
     if (request.method === "DELETE" && response.status === 204) {
       await this.#uploads.forget(row.id);
     }
@@ -206,11 +226,16 @@ export class TusEndpoint {
    */
   #guardIdle(request: Request, call: Call): Request {
     if (!request.body) return request;
+    // The library stops reading a body it failed to store without cancelling it; the
+    // route lets go of it once the library has answered.
+    const release = new AbortController();
+    call.releaseBody = () => release.abort();
     const guarded = new Request(request.url, {
       method: request.method,
       headers: request.headers,
       body: idleGuardedBody(request.body, this.#idleTimeoutMs, {
         onIdle: (error) => call.interruption = error,
+        release: release.signal,
       }),
       duplex: "half",
     } as RequestInit);

@@ -53,6 +53,7 @@ export const CONFIG_ENV_NAMES = [
   "HLS_MIN_BITRATE",
   "MIN_FREE_BYTES",
   "UPLOAD_IDLE_TIMEOUT_MS",
+  "DISK_FULL_RETRY_MS",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -130,6 +131,7 @@ const envSchema = z.object({
   HLS_MIN_BITRATE: integer(0, 1_000_000).default(1200),
   MIN_FREE_BYTES: integer(0, 2 ** 53 - 1).default(1024 ** 3),
   UPLOAD_IDLE_TIMEOUT_MS: integer(100, 3_600_000).default(30_000),
+  DISK_FULL_RETRY_MS: integer(100, 3_600_000).default(60_000),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -241,6 +243,8 @@ export interface Config {
   minFreeBytes: number;
   /** Milliseconds an upload body may send nothing before it is cut with 408. */
   uploadIdleTimeoutMs: number;
+  /** How long a job that found the disk full waits before it runs again. */
+  diskFullRetryMs: number;
 }
 
 /** Which videos get an adaptive ladder besides their progressive file. */
@@ -379,6 +383,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     },
     minFreeBytes: e.MIN_FREE_BYTES,
     uploadIdleTimeoutMs: e.UPLOAD_IDLE_TIMEOUT_MS,
+    diskFullRetryMs: e.DISK_FULL_RETRY_MS,
   };
 }
 

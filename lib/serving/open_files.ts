@@ -17,7 +17,8 @@ interface Entry extends OpenFile {
  * several times a second, and opening, stat-ing and closing it each time
  * costs more than reading the range. Stored files never change in place (a
  * new rendition gets a new key), so a cached size stays right; a deleted file
- * stays readable through a cached handle for at most `ttlMs`, the same window
+ * stays readable through a cached handle for at most about twice `ttlMs` (a
+ * timer closes handles whose time is up, requests or not), about the window
  * {@linkcode RecentAccess} already gives access checks, and `clear()` closes
  * everything at once after a deletion in this process.
  *
@@ -31,6 +32,8 @@ export class OpenFiles implements Disposable {
   #entries: LRUCache<string, Entry>;
   /** The earliest `until` of the cached handles: no handle expires before it. */
   #nextExpiry = Infinity;
+  /** Closes the expired handles when no request comes to do it (an unref'd timer). */
+  #sweep: ReturnType<typeof setTimeout> | undefined;
   #now: () => number;
 
   constructor(options: { ttlMs?: number; maxEntries?: number; now?: () => number } = {}) {
@@ -72,6 +75,7 @@ export class OpenFiles implements Disposable {
     const entry = { file, size: stat.size, mtime: stat.mtime, until: now + this.ttlMs };
     this.#entries.set(path, entry);
     this.#nextExpiry = Math.min(this.#nextExpiry, entry.until);
+    this.#scheduleSweep();
     return entry;
   }
 
@@ -79,6 +83,8 @@ export class OpenFiles implements Disposable {
   clear(): void {
     this.#entries.clear();
     this.#nextExpiry = Infinity;
+    clearTimeout(this.#sweep);
+    this.#sweep = undefined;
   }
 
   [Symbol.dispose](): void {
@@ -98,5 +104,22 @@ export class OpenFiles implements Disposable {
     });
     for (const path of expired) this.#entries.delete(path);
     this.#nextExpiry = next;
+  }
+
+  /**
+   * Closes the handles once their time is up even when no request comes
+   * after them: a file deleted meanwhile (by another process) then gives its
+   * space back, and an idle server holds no handle. One timer at a time, for
+   * the whole cache; it does not keep the process alive.
+   */
+  #scheduleSweep(): void {
+    if (this.#sweep !== undefined) return;
+    const delay = Math.max(this.ttlMs, this.#nextExpiry - this.#now());
+    this.#sweep = setTimeout(() => {
+      this.#sweep = undefined;
+      this.#closeExpired(this.#now());
+      if (this.#entries.size > 0) this.#scheduleSweep();
+    }, delay);
+    Deno.unrefTimer(this.#sweep);
   }
 }

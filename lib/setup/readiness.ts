@@ -13,6 +13,21 @@ export interface CheckResult {
 }
 
 /**
+ * At least MIN_FREE_BYTES free on the data directory's filesystem. Failing
+ * before the disk is full lets a balancer send uploads elsewhere while there
+ * is still room to finish the ones in flight and the jobs they queued.
+ */
+async function checkDiskSpace(deps: Pick<AppDeps, "config">): Promise<CheckResult> {
+  if (deps.config.minFreeBytes <= 0) return { ok: true };
+  try {
+    if (await freeBytes(deps.config.dataDir) >= deps.config.minFreeBytes) return { ok: true };
+    return { ok: false, detail: "less than MIN_FREE_BYTES free" };
+  } catch (error) {
+    return { ok: false, detail: error instanceof Error ? error.name : "failed" };
+  }
+}
+
+/**
  * Runs the readiness checks: database, writable storage, free disk space
  * (at least MIN_FREE_BYTES), ffmpeg and ffprobe.
  */
@@ -56,18 +71,10 @@ export async function checkReadiness(
     if (!/\szscale\s/.test(filters!.stdout)) throw new MissingFeature("no zscale filter");
     if (!/\sE\s+dash\s/.test(muxers!.stdout)) throw new MissingFeature("no dash muxer");
   };
-  // Failing before the disk is full lets a balancer send uploads elsewhere while
-  // there is still room to finish the ones in flight and the jobs they queued.
-  const diskSpace = async () => {
-    if (deps.config.minFreeBytes <= 0) return;
-    if (await freeBytes(deps.config.dataDir) < deps.config.minFreeBytes) {
-      throw new MissingFeature("less than MIN_FREE_BYTES free");
-    }
-  };
   const [database, storage, disk, ffmpeg, ffprobe, ffmpegFeatures] = await Promise.all([
     attempt(async () => void await deps.db.run(sql`SELECT 1`)),
     attempt(() => deps.storage.check()),
-    attempt(diskSpace),
+    checkDiskSpace(deps),
     attempt(tool(deps.media.ffmpegPath)),
     attempt(tool(deps.media.ffprobePath)),
     attempt(features),
@@ -90,15 +97,18 @@ const recent = new WeakMap<object, { at: number; result: Promise<Record<string, 
  * {@linkcode checkReadiness}, at most once per {@linkcode READINESS_TTL_MS}
  * per set of dependencies: `/readyz` is public, and without this every request
  * to it would start ffmpeg and ffprobe four times. Concurrent callers share
- * one run.
+ * one run. The free space is the exception, read at every call (one
+ * `statfs`): a disk that fills up must fail readiness at once.
  */
-export function recentReadiness(
+export async function recentReadiness(
   deps: Pick<AppDeps, "config" | "db" | "storage" | "media">,
   now = performance.now(),
 ): Promise<Record<string, CheckResult>> {
-  const cached = recent.get(deps.media);
-  if (cached && now - cached.at < READINESS_TTL_MS) return cached.result;
-  const result = checkReadiness(deps);
-  recent.set(deps.media, { at: now, result });
-  return result;
+  let cached = recent.get(deps.media);
+  if (!cached || now - cached.at >= READINESS_TTL_MS) {
+    cached = { at: now, result: checkReadiness(deps) };
+    recent.set(deps.media, cached);
+  }
+  const [checks, disk_space] = await Promise.all([cached.result, checkDiskSpace(deps)]);
+  return { ...checks, disk_space };
 }

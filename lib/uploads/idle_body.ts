@@ -17,6 +17,13 @@ export interface IdleGuardOptions {
    * reports the body's error as something of its own.
    */
   onIdle?: (error: ApiError) => void;
+  /**
+   * Cancels the source when aborted, whoever holds the returned stream: for a
+   * consumer (a library) that stops reading without cancelling. A request
+   * body left half-read keeps its connection open for as long as the client
+   * keeps its socket, even after the answer.
+   */
+  release?: AbortSignal;
 }
 
 /**
@@ -38,6 +45,9 @@ export function idleGuardedBody(
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let timedOut = false;
+  options.release?.addEventListener("abort", () => {
+    reader.cancel(options.release?.reason).catch(() => {});
+  }, { once: true });
   return new ReadableStream<Uint8Array>({
     async pull(controller): Promise<void> {
       const timer = setTimeout(() => {

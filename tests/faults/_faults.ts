@@ -11,9 +11,12 @@ import { TEST_SECRET } from "../_helpers.ts";
 import {
   attachmentOf,
   fdCount,
+  messageOf,
   openFiles,
   type ServerProcess,
   sha256Hex,
+  startServer,
+  steadyOpenFiles,
   toolsUsing,
   waitFor,
 } from "./_server.ts";
@@ -80,13 +83,16 @@ export async function partialUploads(dataDir: string): Promise<{ path: string; s
 export async function runFsck(
   dataDir: string,
   args: string[] = [],
+  /** More configuration: the server's (DATABASE_URL…). */
+  env: Record<string, string> = {},
 ): Promise<{ code: number; output: string }> {
-  const config = parseConfig({ DATA_DIR: dataDir });
+  const config = parseConfig({ ...env, DATA_DIR: dataDir });
   const run = await new Deno.Command(Deno.execPath(), {
     args: [...denoRunArgs(config, "fsck"), ...args],
     cwd: ROOT,
     clearEnv: true,
     env: {
+      ...env,
       DATA_DIR: dataDir,
       JWT_SECRET: TEST_SECRET,
       PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
@@ -149,7 +155,7 @@ export async function assertConsistent(
     assert.equal(await sha256Hex(await Deno.readFile(original)), sha256);
   }
   await waitFor("every job to finish", async () => (await toolsUsing(server.dataDir)).length === 0);
-  const fsck = await runFsck(server.dataDir);
+  const fsck = await runFsck(server.dataDir, [], server.env);
   assert.equal(fsck.code, 0, fsck.output);
   assert.match(fsck.output, /fsck: consistent/);
   await waitFor(
@@ -163,4 +169,45 @@ export async function assertConsistent(
       `${error.message}: now ${now.length}, not in the baseline: ${extra.join(", ")}`,
     );
   });
+}
+
+/** A data directory removed at the end of the test. */
+export async function dataDirectory(): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix: "offchat-faults-" });
+  return {
+    path,
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Uploads `file` as multipart in one go; the attachment's id (asserting 201). */
+export async function upload(
+  server: ServerProcess,
+  user: string,
+  file: Uint8Array,
+): Promise<Accepted> {
+  const messageId = await messageOf(server, user);
+  const form = multipartBody(messageId, file, "video.mp4");
+  const response = await fetch(`${server.url}/api/chat/videos/upload/`, {
+    method: "POST",
+    headers: { ...(await server.auth(user)), "content-type": form.contentType },
+    body: form.bytes,
+  });
+  const json = await response.json();
+  assert.equal(response.status, 201, JSON.stringify(json));
+  return { id: String(json.id), user, sha256: await sha256Hex(file) };
+}
+
+/** A server on `dataDir` and its idle file descriptor count. */
+export async function started(dataDir: string, env: Record<string, string> = {}) {
+  const server = await startServer(dataDir, { env: { WORKER_CONCURRENCY: "1", ...env } });
+  // The baseline is the server at rest after a first request that runs the tools (/readyz):
+  // what it opens lazily once (the runtime's child-process and signal drivers' sockets, the
+  // database's connections) is not a leak; the idle keep-alive connection closes after
+  // HEADER_TIMEOUT_MS (1 s here).
+  await (await fetch(`${server.url}/readyz`)).body?.cancel();
+  const baselineFiles = await steadyOpenFiles(server.pid);
+  return { server, baselineFds: baselineFiles.length, baselineFiles };
 }

@@ -22,6 +22,8 @@ export interface ServerProcess {
   url: string;
   pid: number;
   dataDir: string;
+  /** The configuration it was started with (DATA_DIR, DATABASE_URL, …). */
+  env: Record<string, string>;
   /** Resolves when the process has exited. */
   status: Promise<Deno.CommandStatus>;
   /** Everything it printed so far (stdout and stderr, interleaved by arrival). */
@@ -130,6 +132,7 @@ export async function startServer(
     url: `http://127.0.0.1:${port}`,
     pid: child.pid,
     dataDir,
+    env,
     status,
     output: () => text,
     waitForOutput,

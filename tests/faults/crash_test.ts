@@ -11,9 +11,12 @@ import { fixture } from "../_fixtures.ts";
 import {
   type Accepted,
   assertConsistent,
+  dataDirectory,
   multipartBody,
   partialUploads,
+  started,
   twoPartBody,
+  upload,
 } from "./_faults.ts";
 import {
   attachmentOf,
@@ -21,37 +24,11 @@ import {
   type ServerProcess,
   sha256Hex,
   startServer,
-  steadyOpenFiles,
   toolsUsing,
   waitFor,
 } from "./_server.ts";
 
 const TUS_PATH = "/api/chat/videos/uploads/";
-
-/** A data directory removed at the end of the test. */
-async function dataDirectory(): Promise<{ path: string } & AsyncDisposable> {
-  const path = await Deno.makeTempDir({ prefix: "offchat-faults-" });
-  return {
-    path,
-    async [Symbol.asyncDispose]() {
-      await Deno.remove(path, { recursive: true }).catch(() => {});
-    },
-  };
-}
-
-/** Uploads `file` as multipart in one go; the attachment's id (asserting 201). */
-async function upload(server: ServerProcess, user: string, file: Uint8Array): Promise<Accepted> {
-  const messageId = await messageOf(server, user);
-  const form = multipartBody(messageId, file, "video.mp4");
-  const response = await fetch(`${server.url}/api/chat/videos/upload/`, {
-    method: "POST",
-    headers: { ...(await server.auth(user)), "content-type": form.contentType },
-    body: form.bytes,
-  });
-  const json = await response.json();
-  assert.equal(response.status, 201, JSON.stringify(json));
-  return { id: String(json.id), user, sha256: await sha256Hex(file) };
-}
 
 /**
  * Starts a multipart upload of `file` as alice whose body sends its first
@@ -72,18 +49,6 @@ async function halfSentUpload(server: ServerProcess, dataDir: string, file: Uint
     async () => (await partialUploads(dataDir)).some((part) => part.size > 0),
   );
   return { response, body };
-}
-
-/** A server on `dataDir` and its idle file descriptor count. */
-async function started(dataDir: string, env: Record<string, string> = {}) {
-  const server = await startServer(dataDir, { env: { WORKER_CONCURRENCY: "1", ...env } });
-  // The baseline is the server at rest after a first request that runs the tools (/readyz):
-  // what it opens lazily once (the runtime's child-process and signal drivers' sockets, the
-  // database's connections) is not a leak; the idle keep-alive connection closes after
-  // HEADER_TIMEOUT_MS (1 s here).
-  await (await fetch(`${server.url}/readyz`)).body?.cancel();
-  const baselineFiles = await steadyOpenFiles(server.pid);
-  return { server, baselineFds: baselineFiles.length, baselineFiles };
 }
 
 Deno.test("faults: SIGKILL in the middle of a multipart upload leaves no partial file after the restart", async () => {

@@ -1,31 +1,25 @@
 /**
  * A full disk (issue 13, point 4), on a real small filesystem: a tmpfs of a
- * few MiB the test mounts as DATA_DIR, with the database outside it so that
- * what fills up is the media's disk. An upload (multipart or a tus PATCH)
- * that hits ENOSPC answers 507 and leaves nothing behind, a job that hits it
- * waits for space without using an attempt, `/readyz` fails below
+ * few MiB the test mounts as DATA_DIR, with the database outside it (so that
+ * what fills up is the media's disk) or on it. The server is the real one, a
+ * child process (tests/faults/_server.ts). An upload (multipart or a tus
+ * PATCH) that hits ENOSPC answers 507 and leaves nothing behind, a job that
+ * hits it waits for space without using an attempt, `/readyz` fails below
  * MIN_FREE_BYTES and new uploads are refused up front, and everything works
- * again once space returns. Mounting needs root; without it these tests fail.
+ * again once space returns, with nothing restarted. After each fault the
+ * checks of every fault test hold (`assertConsistent`). Mounting needs
+ * root; without it these tests fail.
  */
 import assert from "node:assert/strict";
-import { eq } from "drizzle-orm";
-import { attachments, jobs, uploads } from "../../db/schema.ts";
+import { createClient } from "@libsql/client";
 import { freeBytes } from "../../lib/storage/disk_space.ts";
-import { fsck } from "../../lib/storage/fsck.ts";
-import { checkReadiness } from "../../lib/setup/readiness.ts";
-import { startWorker } from "../../lib/processing/worker.ts";
 import { fixture } from "../_fixtures.ts";
-import {
-  body,
-  conversationWithMessage,
-  createTestContext,
-  listFiles,
-  type TestContext,
-  uploadFile,
-  waitForProcessed,
-} from "../_helpers.ts";
+import { listFiles } from "../_helpers.ts";
+import { type Accepted, assertConsistent, multipartBody, started, upload } from "./_faults.ts";
+import { messageOf, type ServerProcess, sha256Hex, waitFor } from "./_server.ts";
 
 const MiB = 1024 * 1024;
+const TUS_PATH = "/api/chat/videos/uploads/";
 
 /** A tmpfs of `sizeMiB` mounted on a new directory; dispose to unmount and remove it. */
 async function smallDisk(sizeMiB: number): Promise<{ dir: string } & AsyncDisposable> {
@@ -48,8 +42,8 @@ async function smallDisk(sizeMiB: number): Promise<{ dir: string } & AsyncDispos
     async [Symbol.asyncDispose]() {
       const umount = (args: string[]) =>
         new Deno.Command("umount", { args, stdout: "null", stderr: "null" }).output();
-      // libSQL may close a database file on the disk a moment after its client: then the
-      // mount is detached now and freed once that descriptor goes (a lazy unmount).
+      // A descriptor still closing in a process that just exited: then the mount is detached
+      // now and freed once that descriptor goes (a lazy unmount).
       if (!(await umount([dir])).success && !(await umount(["-l", dir])).success) {
         throw new Error(`Cannot unmount "${dir}"`);
       }
@@ -58,25 +52,35 @@ async function smallDisk(sizeMiB: number): Promise<{ dir: string } & AsyncDispos
   };
 }
 
-/** A test context whose DATA_DIR is `disk` and whose database file is elsewhere. */
-async function contextOn(
+/** Where the database lives: beside the small disk, or on it. */
+type Layout = "elsewhere" | "on the small disk";
+
+/**
+ * The server on `disk` (its database placed by `layout`, or in `dbDir`, which
+ * the caller then removes), at rest, with its baseline of open files;
+ * disposing it kills it and removes the database's directory it made.
+ */
+async function serverOn(
   disk: string,
+  layout: Layout,
   env: Record<string, string>,
-): Promise<TestContext & { dbDir: string }> {
-  const dbDir = await Deno.makeTempDir({ prefix: "offchat-db-" });
-  const ctx = await createTestContext({
-    dataDir: disk,
-    worker: false,
-    env: { DATABASE_URL: `file:${dbDir}/offchat.db`, ...env },
+  dbDir?: string,
+) {
+  const made = !dbDir && layout === "elsewhere"
+    ? await Deno.makeTempDir({ prefix: "offchat-db-" })
+    : null;
+  const dir = dbDir ?? made;
+  const rest = await started(disk, {
+    ...(dir ? { DATABASE_URL: `file:${dir}/offchat.db` } : {}),
+    ...env,
   });
-  const dispose = ctx[Symbol.asyncDispose].bind(ctx);
-  return Object.assign(ctx, {
-    dbDir,
+  return {
+    ...rest,
     async [Symbol.asyncDispose]() {
-      await dispose();
-      await Deno.remove(dbDir, { recursive: true });
+      await rest.server[Symbol.asyncDispose]();
+      if (made) await Deno.remove(made, { recursive: true });
     },
-  });
+  };
 }
 
 /** Writes zeros to `path` until the disk is full, or has only `leaveBytes` free. */
@@ -95,24 +99,30 @@ async function fill(path: string, leaveBytes = 0): Promise<void> {
   }
 }
 
-function multipart(messageId: string, bytes: Uint8Array): FormData {
-  const form = new FormData();
-  form.append("message_id", messageId);
-  form.append("file", new Blob([bytes as Uint8Array<ArrayBuffer>]), "big.mp4");
-  return form;
+/** POSTs `file` as a multipart upload of alice's (to a new message), without checking the answer. */
+async function postMultipart(server: ServerProcess, file: Uint8Array): Promise<Response> {
+  const form = multipartBody(await messageOf(server, "alice"), file, "big.mp4");
+  return await fetch(`${server.url}/api/chat/videos/upload/`, {
+    method: "POST",
+    headers: { ...(await server.auth("alice")), "content-type": form.contentType },
+    body: form.bytes,
+  });
 }
 
 async function assertInsufficientStorage(response: Response, what: string): Promise<void> {
   assert.equal(response.status, 507, what);
   assert.equal(response.headers.get("content-type"), "application/problem+json");
   assert.ok(response.headers.get("retry-after"), `${what}: Retry-After`);
-  assert.equal((await body(response)).code, "insufficient_storage", what);
+  assert.equal((await response.json()).code, "insufficient_storage", what);
 }
 
-function tusCreate(ctx: TestContext, messageId: string, size: number): Promise<Response> {
-  return ctx.request("alice", "/api/chat/videos/uploads/", {
+/** Creates a tus upload of `size` bytes; the answer (its Location on 201). */
+async function tusCreate(server: ServerProcess, size: number): Promise<Response> {
+  const messageId = await messageOf(server, "alice");
+  return await fetch(`${server.url}${TUS_PATH}`, {
     method: "POST",
     headers: {
+      ...(await server.auth("alice")),
       "tus-resumable": "1.0.0",
       "upload-length": String(size),
       "upload-metadata": `message_id ${btoa(messageId)},filename ${btoa("v.mp4")}`,
@@ -120,174 +130,166 @@ function tusCreate(ctx: TestContext, messageId: string, size: number): Promise<R
   });
 }
 
-function tusPatch(
-  ctx: TestContext,
+/** PATCHes `bytes` at offset 0 to the upload at `location`. */
+async function tusPatch(
+  server: ServerProcess,
   location: string,
   bytes: Uint8Array,
-  offset = 0,
 ): Promise<Response> {
-  return ctx.request("alice", location, {
+  return await fetch(new URL(location, server.url), {
     method: "PATCH",
     headers: {
+      ...(await server.auth("alice")),
       "tus-resumable": "1.0.0",
-      "upload-offset": String(offset),
+      "upload-offset": "0",
       "content-type": "application/offset+octet-stream",
     },
     body: bytes as Uint8Array<ArrayBuffer>,
   });
 }
 
-/** The part of a tus Location the app routes (it is relative to the endpoint). */
-/** After a fault, `deno task fsck` would find nothing: no row without its file, no stray file. */
-async function assertFsckClean(ctx: TestContext): Promise<void> {
-  const report = await fsck({ ...ctx.deps, dataDir: ctx.dataDir });
-  assert.deepEqual(report.issues, [], "fsck finds nothing");
+/** A whole tus upload of `file`: what the test expects of it once it answered 200. */
+async function tusUpload(server: ServerProcess, file: Uint8Array): Promise<Accepted> {
+  const created = await tusCreate(server, file.length);
+  assert.equal(created.status, 201);
+  const done = await tusPatch(server, created.headers.get("location")!, file);
+  const json = await done.json();
+  assert.equal(done.status, 200, JSON.stringify(json));
+  return { id: String(json.id), user: "alice", sha256: await sha256Hex(file) };
 }
 
-function uploadPath(location: string): string {
-  return `/api/chat/videos/uploads/${location.split("/").pop()}`;
+/** The files under `dir` (none when it does not exist). */
+async function filesIn(dir: string): Promise<string[]> {
+  return await listFiles(dir).catch((error) => {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  });
+}
+
+/** The multipart temp files and tus parts left on the disk. */
+async function partials(disk: string): Promise<string[]> {
+  const temp = (await filesIn(`${disk}/tmp`)).filter((name) => !name.endsWith(".lock"));
+  return [...temp, ...(await filesIn(`${disk}/tus`))];
 }
 
 for (const layout of ["elsewhere", "on the small disk"] as const) {
   Deno.test(`disk full: a multipart upload that hits ENOSPC gets 507 and leaves nothing (database ${layout})`, async () => {
     await using disk = await smallDisk(8);
-    await using ctx = layout === "elsewhere"
-      ? await contextOn(disk.dir, { MIN_FREE_BYTES: "0" })
-      : await createTestContext({ dataDir: disk.dir, worker: false, env: { MIN_FREE_BYTES: "0" } });
-    const { messageId } = await conversationWithMessage(ctx, "alice");
+    await using at = await serverOn(disk.dir, layout, { MIN_FREE_BYTES: "0" });
+    const { server } = at;
     const before = await freeBytes(disk.dir);
 
-    const response = await ctx.request("alice", "/api/chat/videos/upload/", {
-      method: "POST",
-      body: multipart(messageId, new Uint8Array(12 * MiB).fill(7)),
-    });
-    await assertInsufficientStorage(response, "the upload larger than the disk");
-    assert.deepEqual(await listFiles(`${disk.dir}/tmp`), [], "the partial file is removed");
-    assert.equal((await ctx.deps.db.select().from(attachments)).length, 0, "no row");
-    assert.ok(await freeBytes(disk.dir) >= before - 64 * 1024, "the space is given back");
-    await assertFsckClean(ctx);
+    const refused = await postMultipart(server, new Uint8Array(12 * MiB).fill(7));
+    await assertInsufficientStorage(refused, "the upload larger than the disk");
+    assert.deepEqual(await partials(disk.dir), [], "the partial file is removed");
+    assert.ok(await freeBytes(disk.dir) >= before - 256 * 1024, "the space is given back");
 
-    // Nothing else was affected: the next upload that fits goes through.
-    const ok = await uploadFile(ctx, "alice", messageId, await fixture("short.mp4"));
-    assert.equal(ok.status, 201);
+    // Nothing else was affected: the next upload that fits goes through, and is processed.
+    const accepted = [
+      await upload(server, "alice", await Deno.readFile(await fixture("short.mp4"))),
+    ];
+    await assertConsistent(server, { ...at, accepted });
   });
 }
 
 Deno.test("disk full: a tus PATCH that hits ENOSPC gets 507 and the upload is removed", async () => {
   await using disk = await smallDisk(8);
-  await using ctx = await contextOn(disk.dir, { MIN_FREE_BYTES: "0" });
-  const { messageId } = await conversationWithMessage(ctx, "alice");
+  await using at = await serverOn(disk.dir, "elsewhere", { MIN_FREE_BYTES: "0" });
+  const { server } = at;
   const size = 12 * MiB;
-  const created = await tusCreate(ctx, messageId, size);
+  const created = await tusCreate(server, size);
   assert.equal(created.status, 201);
-  const location = uploadPath(created.headers.get("location")!);
+  const location = created.headers.get("location")!;
 
-  const response = await tusPatch(ctx, location, new Uint8Array(size).fill(7));
-  await assertInsufficientStorage(response, "the PATCH larger than the disk");
-  assert.deepEqual(await listFiles(`${disk.dir}/tus`), [], "the partial bytes are removed");
-  assert.equal((await ctx.deps.db.select().from(uploads)).length, 0, "no upload row");
-  const gone = await ctx.request("alice", location, {
+  const refused = await tusPatch(server, location, new Uint8Array(size).fill(7));
+  await assertInsufficientStorage(refused, "the PATCH larger than the disk");
+  assert.deepEqual(await partials(disk.dir), [], "the partial bytes are removed");
+  const gone = await fetch(new URL(location, server.url), {
     method: "HEAD",
-    headers: { "tus-resumable": "1.0.0" },
+    headers: { ...(await server.auth("alice")), "tus-resumable": "1.0.0" },
   });
-  assert.equal(gone.status, 404);
-  await assertFsckClean(ctx);
+  assert.equal(gone.status, 404, "the upload is gone");
 
   // The disk has room again for an upload that fits.
-  const video = await Deno.readFile(await fixture("short.mp4"));
-  const again = await tusCreate(ctx, messageId, video.length);
-  assert.equal(again.status, 201);
-  const done = await tusPatch(ctx, uploadPath(again.headers.get("location")!), video);
-  assert.equal(done.status, 200);
-  assert.equal((await body(done)).status, "processing");
+  const accepted = [await tusUpload(server, await Deno.readFile(await fixture("short.mp4")))];
+  await assertConsistent(server, { ...at, accepted });
 });
 
-Deno.test("disk full: a job that hits ENOSPC waits for space without using an attempt", async () => {
+Deno.test("disk full: a job that hits ENOSPC waits for space without using an attempt, then finishes", async () => {
   await using disk = await smallDisk(8);
-  await using ctx = await contextOn(disk.dir, { MIN_FREE_BYTES: "0" });
-  const { messageId } = await conversationWithMessage(ctx, "alice");
-  const uploaded = await uploadFile(ctx, "alice", messageId, await fixture("short.mp4"));
-  assert.equal(uploaded.status, 201);
-  const { id } = await body<{ id: string }>(uploaded);
-
-  const filler = `${disk.dir}/filler`;
-  await fill(filler);
-  const retryMs = 200;
-  const reports: string[] = [];
-  let worker = startWorker(ctx.deps, {
-    concurrency: 1,
-    pollMs: 20,
-    diskFullRetryMs: retryMs,
-    onJobEnd: (report) => reports.push(`${report.kind}:${report.outcome}`),
-  });
+  const dbDir = await Deno.makeTempDir({ prefix: "offchat-db-" });
   try {
-    // Wait until every job has run once against the full disk.
-    const kinds = (await ctx.deps.db.select().from(jobs).where(eq(jobs.attachmentId, id)))
-      .length;
-    const deadline = Date.now() + 30_000;
-    while (reports.length < kinds && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    const env = { MIN_FREE_BYTES: "0", DISK_FULL_RETRY_MS: "300" };
+    let accepted: Accepted;
+    {
+      // The upload lands on a server with no worker, so that no job runs before the disk is full.
+      await using first = await serverOn(disk.dir, "elsewhere", {
+        ...env,
+        WORKER_CONCURRENCY: "0",
+      }, dbDir);
+      const video = await Deno.readFile(await fixture("short.mp4"));
+      accepted = await upload(first.server, "alice", video);
     }
-    assert.ok(reports.length >= kinds, `every job ran (${reports.join(", ")})`);
-  } finally {
-    await worker.stop();
-  }
-  const rows = await ctx.deps.db.select().from(jobs).where(eq(jobs.attachmentId, id));
-  // A job with nothing to write (no ladder for a short clip) may finish; none may fail.
-  const waiting = rows.filter((job) => job.status !== "done");
-  assert.ok(waiting.length > 0, "some job needed the disk");
-  for (const job of waiting) {
-    assert.equal(job.status, "queued", `${job.kind} is queued again (${job.lastError})`);
-    assert.equal(job.attempts, 0, `${job.kind} used no attempt`);
-    assert.match(job.lastError ?? "", /No space left on device|ENOSPC/);
-  }
-  const [row] = await ctx.deps.db.select().from(attachments).where(eq(attachments.id, id));
-  assert.equal(row?.status, "processing", "the attachment has not failed");
-  assert.deepEqual(await listFiles(`${disk.dir}/tmp`), [], "no partial output is left");
+    await fill(`${disk.dir}/filler`);
 
-  // Space returns: the jobs run again after their delay, by themselves, and finish.
-  await Deno.remove(filler);
-  worker = startWorker(ctx.deps, { concurrency: 1, pollMs: 20, diskFullRetryMs: retryMs });
-  try {
-    const done = await waitForProcessed(ctx, "alice", id);
-    assert.equal(done.status, "ready");
+    await using at = await serverOn(disk.dir, "elsewhere", env, dbDir);
+    const db = createClient({ url: `file:${dbDir}/offchat.db` });
+    try {
+      // Every job that needs the disk was put back, with its attempt given back.
+      const waiting = await waitFor("a job to find the disk full", async () => {
+        const rows = await db.execute({
+          sql: "SELECT kind, status, attempts, last_error FROM jobs WHERE attachment_id = ?",
+          args: [accepted.id],
+        });
+        // Queued again, not running its next try (a running job holds its attempt meanwhile).
+        const full = rows.rows.filter((row) =>
+          row.status === "queued" &&
+          /No space left on device|ENOSPC/.test(String(row.last_error ?? ""))
+        );
+        return full.length > 0 ? { all: rows.rows, full } : undefined;
+      });
+      for (const job of waiting.full) {
+        assert.equal(Number(job.attempts), 0, `${job.kind} used no attempt`);
+      }
+      assert.ok(waiting.all.every((job) => job.status !== "failed"), "no job failed");
+      const [attachment] = (await db.execute({
+        sql: "SELECT status FROM attachments WHERE id = ?",
+        args: [accepted.id],
+      })).rows;
+      assert.equal(attachment?.status, "processing", "the attachment has not failed");
+    } finally {
+      db.close();
+    }
+
+    // Space returns: the jobs run again after their delay, by themselves, and finish.
+    await Deno.remove(`${disk.dir}/filler`);
+    await assertConsistent(at.server, { ...at, accepted: [accepted] });
   } finally {
-    await worker.stop();
+    await Deno.remove(dbDir, { recursive: true });
   }
-  await assertFsckClean(ctx);
 });
 
-Deno.test("disk full: below MIN_FREE_BYTES /readyz fails and uploads are refused up front", async () => {
+Deno.test("disk full: below MIN_FREE_BYTES /readyz fails and uploads are refused up front; then it recovers", async () => {
   await using disk = await smallDisk(8);
-  await using ctx = await contextOn(disk.dir, { MIN_FREE_BYTES: String(4 * MiB) });
-  const { messageId } = await conversationWithMessage(ctx, "alice");
-  const filler = `${disk.dir}/filler`;
-  await fill(filler, 2 * MiB);
+  await using at = await serverOn(disk.dir, "elsewhere", { MIN_FREE_BYTES: String(4 * MiB) });
+  const { server } = at;
+  await fill(`${disk.dir}/filler`, 2 * MiB);
 
-  const ready = await ctx.request(null, "/readyz");
+  const ready = await fetch(`${server.url}/readyz`);
   assert.equal(ready.status, 503);
-  const checks = (await body<{ checks: Record<string, { ok: boolean; detail?: string }> }>(ready))
-    .checks;
+  const { checks } = await ready.json();
   assert.deepEqual(checks.disk_space, { ok: false, detail: "less than MIN_FREE_BYTES free" });
   assert.equal(checks.storage?.ok, true, "the disk can still be written");
 
   const video = await Deno.readFile(await fixture("short.mp4"));
-  const refused = await ctx.request("alice", "/api/chat/videos/upload/", {
-    method: "POST",
-    body: multipart(messageId, video),
-  });
-  await assertInsufficientStorage(refused, "a multipart upload");
-  await assertInsufficientStorage(await tusCreate(ctx, messageId, video.length), "a tus creation");
-  assert.deepEqual(await listFiles(`${disk.dir}/tmp`), []);
-  assert.equal((await ctx.deps.db.select().from(uploads)).length, 0);
-  await assertFsckClean(ctx);
+  await assertInsufficientStorage(await postMultipart(server, video), "a multipart upload");
+  await assertInsufficientStorage(await tusCreate(server, video.length), "a tus creation");
+  assert.deepEqual(await partials(disk.dir), []);
 
   // Space returns: ready again, and uploads are taken, with nothing restarted.
-  await Deno.remove(filler);
-  assert.deepEqual((await checkReadiness(ctx.deps)).disk_space, { ok: true });
-  const accepted = await ctx.request("alice", "/api/chat/videos/upload/", {
-    method: "POST",
-    body: multipart(messageId, video),
-  });
-  assert.equal(accepted.status, 201);
+  await Deno.remove(`${disk.dir}/filler`);
+  const again = await fetch(`${server.url}/readyz`);
+  assert.equal(again.status, 200, JSON.stringify(await again.json()));
+  const accepted = [await upload(server, "alice", video)];
+  await assertConsistent(server, { ...at, accepted });
 });
