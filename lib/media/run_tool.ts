@@ -84,6 +84,19 @@ export interface ToolRun {
  */
 const toolRunObservers = new AsyncLocalStorage<(run: ToolRun) => void>();
 
+/**
+ * The signal that stops every media tool run started inside a job (see
+ * {@linkcode withToolSignal}), carried like the observers: a worker giving a
+ * job back at shutdown stops its ffmpeg or ffprobe, whichever step the job is
+ * at, without each job kind passing the signal on.
+ */
+const toolSignals = new AsyncLocalStorage<AbortSignal>();
+
+/** Runs `fn`; each media tool run it starts is stopped (SIGTERM, then SIGKILL) when `signal` aborts. */
+export function withToolSignal<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+  return toolSignals.run(signal, fn);
+}
+
 /** Runs `fn`, telling `observer` how each media tool run that it starts ends. */
 export function observeToolRuns<T>(
   observer: (run: ToolRun) => void,
@@ -233,8 +246,9 @@ export async function runTool(
     timedOut = true;
     stop();
   }, options.timeoutMs);
-  options.signal?.addEventListener("abort", stop, { once: true });
-  if (options.signal?.aborted) stop();
+  const signal = options.signal ?? toolSignals.getStore();
+  signal?.addEventListener("abort", stop, { once: true });
+  if (signal?.aborted) stop();
   try {
     const [out, err, status] = await Promise.all([
       collect(child.stdout, {
@@ -258,6 +272,6 @@ export async function runTool(
   } finally {
     clearTimeout(termTimer);
     clearTimeout(killTimer);
-    options.signal?.removeEventListener("abort", stop);
+    signal?.removeEventListener("abort", stop);
   }
 }

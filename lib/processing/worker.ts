@@ -1,6 +1,11 @@
 import { getLogger } from "@logtape/logtape";
 import type { AppDeps } from "../deps.ts";
-import { observeToolRuns, type ToolRun, withToolPriority } from "../media/run_tool.ts";
+import {
+  observeToolRuns,
+  type ToolRun,
+  withToolPriority,
+  withToolSignal,
+} from "../media/run_tool.ts";
 import { literalMessage } from "../observability/logging.ts";
 import type { JobSignal } from "./job_signal.ts";
 import type { Job } from "../../db/schema.ts";
@@ -148,10 +153,15 @@ export function startWorker(
       await observeToolRuns(
         (run) => runs.push(run),
         // Below the requests this process answers (JOB_PRIORITY, lib/media/run_tool.ts).
+        // Every tool run of the job stops when it is given back (shutdown), whatever its step.
         () =>
           withToolPriority(
             deps.media.jobPriority,
-            () => runJob(deps, job, { progress, signal: abort.signal }),
+            () =>
+              withToolSignal(
+                abort.signal,
+                () => runJob(deps, job, { progress, signal: abort.signal }),
+              ),
           ),
       );
       await queue.complete(job);

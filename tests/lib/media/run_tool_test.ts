@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { limitedCommand, runTool, withToolPriority } from "../../../lib/media/run_tool.ts";
+import {
+  limitedCommand,
+  runTool,
+  withToolPriority,
+  withToolSignal,
+} from "../../../lib/media/run_tool.ts";
 
 Deno.test("runTool: an aborted signal stops the tool as a timeout does", async () => {
   const controller = new AbortController();
@@ -14,6 +19,28 @@ Deno.test("runTool: an aborted signal stops the tool as a timeout does", async (
   assert.equal(result.signal, "SIGTERM");
   assert.equal(result.timedOut, false);
   assert.ok(performance.now() - started < 10_000);
+});
+
+Deno.test("runTool: the job's signal, from the async context, stops every run inside it", async () => {
+  const controller = new AbortController();
+  let started!: () => void;
+  const spawned = new Promise<void>((resolve) => (started = resolve));
+  const runs = withToolSignal(controller.signal, async () => {
+    const first = runTool("sleep", ["30"], { timeoutMs: 60_000, addressSpaceBytes: 0 });
+    started();
+    const result = await first;
+    // A run that starts after the abort is stopped at once too.
+    const later = await runTool("sleep", ["30"], { timeoutMs: 60_000, addressSpaceBytes: 0 });
+    return [result, later];
+  });
+  await spawned;
+  controller.abort();
+  const [first, later] = await runs;
+  assert.equal(first!.signal, "SIGTERM");
+  assert.equal(later!.signal, "SIGTERM");
+  // Outside the context, a run is not tied to it.
+  const outside = await runTool("true", [], { timeoutMs: 10_000, addressSpaceBytes: 0 });
+  assert.equal(outside.code, 0);
 });
 
 /** The scheduling policy (field 41) and nice value (field 19) of the process `runTool` started. */
