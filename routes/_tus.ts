@@ -2,7 +2,15 @@ import { createWriteStream } from "node:fs";
 import { pipeline } from "node:stream/promises";
 import { type Readable, Transform } from "node:stream";
 import { FileStore } from "@tus/file-store";
-import { ERRORS, Metadata, Server, type Upload as TusUpload } from "@tus/server";
+import {
+  ERRORS,
+  type Lock,
+  type Locker,
+  Metadata,
+  type RequestRelease,
+  Server,
+  type Upload as TusUpload,
+} from "@tus/server";
 import type { Upload } from "../db/schema.ts";
 import type { ActivityContext } from "../lib/chat/activity.ts";
 import type { User } from "../lib/auth/auth.ts";
@@ -11,6 +19,7 @@ import { isId } from "../lib/core/ids.ts";
 import { insufficientStorage, isOutOfSpace } from "../lib/storage/disk_space.ts";
 import { idleGuardedBody } from "../lib/uploads/idle_body.ts";
 import type { ResumableUploads } from "../lib/uploads/resumable_uploads.ts";
+import type { HeldUploadLock, UploadLocks } from "../lib/uploads/upload_locks.ts";
 import { serializeAttachment, type UrlContext } from "./_serialize.ts";
 
 /** On the answers about a completed upload: the id of the attachment it made. */
@@ -92,6 +101,9 @@ export class TusEndpoint {
       // the store would look for the file again after the last byte has made
       // it an attachment.
       datastore: store,
+      // Its default locker lives in this process's memory; two API processes would then
+      // both write one upload. This one is a lease in the database that all of them share.
+      locker: new LeaseLocker(uploads.locks),
       maxSize: options.maxUploadBytes,
       // Resolved against the endpoint by clients; no trust in Host headers.
       relativeLocation: true,
@@ -314,5 +326,41 @@ class SpaceAwareFileStore extends FileStore {
       throw isOutOfSpace(error) ? insufficientStorage() : ERRORS.FILE_WRITE_ERROR;
     }
     return offset + written;
+  }
+}
+
+/** How long a request waits for an upload's lock before the library answers 500 (its default). */
+const LOCK_TIMEOUT_MS = 30_000;
+
+/**
+ * `@tus/server`'s `Locker` on the database leases of {@linkcode UploadLocks}:
+ * the lock of an upload holds across every API process on the database. A
+ * request that wants a held lock asks its holder, in whichever process, to
+ * end its request (the library's `requestRelease`), as the library's
+ * in-memory locker does within one process.
+ */
+export class LeaseLocker implements Locker {
+  readonly #locks: UploadLocks;
+  readonly #timeoutMs: number;
+
+  constructor(locks: UploadLocks, options: { timeoutMs?: number } = {}) {
+    this.#locks = locks;
+    this.#timeoutMs = options.timeoutMs ?? LOCK_TIMEOUT_MS;
+  }
+
+  newLock(id: string): Lock {
+    const locks = this.#locks;
+    const timeoutMs = this.#timeoutMs;
+    let held: HeldUploadLock | null = null;
+    return {
+      async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
+        held = await locks.acquire(id, { signal, timeoutMs, onReleaseRequested: requestRelease });
+        if (!held) throw ERRORS.ERR_LOCK_TIMEOUT;
+      },
+      async unlock(): Promise<void> {
+        await held?.release();
+        held = null;
+      },
+    };
   }
 }

@@ -1,0 +1,111 @@
+/**
+ * The tus locker on database leases (routes/_tus.ts `LeaseLocker`,
+ * lib/uploads/upload_locks.ts), as two API processes see it: two lockers,
+ * each on its own connection to one database file.
+ */
+import assert from "node:assert/strict";
+import { ERRORS } from "@tus/server";
+import { openDatabase } from "../../db/client.ts";
+import { migrate } from "../../db/migrate.ts";
+import { uploadLocks } from "../../db/schema.ts";
+import { UploadLocks } from "../../lib/uploads/upload_locks.ts";
+import { LeaseLocker } from "../../routes/_tus.ts";
+
+const UPLOAD = "0190a000-0000-7000-8000-000000000001";
+const clock = () => new Date();
+
+/** Two "processes": two connections to one migrated database file, each with its locker. */
+async function twoProcesses(options: { leaseMs?: number; timeoutMs?: number } = {}) {
+  const dir = await Deno.makeTempDir({ prefix: "offchat-tus-lock-" });
+  const url = `file:${dir}/offchat.db`;
+  const first = await openDatabase(url);
+  await migrate(first.client);
+  const second = await openDatabase(url);
+  const locker = (db: typeof first.db) =>
+    new LeaseLocker(new UploadLocks(db, clock, { leaseMs: options.leaseMs, pollMs: 50 }), {
+      timeoutMs: options.timeoutMs,
+    });
+  return {
+    a: locker(first.db),
+    b: locker(second.db),
+    db: first.db,
+    async [Symbol.asyncDispose]() {
+      first.close();
+      second.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+function signal(): AbortSignal {
+  return new AbortController().signal;
+}
+
+Deno.test("tus locker: a lock held in one process makes the other wait, and asks the holder to release", async () => {
+  await using p = await twoProcesses();
+  const held = p.a.newLock(UPLOAD);
+  const asked = Promise.withResolvers<void>();
+  await held.lock(signal(), () => asked.resolve());
+  let acquired = false;
+  const waiter = p.b.newLock(UPLOAD);
+  const waiting = waiter.lock(signal(), () => {}).then(() => (acquired = true));
+  // The holder is asked through the database (another process's request wants the upload).
+  await asked.promise;
+  assert.equal(acquired, false, "the lock was taken while held");
+  await held.unlock();
+  await waiting;
+  assert.equal(acquired, true);
+  const rows = await p.db.select().from(uploadLocks);
+  assert.equal(rows.length, 1);
+  await waiter.unlock();
+  assert.deepEqual(await p.db.select().from(uploadLocks), []);
+});
+
+Deno.test("tus locker: two processes taking turns never hold one upload at once", async () => {
+  await using p = await twoProcesses();
+  let inside = 0;
+  let most = 0;
+  const turns = async (locker: LeaseLocker) => {
+    for (let i = 0; i < 15; i++) {
+      const lock = locker.newLock(UPLOAD);
+      await lock.lock(signal(), () => {});
+      inside++;
+      most = Math.max(most, inside);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      inside--;
+      await lock.unlock();
+    }
+  };
+  await Promise.all([turns(p.a), turns(p.b), turns(p.a), turns(p.b)]);
+  assert.equal(most, 1);
+});
+
+Deno.test("tus locker: the lock of a process that died is taken once its lease has expired", async () => {
+  await using p = await twoProcesses({ leaseMs: 400 });
+  // What a killed process leaves: its row, which nobody renews or deletes.
+  const diedAt = Date.now();
+  await p.db.insert(uploadLocks).values({
+    uploadId: UPLOAD,
+    holder: "a process that died",
+    expiresAt: diedAt + 400,
+  });
+  const lock = p.b.newLock(UPLOAD);
+  await lock.lock(signal(), () => {});
+  assert.ok(Date.now() - diedAt >= 400, "taken before the lease expired");
+  await lock.unlock();
+});
+
+Deno.test("tus locker: a wait gives up after its timeout, or when its request ends", async () => {
+  await using p = await twoProcesses({ timeoutMs: 300 });
+  const held = p.a.newLock(UPLOAD);
+  await held.lock(signal(), () => {});
+  await assert.rejects(p.b.newLock(UPLOAD).lock(signal(), () => {}), (error) => {
+    assert.equal(error, ERRORS.ERR_LOCK_TIMEOUT);
+    return true;
+  });
+  const ended = new AbortController();
+  const waiting = p.b.newLock(UPLOAD).lock(ended.signal, () => {});
+  ended.abort();
+  await assert.rejects(waiting, (error) => error === ERRORS.ERR_LOCK_TIMEOUT);
+  await held.unlock();
+});
