@@ -261,6 +261,13 @@ Deno.test("scale: 2 API and 2 worker processes on one database; 20 uploads sprea
     // Both workers did jobs before the kill; both APIs took uploads (by construction).
     assert.ok(jobLines(w2).length > 0, "the killed worker had finished jobs before");
     assert.ok(jobLines(w1).length > 0);
+    // Nothing went wrong on the way: no process logged an error (a failed claim, a busy database).
+    for (const process of [a, b, w1, w2]) {
+      const errors = process.output().split("\n").filter((line) =>
+        line.includes('"level":"ERROR"')
+      );
+      assert.deepEqual(errors, [], `errors in process ${process.pid}`);
+    }
   });
 });
 
