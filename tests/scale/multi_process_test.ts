@@ -21,7 +21,7 @@ import assert from "node:assert/strict";
 import { createClient } from "@libsql/client";
 import { fixture } from "../_fixtures.ts";
 import { freePort } from "../_helpers.ts";
-import { multipartBody } from "../faults/_faults.ts";
+import { multipartBody, twoPartBody } from "../faults/_faults.ts";
 import {
   messageOf,
   type ServerProcess,
@@ -98,7 +98,7 @@ function jobLines(process: ServiceProcess): JobLine[] {
     .filter((record) => record.logger === "offchat.job");
 }
 
-Deno.test("scale: 2 API and 2 worker processes on one database; 20 uploads spread over both APIs run each job exactly once, also when a worker is SIGKILLed mid-job; a tus upload alternating between the APIs completes", async (t) => {
+Deno.test("scale: 2 API and 2 worker processes on one database; 20 uploads spread over both APIs run each job exactly once, also when a worker is SIGKILLed mid-job; a tus upload alternating between the APIs completes, and resumes on one API after the other is killed mid-PATCH", async (t) => {
   await using data = await dataDirectory();
   const [small, transcoded, long] = await Promise.all([
     Deno.readFile(await fixture("h264.mp4")),
@@ -269,6 +269,71 @@ Deno.test("scale: 2 API and 2 worker processes on one database; 20 uploads sprea
       assert.deepEqual(errors, [], `errors in process ${process.pid}`);
     }
   });
+
+  await t.step(
+    "an API SIGKILLed mid-PATCH: the other resumes the upload once the lock's lease is over",
+    async () => {
+      const messageId = await messageOf(a, "tess");
+      const headers = async (api: ServerProcess) => ({
+        ...(await api.auth("tess")),
+        "tus-resumable": "1.0.0",
+      });
+      const created = await fetch(`${a.url}${TUS_PATH}`, {
+        method: "POST",
+        headers: {
+          ...(await headers(a)),
+          "upload-length": String(small.length),
+          "upload-metadata": `message_id ${btoa(messageId)},filename ${btoa("video.mp4")}`,
+        },
+      });
+      await created.body?.cancel();
+      assert.equal(created.status, 201);
+      const path = new URL(created.headers.get("location")!, `${a.url}${TUS_PATH}`).pathname;
+      const id = path.split("/").pop()!;
+      const body = twoPartBody(small, Math.floor(small.length / 2));
+      const patch = fetch(`${a.url}${path}`, {
+        method: "PATCH",
+        headers: {
+          ...(await headers(a)),
+          "upload-offset": "0",
+          "content-type": "application/offset+octet-stream",
+        },
+        body: body.stream,
+      }).catch((error) => error);
+      await waitFor(
+        "the first half on disk",
+        async () => ((await Deno.stat(`${data.path}/tus/${id}`).catch(() => null))?.size ?? 0) > 0,
+      );
+      // The dead process's lock stays in the table; nobody renews it.
+      const held = await db.execute({
+        sql: "SELECT expires_at FROM upload_locks WHERE upload_id = ?",
+        args: [id],
+      });
+      assert.equal(held.rows.length, 1);
+      a.kill("SIGKILL");
+      await a.status;
+      await patch;
+      body.finish();
+      const head = await fetch(`${b.url}${path}`, { method: "HEAD", headers: await headers(b) });
+      assert.equal(head.status, 200);
+      // Answered only once the lease had run out: the lock held across the processes.
+      assert.ok(Date.now() >= Number(held.rows[0]!.expires_at), "the lock was taken while leased");
+      const offset = Number(head.headers.get("upload-offset"));
+      assert.ok(offset > 0 && offset < small.length, `resumes from ${offset}`);
+      const rest = await fetch(`${b.url}${path}`, {
+        method: "PATCH",
+        headers: {
+          ...(await headers(b)),
+          "upload-offset": String(offset),
+          "content-type": "application/offset+octet-stream",
+        },
+        body: small.slice(offset),
+      });
+      const json = await rest.json();
+      assert.equal(rest.status, 200, JSON.stringify(json));
+      assert.equal(json.sha256, await sha256Hex(small));
+    },
+  );
 });
 
 Deno.test("scale: with REUSE_PORT=1 two API processes listen on one port and both answer", async () => {
