@@ -50,7 +50,11 @@ interface Call extends UploadCaller {
    * be stored (a full disk); the route answers with it and forgets the upload.
    */
   failure?: unknown;
-  /** The client sent nothing for too long: answered with 408, the upload stays resumable. */
+  /**
+   * Answered in place of the library's answer, the upload staying resumable:
+   * the client sent nothing for too long (408), or another request held the
+   * upload's lock for longer than a request waits (503).
+   */
   interruption?: ApiError;
   /** The attachment the completed upload made. */
   attachmentId?: string;
@@ -62,6 +66,8 @@ export interface TusEndpointOptions {
   maxUploadBytes: number;
   /** Milliseconds an upload body may send nothing before it is cut (UPLOAD_IDLE_TIMEOUT_MS). */
   idleTimeoutMs: number;
+  /** Milliseconds a request waits for its upload's lock before it is `503` (30 s by default). */
+  lockTimeoutMs?: number;
 }
 
 function parseLength(header: string | null): number | null {
@@ -103,7 +109,7 @@ export class TusEndpoint {
       datastore: store,
       // Its default locker lives in this process's memory; two API processes would then
       // both write one upload. This one is a lease in the database that all of them share.
-      locker: new LeaseLocker(uploads.locks),
+      locker: new LeaseLocker(uploads.locks, { timeoutMs: options.lockTimeoutMs }),
       maxSize: options.maxUploadBytes,
       // Resolved against the endpoint by clients; no trust in Host headers.
       relativeLocation: true,
@@ -120,6 +126,9 @@ export class TusEndpoint {
         const call = this.#calls.get(req);
         if (call && error instanceof ApiError && error.code === "insufficient_storage") {
           call.failure = error;
+        }
+        if (call && error instanceof ApiError && error.code === "unavailable") {
+          call.interruption = error;
         }
       },
     });
@@ -329,8 +338,10 @@ class SpaceAwareFileStore extends FileStore {
   }
 }
 
-/** How long a request waits for an upload's lock before the library answers 500 (its default). */
+/** How long a request waits for an upload's lock (the library's default), then `503`. */
 const LOCK_TIMEOUT_MS = 30_000;
+/** What a client that found its upload busy is told to wait, in seconds. */
+const LOCK_RETRY_AFTER_SECONDS = 5;
 
 /**
  * `@tus/server`'s `Locker` on the database leases of {@linkcode UploadLocks}:
@@ -355,7 +366,13 @@ export class LeaseLocker implements Locker {
     return {
       async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
         held = await locks.acquire(id, { signal, timeoutMs, onReleaseRequested: requestRelease });
-        if (!held) throw ERRORS.ERR_LOCK_TIMEOUT;
+        if (held) return;
+        // The library would answer a bare 500; the route answers this, and the upload stays.
+        throw new ApiError(
+          "unavailable",
+          "Another request is still writing this upload; retry shortly",
+          { "retry-after": String(LOCK_RETRY_AFTER_SECONDS) },
+        );
       },
       async unlock(): Promise<void> {
         await held?.release();

@@ -4,12 +4,13 @@
  * each on its own connection to one database file.
  */
 import assert from "node:assert/strict";
-import { ERRORS } from "@tus/server";
 import { openDatabase } from "../../db/client.ts";
 import { migrate } from "../../db/migrate.ts";
 import { uploadLocks } from "../../db/schema.ts";
+import { ApiError } from "../../lib/core/errors.ts";
 import { UploadLocks } from "../../lib/uploads/upload_locks.ts";
-import { LeaseLocker } from "../../routes/_tus.ts";
+import { LeaseLocker, TusEndpoint, type UploadCaller } from "../../routes/_tus.ts";
+import { conversationWithMessage, createTestContext } from "../_helpers.ts";
 
 const UPLOAD = "0190a000-0000-7000-8000-000000000001";
 const clock = () => new Date();
@@ -95,17 +96,85 @@ Deno.test("tus locker: the lock of a process that died is taken once its lease h
   await lock.unlock();
 });
 
-Deno.test("tus locker: a wait gives up after its timeout, or when its request ends", async () => {
+Deno.test("tus locker: a wait gives up after its timeout, or when its request ends, with a 503 to retry", async () => {
   await using p = await twoProcesses({ timeoutMs: 300 });
   const held = p.a.newLock(UPLOAD);
   await held.lock(signal(), () => {});
-  await assert.rejects(p.b.newLock(UPLOAD).lock(signal(), () => {}), (error) => {
-    assert.equal(error, ERRORS.ERR_LOCK_TIMEOUT);
-    return true;
-  });
+  const busy = (error: unknown) =>
+    error instanceof ApiError && error.code === "unavailable" &&
+    error.headers["retry-after"] === "5";
+  await assert.rejects(p.b.newLock(UPLOAD).lock(signal(), () => {}), busy);
   const ended = new AbortController();
   const waiting = p.b.newLock(UPLOAD).lock(ended.signal, () => {});
   ended.abort();
-  await assert.rejects(waiting, (error) => error === ERRORS.ERR_LOCK_TIMEOUT);
+  await assert.rejects(waiting, busy);
   await held.unlock();
+});
+
+Deno.test("tus: a PATCH whose upload another process keeps locked is 503 with Retry-After, and the upload resumes afterwards", async () => {
+  await using ctx = await createTestContext({ worker: false });
+  const endpoint = new TusEndpoint(ctx.deps.resumableUploads, {
+    maxUploadBytes: ctx.deps.config.maxUploadBytes,
+    idleTimeoutMs: 30_000,
+    lockTimeoutMs: 300,
+  });
+  const user = { id: "alice", admin: false };
+  const caller = (uploadId?: string): UploadCaller => ({
+    user,
+    actor: { actorId: user.id, ip: null, userAgent: null },
+    urls: { auth: ctx.deps.auth, user, publicUrl: "http://offchat.test" },
+    uploadId,
+  });
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const url = "http://offchat.test/api/chat/videos/uploads";
+  const created = await endpoint.handle(
+    new Request(url, {
+      method: "POST",
+      headers: {
+        "tus-resumable": "1.0.0",
+        "upload-length": "20",
+        "upload-metadata": `message_id ${btoa(messageId)}`,
+      },
+    }),
+    caller(),
+  );
+  assert.equal(created.status, 201);
+  const id = created.headers.get("location")!.split("/").pop()!;
+  const patch = () =>
+    endpoint.handle(
+      new Request(`${url}/${id}`, {
+        method: "PATCH",
+        headers: {
+          "tus-resumable": "1.0.0",
+          "upload-offset": "0",
+          "content-type": "application/offset+octet-stream",
+        },
+        body: new Uint8Array(10),
+      }),
+      caller(id),
+    );
+
+  // Another process holds the upload (its request has not ended): this one gives up waiting.
+  const other = await openDatabase(ctx.deps.config.databaseUrl);
+  try {
+    const held = await new UploadLocks(other.db, clock).acquire(id, {
+      timeoutMs: 1000,
+      onReleaseRequested: () => {},
+    });
+    assert.ok(held);
+    await assert.rejects(patch(), (error) => {
+      assert.ok(error instanceof ApiError);
+      assert.equal(error.code, "unavailable");
+      assert.equal(error.headers["retry-after"], "5");
+      return true;
+    });
+    await held.release();
+  } finally {
+    other.close();
+  }
+  // Nothing was lost: the upload is still there and takes the bytes now.
+  const resumed = await patch();
+  await resumed.body?.cancel();
+  assert.equal(resumed.status, 204);
+  assert.equal(resumed.headers.get("upload-offset"), "10");
 });
