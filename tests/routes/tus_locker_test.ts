@@ -96,6 +96,18 @@ Deno.test("tus locker: the lock of a process that died is taken once its lease h
   await lock.unlock();
 });
 
+Deno.test("upload locks: the sweep deletes expired leases and keeps the others", async () => {
+  await using p = await twoProcesses();
+  const now = Date.now();
+  await p.db.insert(uploadLocks).values([
+    { uploadId: UPLOAD, holder: "dead", expiresAt: now - 1 },
+    { uploadId: "0190a000-0000-7000-8000-000000000002", holder: "alive", expiresAt: now + 60_000 },
+  ]);
+  assert.equal(await new UploadLocks(p.db, clock).sweepExpired(), 1);
+  const left = await p.db.select().from(uploadLocks);
+  assert.deepEqual(left.map((row) => row.holder), ["alive"]);
+});
+
 Deno.test("tus locker: a wait gives up after its timeout, or when its request ends, with a 503 to retry", async () => {
   await using p = await twoProcesses({ timeoutMs: 300 });
   const held = p.a.newLock(UPLOAD);
