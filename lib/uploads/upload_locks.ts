@@ -18,7 +18,8 @@
  *   up, or the timeout passes;
  * - **hold** — every {@linkcode UploadLocksOptions.pollMs} the holder reads its
  *   row: asked to release (or no longer its own), it tells its request once;
- *   past half its lease, it renews it;
+ *   past half its lease, it renews it, also after being asked, until its
+ *   request has ended: two requests never write one upload at once;
  * - **release** deletes the row, if still its own.
  *
  * A process that dies holding a lock stops renewing it; the row expires
@@ -142,7 +143,10 @@ export class UploadLocks {
         expiresAt: uploadLocks.expiresAt,
         releaseRequested: uploadLocks.releaseRequested,
       }).from(uploadLocks).where(mine);
-      if (!row || row.releaseRequested === 1) return tell();
+      if (!row) return tell();
+      // Asked to release, it still renews until its request has ended: the waiter must not
+      // start writing while this one may still be (only a dead holder's lease runs out).
+      if (row.releaseRequested === 1) tell();
       const now = this.#clock().getTime();
       if (row.expiresAt - now < this.#leaseMs / 2) {
         await this.#db.update(uploadLocks).set({ expiresAt: now + this.#leaseMs }).where(mine);

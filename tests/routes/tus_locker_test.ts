@@ -96,6 +96,20 @@ Deno.test("tus locker: the lock of a process that died is taken once its lease h
   await lock.unlock();
 });
 
+Deno.test("tus locker: a live holder that was asked to release keeps its lease until it ends", async () => {
+  // Leases far shorter than the wait: only renewals keep the lock from the waiter.
+  await using p = await twoProcesses({ leaseMs: 300, timeoutMs: 1200 });
+  const held = p.a.newLock(UPLOAD);
+  let asked = 0;
+  await held.lock(signal(), () => void asked++);
+  await assert.rejects(p.b.newLock(UPLOAD).lock(signal(), () => {}));
+  assert.equal(asked, 1, "asked once");
+  await held.unlock();
+  const next = p.b.newLock(UPLOAD);
+  await next.lock(signal(), () => {});
+  await next.unlock();
+});
+
 Deno.test("upload locks: the sweep deletes expired leases and keeps the others", async () => {
   await using p = await twoProcesses();
   const now = Date.now();
