@@ -471,6 +471,7 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
       port: config.port,
       hostname: config.host,
       headerTimeoutMs: config.headerTimeoutMs,
+      reusePort: config.reusePort,
       onListen: ({ hostname, port }) => {
         log.info(literalMessage(
           `OffChat Media listening on http://${hostname}:${port} (public URL ${config.publicUrl})`,

@@ -47,10 +47,22 @@ function ensureDirUrl(dir: URL | string): URL {
   return new URL(`file://${absolute.replace(/\/?$/, "/")}`);
 }
 
+function changedAfterApplied(migration: Migration): Error {
+  return new Error(
+    `Migration "${migration.name}" was changed after it was applied; add a new migration instead`,
+  );
+}
+
 /**
  * Applies pending migrations, each in one transaction together with its
  * `schema_migrations` row. A migration that was applied and has since changed
  * stops the run: landed migrations are never edited, a new file is added instead.
+ *
+ * Safe when several processes start at once on one database: each migration
+ * is applied in a write transaction (`BEGIN IMMEDIATE`, so only one process
+ * holds it at a time; the others wait on the busy timeout) that first checks
+ * again whether another process applied it meanwhile, and then skips it
+ * (tests/db/migrate_concurrent_test.ts starts two `migrate` processes at once).
  */
 export async function migrate(
   client: Client,
@@ -71,11 +83,7 @@ export async function migrate(
   for (const migration of await readMigrations(options.dir)) {
     const row = landed.get(migration.version);
     if (row) {
-      if (row.checksum !== migration.checksum) {
-        throw new Error(
-          `Migration "${migration.name}" was changed after it was applied; add a new migration instead`,
-        );
-      }
+      if (row.checksum !== migration.checksum) throw changedAfterApplied(migration);
       result.skipped.push(migration.name);
       continue;
     }
@@ -88,6 +96,7 @@ export async function migrate(
       });
       if (again.rows.length > 0) {
         await tx.rollback();
+        if (again.rows[0]!.checksum !== migration.checksum) throw changedAfterApplied(migration);
         result.skipped.push(migration.name);
         continue;
       }

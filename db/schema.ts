@@ -134,6 +134,20 @@ export const uploads = sqliteTable("uploads", {
   index("uploads_expires_idx").on(t.expiresAt),
 ]);
 
+/**
+ * The lock of a resumable upload while a request acts on it, as a lease every
+ * process sees (lib/uploads/upload_locks.ts). No foreign key: a lock is
+ * taken before the library looks at the upload, and outlives nothing.
+ */
+export const uploadLocks = sqliteTable("upload_locks", {
+  uploadId: text("upload_id").primaryKey(),
+  /** One acquisition's random name. */
+  holder: text("holder").notNull(),
+  expiresAt: integer("expires_at").notNull(),
+  /** 1: another request waits for this upload; the holder should end its own. */
+  releaseRequested: integer("release_requested").notNull().default(0),
+});
+
 export type Conversation = typeof conversations.$inferSelect;
 export type Message = typeof messages.$inferSelect;
 export type Attachment = typeof attachments.$inferSelect;

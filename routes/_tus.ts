@@ -2,7 +2,15 @@ import { createWriteStream } from "node:fs";
 import { pipeline } from "node:stream/promises";
 import { type Readable, Transform } from "node:stream";
 import { FileStore } from "@tus/file-store";
-import { ERRORS, Metadata, Server, type Upload as TusUpload } from "@tus/server";
+import {
+  ERRORS,
+  type Lock,
+  type Locker,
+  Metadata,
+  type RequestRelease,
+  Server,
+  type Upload as TusUpload,
+} from "@tus/server";
 import { getLogger } from "@logtape/logtape";
 import type { Upload } from "../db/schema.ts";
 import type { ActivityContext } from "../lib/chat/activity.ts";
@@ -12,6 +20,7 @@ import { isId } from "../lib/core/ids.ts";
 import { insufficientStorage, isOutOfSpace } from "../lib/storage/disk_space.ts";
 import { idleGuardedBody } from "../lib/uploads/idle_body.ts";
 import type { ResumableUploads } from "../lib/uploads/resumable_uploads.ts";
+import type { HeldUploadLock, UploadLocks } from "../lib/uploads/upload_locks.ts";
 import { serializeAttachment, type UrlContext } from "./_serialize.ts";
 
 /** On the answers about a completed upload: the id of the attachment it made. */
@@ -42,7 +51,11 @@ interface Call extends UploadCaller {
    * be stored (a full disk); the route answers with it and forgets the upload.
    */
   failure?: unknown;
-  /** The client sent nothing for too long: answered with 408, the upload stays resumable. */
+  /**
+   * Answered in place of the library's answer, the upload staying resumable:
+   * the client sent nothing for too long (408), or another request held the
+   * upload's lock for longer than a request waits (503).
+   */
   interruption?: ApiError;
   /** The attachment the completed upload made. */
   attachmentId?: string;
@@ -56,6 +69,8 @@ export interface TusEndpointOptions {
   maxUploadBytes: number;
   /** Milliseconds an upload body may send nothing before it is cut (UPLOAD_IDLE_TIMEOUT_MS). */
   idleTimeoutMs: number;
+  /** Milliseconds a request waits for its upload's lock before it is `503` (30 s by default). */
+  lockTimeoutMs?: number;
 }
 
 function parseLength(header: string | null): number | null {
@@ -97,6 +112,9 @@ export class TusEndpoint {
       // the store would look for the file again after the last byte has made
       // it an attachment.
       datastore: store,
+      // Its default locker lives in this process's memory; two API processes would then
+      // both write one upload. This one is a lease in the database that all of them share.
+      locker: new LeaseLocker(uploads.locks, { timeoutMs: options.lockTimeoutMs }),
       maxSize: options.maxUploadBytes,
       // Resolved against the endpoint by clients; no trust in Host headers.
       relativeLocation: true,
@@ -118,6 +136,10 @@ export class TusEndpoint {
         if (call && full) call.failure = insufficientStorage();
         // The library would append an unexpected error's message (an OS error, a path) to
         // its 500: the client gets none of it, the log gets all of it.
+        if (call && error instanceof ApiError && error.code === "unavailable") {
+          call.interruption = error;
+          return;
+        }
         if (!full && !(error as { status_code?: number }).status_code) {
           tusLog.error("resumable upload failed", { error });
           return { status_code: 500, body: "Internal server error\n" };
@@ -339,5 +361,49 @@ class SpaceAwareFileStore extends FileStore {
       throw isOutOfSpace(error) ? insufficientStorage() : ERRORS.FILE_WRITE_ERROR;
     }
     return offset + written;
+  }
+}
+
+/** How long a request waits for an upload's lock (the library's default), then `503`. */
+const LOCK_TIMEOUT_MS = 30_000;
+/** What a client that found its upload busy is told to wait, in seconds. */
+const LOCK_RETRY_AFTER_SECONDS = 5;
+
+/**
+ * `@tus/server`'s `Locker` on the database leases of {@linkcode UploadLocks}:
+ * the lock of an upload holds across every API process on the database. A
+ * request that wants a held lock asks its holder, in whichever process, to
+ * end its request (the library's `requestRelease`), as the library's
+ * in-memory locker does within one process.
+ */
+export class LeaseLocker implements Locker {
+  readonly #locks: UploadLocks;
+  readonly #timeoutMs: number;
+
+  constructor(locks: UploadLocks, options: { timeoutMs?: number } = {}) {
+    this.#locks = locks;
+    this.#timeoutMs = options.timeoutMs ?? LOCK_TIMEOUT_MS;
+  }
+
+  newLock(id: string): Lock {
+    const locks = this.#locks;
+    const timeoutMs = this.#timeoutMs;
+    let held: HeldUploadLock | null = null;
+    return {
+      async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
+        held = await locks.acquire(id, { signal, timeoutMs, onReleaseRequested: requestRelease });
+        if (held) return;
+        // The library would answer a bare 500; the route answers this, and the upload stays.
+        throw new ApiError(
+          "unavailable",
+          "Another request is still writing this upload; retry shortly",
+          { "retry-after": String(LOCK_RETRY_AFTER_SECONDS) },
+        );
+      },
+      async unlock(): Promise<void> {
+        await held?.release();
+        held = null;
+      },
+    };
   }
 }

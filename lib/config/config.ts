@@ -43,6 +43,7 @@ export const CONFIG_ENV_NAMES = [
   "MAX_PARTICIPANT_ADDS_PER_HOUR",
   "MAX_ATTACHMENTS_PER_MESSAGE",
   "HEADER_TIMEOUT_MS",
+  "REUSE_PORT",
   "SHUTDOWN_GRACE_MS",
   "STRIP_METADATA",
   "RENDITION_MAX_HEIGHT",
@@ -120,6 +121,7 @@ const envSchema = z.object({
   HEADER_TIMEOUT_MS: integer(0, 600_000).refine((ms) => ms === 0 || ms >= 100, {
     message: "must be 0 (off) or at least 100",
   }).default(20_000),
+  REUSE_PORT: z.enum(["0", "1", "false", "true"], { message: "must be 1 or 0" }).default("0"),
   SHUTDOWN_GRACE_MS: integer(0, 3_600_000).default(10_000),
   STRIP_METADATA: z.enum(["0", "1", "false", "true"], { message: "must be 1 or 0" })
     .default("1"),
@@ -222,6 +224,11 @@ export interface Config {
    * when it opens or from its last response; then it is closed. 0 = no limit.
    */
   headerTimeoutMs: number;
+  /**
+   * Whether `serve` listens with `SO_REUSEPORT`, so that several API processes
+   * of one user share `HOST:PORT` and the kernel spreads connections over them.
+   */
+  reusePort: boolean;
   /**
    * Milliseconds that uploads and streams in flight get to finish after
    * SIGTERM/SIGINT before the process exits anyway; 0 = exit at once.
@@ -369,6 +376,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     maxParticipantAddsPerHour: e.MAX_PARTICIPANT_ADDS_PER_HOUR,
     maxAttachmentsPerMessage: e.MAX_ATTACHMENTS_PER_MESSAGE,
     headerTimeoutMs: e.HEADER_TIMEOUT_MS,
+    reusePort: e.REUSE_PORT === "1" || e.REUSE_PORT === "true",
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     stripMetadata: e.STRIP_METADATA === "1" || e.STRIP_METADATA === "true",
     renditionPolicy: {

@@ -191,6 +191,8 @@ export function denoRunArgs(
     // A smaller young generation: upload chunks die young, and peak memory stays low.
     ...(service ? ["--v8-flags=--max-semi-space-size=2"] : []),
     ...(options.watch ? ["--watch=ui/"] : []),
+    // Deno.listen's reusePort (REUSE_PORT) is still behind this flag; it grants no permission.
+    ...(command === "serve" && config.reusePort ? ["--unstable-net"] : []),
     ...permissionFlags(config, command),
     "main.ts",
     command,

@@ -31,6 +31,13 @@ export interface ServeOptions {
    * off and serves with a plain `Deno.serve`.
    */
   headerTimeoutMs: number;
+  /**
+   * Listen with `SO_REUSEPORT` (Linux): several processes of one user bind
+   * the same address and the kernel spreads new connections over them. The
+   * listener's `reusePort` is an unstable Deno API (`--unstable-net`); the
+   * launcher adds that flag when REUSE_PORT is set.
+   */
+  reusePort?: boolean;
   /** Called once the server listens. */
   onListen?: (addr: Deno.NetAddr) => void;
   /** The answer when the handler throws (default: a bare 500). */
@@ -110,6 +117,7 @@ export function serve(options: ServeOptions, handler: Deno.ServeHandler<Deno.Net
     const server = Deno.serve({
       hostname: options.hostname,
       port: options.port,
+      reusePort: options.reusePort,
       onListen: (addr) => options.onListen?.(addr),
       onError,
     }, handler);
@@ -123,7 +131,11 @@ export function serve(options: ServeOptions, handler: Deno.ServeHandler<Deno.Net
   }
 
   const serveConnection: ServeOnConnection = serveOnConnection;
-  const listener = Deno.listen({ hostname: options.hostname, port: options.port });
+  const listener = Deno.listen({
+    hostname: options.hostname,
+    port: options.port,
+    ...(options.reusePort ? { reusePort: true } : {}),
+  } as Deno.TcpListenOptions);
   let closing = false;
   /**
    * Each open connection's way to close itself at shutdown: at once when idle,

@@ -10,6 +10,7 @@ import { isId, newId } from "../core/ids.ts";
 import { assertFreeSpace } from "../storage/disk_space.ts";
 import { type IngestDeps, ingestVideo } from "./ingest.ts";
 import { remainingQuota } from "./quota.ts";
+import { UploadLocks } from "./upload_locks.ts";
 
 /** What resumable uploads use: the same parts as the ingest their last byte runs. */
 export type ResumableUploadsDeps = IngestDeps;
@@ -56,11 +57,18 @@ async function removeIfPresent(path: string): Promise<void> {
 export class ResumableUploads {
   /** Where the uploads' bytes are stored while they are unfinished. */
   readonly directory: string;
+  /**
+   * The locks requests take on an upload, shared with every process on the
+   * database (the tus adapter's locker), so that two processes never write
+   * one upload at once.
+   */
+  readonly locks: UploadLocks;
   readonly #deps: ResumableUploadsDeps;
 
   private constructor(deps: ResumableUploadsDeps, directory: string) {
     this.#deps = deps;
     this.directory = directory;
+    this.locks = new UploadLocks(deps.db, deps.clock);
   }
 
   /** Creates the upload directory (owner-only). */
@@ -224,6 +232,7 @@ export class ResumableUploads {
     const expired = await this.#deps.db.delete(uploads).where(lte(uploads.expiresAt, now))
       .returning({ id: uploads.id });
     for (const { id } of expired) await this.#removeFiles(id);
+    await this.locks.sweepExpired();
     // Files whose row is gone (a crash between the two) once they are older than any upload.
     let orphans = 0;
     const maxAgeMs = this.#deps.config.uploadExpiry * 1000;

@@ -16,10 +16,8 @@ import { freePort, TEST_SECRET } from "../_helpers.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
-/** A server process of a test. */
-export interface ServerProcess {
-  /** `http://127.0.0.1:<port>`. */
-  url: string;
+/** A service process of a test: `main.ts serve` or `main.ts worker`. */
+export interface ServiceProcess {
   pid: number;
   dataDir: string;
   /** The configuration it was started with (DATA_DIR, DATABASE_URL, …). */
@@ -32,43 +30,46 @@ export interface ServerProcess {
   waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** Sends a signal (no error when it has exited). */
   kill(signal: Deno.Signal): void;
-  /** Headers with a Bearer token for `user`. */
-  auth(user: string): Promise<Record<string, string>>;
   /** SIGKILLs it if still running and waits for the exit. */
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** Options for {@linkcode startServer}. */
+/** A server process of a test. */
+export interface ServerProcess extends ServiceProcess {
+  /** `http://127.0.0.1:<port>`. */
+  url: string;
+  /** Headers with a Bearer token for `user`. */
+  auth(user: string): Promise<Record<string, string>>;
+}
+
+/** A worker process of a test (`main.ts worker`: jobs only, no HTTP). */
+export interface WorkerProcess extends ServiceProcess {
+  /** Its worker id, as in the `locked_by` column of the jobs it holds. */
+  workerId: string;
+}
+
+/** Options for {@linkcode startServer} and {@linkcode startWorkerProcess}. */
 export interface StartServerOptions {
   /** More environment (WORKER_CONCURRENCY, SHUTDOWN_GRACE_MS, …). */
   env?: Record<string, string>;
-  /** How long to wait for "listening"; a first start compiles the whole program. */
+  /** How long to wait for it to start; a first start compiles the whole program. */
   timeoutMs?: number;
+  /** The port to listen on (say, one another server shares with REUSE_PORT=1); default a free one. */
+  port?: number;
 }
 
 /**
- * Starts `main.ts serve` on `dataDir` with the permissions the launcher would
- * give it, and resolves once it listens.
+ * Starts `main.ts COMMAND` on `dataDir` with the permissions the launcher
+ * would give it, and resolves once a line of its output matches `ready`.
  */
-export async function startServer(
-  dataDir: string,
-  options: StartServerOptions = {},
-): Promise<ServerProcess> {
-  const port = freePort();
-  const env: Record<string, string> = {
-    DATA_DIR: dataDir,
-    PORT: String(port),
-    HOST: "127.0.0.1",
-    PUBLIC_URL: `http://127.0.0.1:${port}`,
-    JWT_SECRET: TEST_SECRET,
-    // Idle keep-alive connections of the test's fetch close within a second, so that
-    // the server's file descriptors can be compared with those it had at start.
-    HEADER_TIMEOUT_MS: "1000",
-    ...options.env,
-  };
+async function startService(
+  command: "serve" | "worker",
+  env: Record<string, string>,
+  options: { ready: RegExp; timeoutMs?: number },
+): Promise<ServiceProcess & { readyLine: string }> {
   const config = parseConfig(env);
   const child = new Deno.Command(Deno.execPath(), {
-    args: denoRunArgs(config, "serve"),
+    args: denoRunArgs(config, command),
     cwd: ROOT,
     clearEnv: true,
     env: { ...env, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", NO_COLOR: "1" },
@@ -105,7 +106,9 @@ export async function startServer(
           watchers.delete(check);
           clearTimeout(timer);
           if (match !== undefined) resolve(match);
-          else reject(new Error(`the server exited before printing ${pattern}:\n${text}`));
+          else {reject(
+              new Error(`the ${command} process exited before printing ${pattern}:\n${text}`),
+            );}
         }
       }
       watchers.add(check);
@@ -120,29 +123,83 @@ export async function startServer(
       // already exited
     }
   };
+  let readyLine: string;
   try {
-    await waitForOutput(/listening on/, options.timeoutMs ?? 60_000);
+    readyLine = await waitForOutput(options.ready, options.timeoutMs ?? 60_000);
   } catch (error) {
     kill("SIGKILL");
     await status;
     throw error;
   }
-  const auth = await createAuth(config, TEST_SECRET);
   return {
-    url: `http://127.0.0.1:${port}`,
     pid: child.pid,
-    dataDir,
+    dataDir: env.DATA_DIR!,
     env,
     status,
     output: () => text,
     waitForOutput,
     kill,
-    auth: async (user) => ({ authorization: `Bearer ${await auth.signUserToken(user)}` }),
+    readyLine,
     async [Symbol.asyncDispose]() {
       kill("SIGKILL");
       await status;
     },
   };
+}
+
+/** The environment of a test's service on `dataDir` listening on `port`. */
+function serviceEnv(dataDir: string, port: number, more: Record<string, string> = {}) {
+  return {
+    DATA_DIR: dataDir,
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    PUBLIC_URL: `http://127.0.0.1:${port}`,
+    JWT_SECRET: TEST_SECRET,
+    // Idle keep-alive connections of the test's fetch close within a second, so that
+    // the server's file descriptors can be compared with those it had at start.
+    HEADER_TIMEOUT_MS: "1000",
+    ...more,
+  };
+}
+
+/**
+ * Starts `main.ts serve` on `dataDir` with the permissions the launcher would
+ * give it, and resolves once it listens.
+ */
+export async function startServer(
+  dataDir: string,
+  options: StartServerOptions = {},
+): Promise<ServerProcess> {
+  const port = options.port ?? freePort();
+  const env = serviceEnv(dataDir, port, options.env);
+  const service = await startService("serve", env, {
+    ready: /listening on/,
+    timeoutMs: options.timeoutMs,
+  });
+  const auth = await createAuth(parseConfig(env), TEST_SECRET);
+  return {
+    ...service,
+    url: `http://127.0.0.1:${port}`,
+    auth: async (user) => ({ authorization: `Bearer ${await auth.signUserToken(user)}` }),
+  };
+}
+
+/**
+ * Starts `main.ts worker` (what `deno task worker` runs) on `dataDir` with the
+ * permissions the launcher would give it, and resolves once its worker runs.
+ */
+export async function startWorkerProcess(
+  dataDir: string,
+  options: StartServerOptions = {},
+): Promise<WorkerProcess> {
+  const env = serviceEnv(dataDir, freePort(), options.env);
+  const service = await startService("worker", env, {
+    ready: /worker worker-\S+ running \d+ job slot/,
+    timeoutMs: options.timeoutMs,
+  });
+  const workerId = /worker (worker-\S+) running/.exec(service.readyLine)?.[1];
+  if (!workerId) throw new Error(`no worker id in ${service.readyLine}`);
+  return { ...service, workerId };
 }
 
 /** A process seen in /proc: its pid and command line. */

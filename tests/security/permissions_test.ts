@@ -10,7 +10,11 @@
  */
 import assert from "node:assert/strict";
 import { CONFIG_ENV_NAMES, parseConfig } from "../../lib/config/config.ts";
-import { type LaunchedCommand, permissionFlags } from "../../lib/config/permissions.ts";
+import {
+  denoRunArgs,
+  type LaunchedCommand,
+  permissionFlags,
+} from "../../lib/config/permissions.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 const deno = JSON.parse(await Deno.readTextFile(`${root}/deno.json`));
@@ -192,4 +196,18 @@ Deno.test("permissions: started without a grant its configuration needs, the ser
   } finally {
     await Deno.remove(dataDir, { recursive: true });
   }
+});
+
+Deno.test("permissions: REUSE_PORT=1 adds --unstable-net to `serve` only, and no permission", () => {
+  const unstable = (env: Record<string, string>, command: LaunchedCommand) =>
+    denoRunArgs(parseConfig(env), command).filter((arg) => arg.startsWith("--unstable"));
+  assert.deepEqual(unstable({}, "serve"), []);
+  assert.deepEqual(unstable({ REUSE_PORT: "1" }, "serve"), ["--unstable-net"]);
+  for (const command of ["worker", "migrate", "token", "backfill", "fsck"] as const) {
+    assert.deepEqual(unstable({ REUSE_PORT: "1" }, command), []);
+  }
+  assert.deepEqual(
+    permissionFlags(parseConfig({ REUSE_PORT: "1" }), "serve"),
+    permissionFlags(parseConfig({}), "serve"),
+  );
 });
