@@ -53,6 +53,8 @@ export const CONFIG_ENV_NAMES = [
   "HLS_MIN_BITRATE",
   "MIN_FREE_BYTES",
   "UPLOAD_IDLE_TIMEOUT_MS",
+  // Remote runners (lib/runners/).
+  "RUNNER_STALL_MS",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -130,6 +132,7 @@ const envSchema = z.object({
   HLS_MIN_BITRATE: integer(0, 1_000_000).default(1200),
   MIN_FREE_BYTES: integer(0, 2 ** 53 - 1).default(1024 ** 3),
   UPLOAD_IDLE_TIMEOUT_MS: integer(100, 3_600_000).default(30_000),
+  RUNNER_STALL_MS: integer(1000, 3_600_000).default(60_000),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -241,6 +244,11 @@ export interface Config {
   minFreeBytes: number;
   /** Milliseconds an upload body may send nothing before it is cut with 408. */
   uploadIdleTimeoutMs: number;
+  /**
+   * A remote runner's lease on its job: a runner that reports nothing for
+   * this long loses the job back to the queue (lib/runners/).
+   */
+  runnerStallMs: number;
 }
 
 /** Which videos get an adaptive ladder besides their progressive file. */
@@ -379,6 +387,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     },
     minFreeBytes: e.MIN_FREE_BYTES,
     uploadIdleTimeoutMs: e.UPLOAD_IDLE_TIMEOUT_MS,
+    runnerStallMs: e.RUNNER_STALL_MS,
   };
 }
 
