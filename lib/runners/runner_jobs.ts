@@ -17,7 +17,7 @@
 import { getLogger } from "@logtape/logtape";
 import { sql } from "drizzle-orm";
 import { eq } from "drizzle-orm";
-import { type Attachment, type Job, jobs, type Runner } from "../../db/schema.ts";
+import { type Attachment, type Job, jobs, type Runner, runners } from "../../db/schema.ts";
 import type { AppDeps } from "../deps.ts";
 import { ApiError } from "../core/errors.ts";
 import { containerNamed } from "../media/containers.ts";
@@ -35,7 +35,8 @@ import {
   type ProduceOptions,
   runJob,
 } from "../processing/processing.ts";
-import { redactPaths } from "../processing/worker.ts";
+import { DISK_FULL_RETRY_MS, redactPaths } from "../processing/worker.ts";
+import { insufficientStorage, isOutOfSpace } from "../storage/disk_space.ts";
 import { kindsOf, runnerWorkerId } from "./registry.ts";
 import { type RunnerTask, SINGLE_OUTPUT } from "./tasks.ts";
 
@@ -292,8 +293,17 @@ export async function openInput(
     attachmentId: `${request.jobId}.${request.attempt}`,
     purpose: "runner-input",
   });
+  // A revoked runner's URL dies with its token, even before another worker takes the job.
+  const [runner] = await deps.db.select({ revokedAt: runners.revokedAt }).from(runners)
+    .where(eq(runners.id, access.user.id.replace(/^runner-/, "")));
+  if (!runner || runner.revokedAt !== null) {
+    throw new ApiError("unauthorized", "Invalid or revoked runner token");
+  }
   const [job] = await deps.db.select().from(jobs).where(eq(jobs.id, request.jobId));
-  if (!job || job.status !== "running" || job.lockedBy !== access.user.id) {
+  if (
+    !job || job.status !== "running" || job.lockedBy !== access.user.id ||
+    job.attempts !== request.attempt
+  ) {
     throw new ApiError("conflict", "This runner no longer holds the job");
   }
   const attachment = await loadLive(deps, job.attachmentId);
@@ -501,6 +511,12 @@ export async function completeJob(
   } catch (error) {
     clearInterval(renew);
     const reason = redactPaths(error instanceof Error ? error.message : String(error));
+    if (isOutOfSpace(error)) {
+      // The service's disk, not the runner's output: the job waits for space, its attempt given back.
+      await queue.postpone(job, { reason, delayMs: DISK_FULL_RETRY_MS });
+      reportEnd(deps, { job, runner, outcome: "retry", ms: run.ms, error: reason });
+      throw insufficientStorage();
+    }
     const outcome = await queue.fail(job, `The runner's output failed its check: ${reason}`);
     reportEnd(deps, { job, runner, outcome, ms: run.ms, error: reason });
     throw new ApiError("invalid_video", `The output failed its check: ${reason}`);
