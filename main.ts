@@ -157,8 +157,11 @@ async function runnerCommand(): Promise<void> {
   const { getLogger } = await import("@logtape/logtape");
   const log = getLogger(["offchat", "service"]);
   const { mediaToolsOf } = await import("./lib/media/tools.ts");
-  const { runnerToken, startRunner } = await import("./lib/runners/runner.ts");
+  const { removeLeftoverRuns, runnerToken, startRunner } = await import(
+    "./lib/runners/runner.ts"
+  );
   await Deno.mkdir(runner.workDir, { recursive: true, mode: 0o700 });
+  await removeLeftoverRuns(runner.workDir);
   let token: string;
   try {
     token = runner.token ?? await runnerToken(runner);

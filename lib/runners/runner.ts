@@ -97,6 +97,16 @@ export async function runnerToken(
   return body.token;
 }
 
+/**
+ * Removes what runs of an earlier start left in the work directory (a
+ * runner killed in the middle of a job). One runner per work directory.
+ */
+export async function removeLeftoverRuns(workDir: string): Promise<void> {
+  await Deno.remove(`${workDir}/jobs`, { recursive: true }).catch((error) => {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  });
+}
+
 /** Starts `concurrency` slots that ask for jobs until stopped or revoked. */
 export function startRunner(options: RunnerOptions): RemoteRunner {
   const log = getLogger(["offchat", "job"]);
