@@ -5,8 +5,9 @@
  * token in its environment (no database, no data directory, permissions
  * for its own directory only). It brings uploads to `ready`; SIGKILLed in
  * the middle of a job, that job goes back to the queue after
- * RUNNER_STALL_MS and a local worker finishes it; a revoked runner's token
- * gets 401.
+ * RUNNER_STALL_MS and a local worker finishes it. Started again with only
+ * the API URL and its token, it clears what the killed run left; revoked,
+ * its token gets 401 and it exits.
  *
  * @module
  */
@@ -34,6 +35,8 @@ const STALL_MS = 3000;
 /** A child process of the test and its output, line by line. */
 interface Child {
   process: Deno.ChildProcess;
+  /** Resolves when it has exited and its output is read. */
+  status: Promise<Deno.CommandStatus>;
   output(): string;
   waitForLine(pattern: RegExp, timeoutMs?: number): Promise<string>;
   kill(signal: Deno.Signal): void;
@@ -66,6 +69,7 @@ function spawn(args: string[], options: { cwd: string; env: Record<string, strin
   };
   return {
     process,
+    status,
     output: () => text,
     waitForLine: (pattern, timeoutMs = 30_000) =>
       waitFor(`a line matching ${pattern}`, () => {
@@ -216,7 +220,23 @@ Deno.test("runner: a remote runner with no database processes uploads; killed mi
     assert.equal(JSON.parse(redone).attempt, 2);
     await ready(server, "alice", third);
 
-    // Revoked: the runner's token gets 401 from then on.
+    // Started again with only the API URL and its token: it clears what the killed run left.
+    assert.ok((await Deno.stat(`${workDir}/jobs`)).isDirectory, "the killed run left its files");
+    const restartEnv = {
+      RUNNER_API_URL: server.url,
+      RUNNER_TOKEN: token,
+      RUNNER_WORK_DIR: workDir,
+    };
+    await using restarted = spawn(
+      runnerDenoRunArgs(parseConfig({}), parseRunnerConfig(restartEnv)),
+      { cwd: workDir, env: restartEnv },
+    );
+    await restarted.waitForLine(/working for/, 60_000);
+    await waitFor("the leftovers to go", async () => {
+      return await Deno.stat(`${workDir}/jobs`).then(() => false, () => true);
+    });
+
+    // Revoked: the runner's token gets 401 from then on, and the runner exits.
     const request = () =>
       fetch(`${server.url}/api/runners/jobs/request`, {
         method: "POST",
@@ -234,6 +254,8 @@ Deno.test("runner: a remote runner with no database processes uploads; killed mi
     const after = await request();
     assert.equal(after.status, 401);
     assert.equal((await after.json()).code, "unauthorized");
+    assert.equal((await restarted.status).code, 1, restarted.output());
+    assert.match(restarted.output(), /refused the runner token/);
   } finally {
     await Deno.remove(dataDir, { recursive: true });
     await Deno.remove(workDir, { recursive: true });
