@@ -15,8 +15,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { sql } from "drizzle-orm";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { type Attachment, type Job, jobs, type Runner, runners } from "../../db/schema.ts";
 import type { AppDeps } from "../deps.ts";
 import { ApiError } from "../core/errors.ts";
