@@ -172,7 +172,8 @@ export class Metrics {
           clock().getTime() - runnerStallMs
         }), 0) AS active,
             COALESCE(SUM(revoked_at IS NOT NULL), 0) AS revoked,
-            (SELECT COUNT(*) FROM jobs WHERE status = 'running' AND locked_by LIKE 'runner-%')
+            (SELECT COUNT(DISTINCT locked_by) FROM jobs
+               WHERE status = 'running' AND locked_by LIKE 'runner-%')
               AS busy
           FROM runners`);
         this.reset();
