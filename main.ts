@@ -8,6 +8,7 @@
  *   deno task backfill [--dry-run] [--wait] [--work]
  *                              queue what the current policy asks of existing attachments
  *   deno task fsck [--repair]  check the database against the data directory (and fix it)
+ *   deno task runner           a remote runner: jobs over HTTP from RUNNER_API_URL, no database
  *   deno task setup            find ffmpeg/ffprobe >= 4, install Debian's ffmpeg as root when missing
  *   deno task setup:test       the same, and Debian's Chromium for the browser tests (setup --browser)
  *
@@ -67,6 +68,7 @@ const LAUNCHED: readonly Launched[] = ["serve", "worker", "migrate", "token", "b
  */
 async function launch(args: string[]): Promise<void> {
   const [command, ...rest] = args;
+  if (command === "runner") return await launchRunner(rest);
   if (!LAUNCHED.includes(command as Launched)) {
     fail(`launch: unknown command "${command}"; use ${LAUNCHED.join(", ")}`);
   }
@@ -96,6 +98,102 @@ async function launch(args: string[]): Promise<void> {
   }
   const status = await child.status;
   Deno.exit(status.code);
+}
+
+/** A remote runner's settings from the environment; stops with every bad variable named. */
+async function loadRunnerConfig(): Promise<import("./lib/runners/runner_config.ts").RunnerConfig> {
+  const { ConfigError } = await import("./lib/config/config.ts");
+  const { parseRunnerConfig, RUNNER_ENV_NAMES } = await import("./lib/runners/runner_config.ts");
+  const env: Record<string, string | undefined> = {};
+  for (const name of RUNNER_ENV_NAMES) env[name] = Deno.env.get(name);
+  try {
+    return parseRunnerConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.message);
+    throw error;
+  }
+}
+
+/**
+ * `launch runner [--print]`: starts `main.ts runner` under the runner's own
+ * permissions (lib/config/permissions.ts, runnerDenoRunArgs), creating its
+ * work directory first.
+ */
+async function launchRunner(rest: string[]): Promise<void> {
+  const config = await loadConfig();
+  const runner = await loadRunnerConfig();
+  const { runnerDenoRunArgs } = await import("./lib/config/permissions.ts");
+  const runArgs = runnerDenoRunArgs(config, runner);
+  if (rest.includes("--print")) {
+    console.log(["deno", ...runArgs].join(" "));
+    return;
+  }
+  await Deno.mkdir(runner.workDir, { recursive: true, mode: 0o700 });
+  const linux = Deno.build.os === "linux";
+  const child = new Deno.Command(linux ? "setpriv" : Deno.execPath(), {
+    args: linux ? ["--pdeathsig", "KILL", "--", Deno.execPath(), ...runArgs] : runArgs,
+    cwd: new URL(".", import.meta.url).pathname,
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => child.kill(signal));
+  }
+  Deno.exit((await child.status).code);
+}
+
+/**
+ * `runner`: a remote runner (lib/runners/runner.ts). Registers on its first
+ * start when given RUNNER_REGISTRATION_TOKEN (the token it gets is kept in
+ * RUNNER_WORK_DIR), then works until SIGINT/SIGTERM, which lets its running
+ * jobs finish, or until the service refuses its token (revoked: exit 1).
+ */
+async function runnerCommand(): Promise<void> {
+  const runner = await loadRunnerConfig();
+  const config = await loadConfig();
+  const { configureLogging, literalMessage } = await import("./lib/observability/logging.ts");
+  await configureLogging({ level: config.logLevel });
+  const { getLogger } = await import("@logtape/logtape");
+  const log = getLogger(["offchat", "service"]);
+  const { mediaToolsOf } = await import("./lib/media/tools.ts");
+  const { removeLeftoverRuns, runnerToken, startRunner } = await import(
+    "./lib/runners/runner.ts"
+  );
+  await Deno.mkdir(runner.workDir, { recursive: true, mode: 0o700 });
+  await removeLeftoverRuns(runner.workDir);
+  let token: string;
+  try {
+    token = runner.token ?? await runnerToken(runner);
+  } catch (error) {
+    fail(`runner: ${(error as Error).message}`);
+  }
+  const remote = startRunner({
+    apiUrl: runner.apiUrl,
+    token,
+    workDir: runner.workDir,
+    kinds: runner.kinds,
+    concurrency: runner.concurrency,
+    tools: mediaToolsOf(config),
+    onError: (error) => log.error("runner error", { error }),
+  });
+  log.info(literalMessage(
+    `runner "${runner.name}" working for ${runner.apiUrl} ` +
+      `(${runner.kinds.join(",")}) with ${runner.concurrency} slot(s)`,
+  ));
+  let stopping = false;
+  const stop = async (): Promise<void> => {
+    if (stopping) Deno.exit(1);
+    stopping = true;
+    log.info("stopping after the running jobs");
+    await remote.stop();
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", stop);
+  await remote.revoked;
+  log.error("the service refused the runner token (revoked?); exiting");
+  Deno.exit(1);
 }
 
 async function setup(args: string[]): Promise<void> {
@@ -543,6 +641,9 @@ if (import.meta.main) {
     case "fsck":
       await fsckCommand(args);
       break;
+    case "runner":
+      await runnerCommand();
+      break;
     case "setup":
       await setup(args);
       break;
@@ -551,7 +652,7 @@ if (import.meta.main) {
       break;
     default:
       fail(
-        `Unknown command "${command}"; use serve, worker, migrate, token, backfill, fsck, setup or launch`,
+        `Unknown command "${command}"; use serve, worker, migrate, token, backfill, fsck, runner, setup or launch`,
       );
   }
 }

@@ -148,6 +148,31 @@ export const uploadLocks = sqliteTable("upload_locks", {
   releaseRequested: integer("release_requested").notNull().default(0),
 });
 
+/** A token an admin made for registering runners (migration 0010); only its hash is kept. */
+export const runnerRegistrationTokens = sqliteTable("runner_registration_tokens", {
+  id: text("id").primaryKey(),
+  tokenHash: text("token_hash").notNull().unique(),
+  createdBy: text("created_by").notNull(),
+  createdAt: integer("created_at").notNull(),
+  expiresAt: integer("expires_at").notNull(),
+});
+
+/**
+ * A remote runner (lib/runners/). Its running job is the one whose
+ * `locked_by` is `runner-<id>`; only the hash of its token is kept.
+ */
+export const runners = sqliteTable("runners", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  tokenHash: text("token_hash").notNull().unique(),
+  /** JSON array of job kinds. */
+  kinds: text("kinds").notNull(),
+  registrationTokenId: text("registration_token_id").notNull(),
+  createdAt: integer("created_at").notNull(),
+  lastSeenAt: integer("last_seen_at").notNull(),
+  revokedAt: integer("revoked_at"),
+}, (t) => [index("runners_created_idx").on(t.createdAt)]);
+
 export type Conversation = typeof conversations.$inferSelect;
 export type Message = typeof messages.$inferSelect;
 export type Attachment = typeof attachments.$inferSelect;
@@ -155,3 +180,4 @@ export type NewAttachment = typeof attachments.$inferInsert;
 export type Job = typeof jobs.$inferSelect;
 export type Activity = typeof activityLog.$inferSelect;
 export type Upload = typeof uploads.$inferSelect;
+export type Runner = typeof runners.$inferSelect;

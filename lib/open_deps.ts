@@ -65,7 +65,12 @@ export async function openDeps(
       clock,
       jobs,
       recentAccess: new RecentAccess(),
-      metrics: new Metrics({ db: handle.db, clock, uploads: uploadAdmission }),
+      metrics: new Metrics({
+        db: handle.db,
+        clock,
+        uploads: uploadAdmission,
+        runnerStallMs: config.runnerStallMs,
+      }),
       uploadAdmission,
       resumableUploads: await ResumableUploads.open({
         config,

@@ -16,6 +16,8 @@ import { observeRequests } from "./_observe.ts";
 import { adminRoutes } from "./admin.ts";
 import { adminBackfillRoutes } from "./admin_backfill.ts";
 import { adminStorageRoutes } from "./admin_storage.ts";
+import { adminRunnerRoutes } from "./admin_runners.ts";
+import { createRunnerRoutes } from "./runners.ts";
 import { attachmentRoutes, messageRoutes } from "./attachments.ts";
 import { conversationRoutes } from "./conversations.ts";
 import { devLoginRoutes } from "./dev_login.ts";
@@ -28,6 +30,15 @@ import { insufficientStorage, isOutOfSpace } from "../lib/storage/disk_space.ts"
 
 /** The upload routes, multipart and resumable (tus), which stream their bodies to disk. */
 const STREAMED_UPLOADS = /^\/api\/chat\/videos\/uploads?(\/[^/]*)?$/;
+
+/**
+ * The routes of registered runners (lib/runners/): authenticated by a
+ * runner token an admin can revoke, not counted against the per-address
+ * request limit (a ladder is posted one file per request); their output
+ * bodies stream to disk under a budget of their own.
+ */
+const RUNNER_JOBS = /^\/api\/runners\/jobs\//;
+const RUNNER_OUTPUTS = /^\/api\/runners\/jobs\/[^/]+\/outputs\/[^/]+$/;
 
 /** The routes that take a signed media token (`requireMediaAccess`), and the purpose of each. */
 const MEDIA_TOKEN_ROUTES: [RegExp, MediaPurpose][] = [
@@ -109,7 +120,7 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
     "/api/*",
     rateLimit({
       perMinute: deps.config.rateLimitPerMinute,
-      exempt: isPlayerRequest,
+      exempt: (c) => isPlayerRequest(c) || RUNNER_JOBS.test(c.req.path),
       mediaScope: mediaTokenScope,
     }),
   );
@@ -120,7 +131,7 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
     "*",
     limitRequestBody({
       maxBytes: MAX_JSON_BODY_BYTES,
-      exempt: (c) => STREAMED_UPLOADS.test(c.req.path),
+      exempt: (c) => STREAMED_UPLOADS.test(c.req.path) || RUNNER_OUTPUTS.test(c.req.path),
     }),
   );
 
@@ -152,9 +163,11 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
   admin.route("/", adminRoutes);
   admin.route("/", adminStorageRoutes);
   admin.route("/", adminBackfillRoutes);
+  admin.route("/", adminRunnerRoutes);
 
   app.route("/api/chat", chat);
   app.route("/api/admin", admin);
+  app.route("/api/runners", createRunnerRoutes());
   app.route("/", healthRoutes);
   app.route("/", docsRoutes);
   // Dev sign-in exists only when DEV_LOGIN=1, which config allows only with the generated secret.
@@ -165,6 +178,11 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
     type: "http",
     scheme: "bearer",
     bearerFormat: "JWT",
+  });
+  app.openAPIRegistry.registerComponent("securitySchemes", "runnerToken", {
+    type: "http",
+    scheme: "bearer",
+    description: "A runner token, from POST /api/runners/register",
   });
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

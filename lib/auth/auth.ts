@@ -15,6 +15,8 @@ export interface User {
  * token cannot open the track, so it cannot be used to mint another one.
  * `hls` opens the files of the adaptive ladder (HLS playlists, the DASH
  * manifest and their segments), and rides in the path, not the query.
+ * `runner-input` lets one remote runner read the original of the job it
+ * accepted (lib/runners/): its "attachment" is `<job id>.<attempt>`.
  */
 export type MediaPurpose =
   | "download"
@@ -23,7 +25,8 @@ export type MediaPurpose =
   | "storyboard"
   | "storyboard-sprite"
   | "hls"
-  | "events";
+  | "events"
+  | "runner-input";
 
 /** A verified media token: who it names, and when it expires (epoch milliseconds). */
 export interface MediaAccess {

@@ -55,6 +55,8 @@ export const CONFIG_ENV_NAMES = [
   "MIN_FREE_BYTES",
   "UPLOAD_IDLE_TIMEOUT_MS",
   "DISK_FULL_RETRY_MS",
+  // Remote runners (lib/runners/).
+  "RUNNER_STALL_MS",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -134,6 +136,7 @@ const envSchema = z.object({
   MIN_FREE_BYTES: integer(0, 2 ** 53 - 1).default(1024 ** 3),
   UPLOAD_IDLE_TIMEOUT_MS: integer(100, 3_600_000).default(30_000),
   DISK_FULL_RETRY_MS: integer(100, 3_600_000).default(60_000),
+  RUNNER_STALL_MS: integer(1000, 3_600_000).default(60_000),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -252,6 +255,11 @@ export interface Config {
   uploadIdleTimeoutMs: number;
   /** How long a job that found the disk full waits before it runs again. */
   diskFullRetryMs: number;
+  /**
+   * A remote runner's lease on its job: a runner that reports nothing for
+   * this long loses the job back to the queue (lib/runners/).
+   */
+  runnerStallMs: number;
 }
 
 /** Which videos get an adaptive ladder besides their progressive file. */
@@ -392,6 +400,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     minFreeBytes: e.MIN_FREE_BYTES,
     uploadIdleTimeoutMs: e.UPLOAD_IDLE_TIMEOUT_MS,
     diskFullRetryMs: e.DISK_FULL_RETRY_MS,
+    runnerStallMs: e.RUNNER_STALL_MS,
   };
 }
 

@@ -11,6 +11,7 @@
  */
 import type { Config } from "./config.ts";
 import { CONFIG_ENV_NAMES } from "./config.ts";
+import { RUNNER_ENV_NAMES, type RunnerConfig } from "../runners/runner_config.ts";
 
 /** The commands the launcher starts. */
 export type LaunchedCommand = "serve" | "worker" | "migrate" | "token" | "backfill" | "fsck";
@@ -196,5 +197,29 @@ export function denoRunArgs(
     ...permissionFlags(config, command),
     "main.ts",
     command,
+  ];
+}
+
+/**
+ * The `deno run` arguments of a remote runner (`main.ts runner`,
+ * lib/runners/runner.ts): read and write only its work directory, the
+ * environment it reads, the network only to the service's host, and the
+ * media tools with their `setpriv` prefix (lib/media/run_tool.ts). No
+ * database, no data directory, no FFI. The paths of main.ts and deno.json
+ * are absolute, so the runner may be started from any directory.
+ */
+export function runnerDenoRunArgs(config: Config, runner: RunnerConfig): string[] {
+  const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+  return [
+    "run",
+    `--config=${root}/deno.json`,
+    `--allow-read=${runner.workDir}`,
+    `--allow-write=${runner.workDir}`,
+    `--allow-env=${[...CONFIG_ENV_NAMES, ...RUNNER_ENV_NAMES].join(",")}`,
+    "--ignore-env",
+    `--allow-net=${urlHost(runner.apiUrl)}`,
+    `--allow-run=${[config.ffmpegPath, config.ffprobePath, "setpriv"].join(",")}`,
+    `${root}/main.ts`,
+    "runner",
   ];
 }

@@ -4,6 +4,7 @@ import {
   BT709_TAGS,
   NO_UPLOADER_EXTRAS,
   PROGRESS_ON_STDOUT,
+  progressParser,
   renditionSize,
   type RenditionSource,
   TONEMAP,
@@ -176,6 +177,41 @@ export function ladderArgs(source: LadderSource, options: LadderArgsOptions): st
 /** How long a ladder may take: twenty times the duration, at least two minutes, at most six hours. */
 export function ladderTimeoutMs(durationSeconds: number | null): number {
   return Math.min(6 * 3600_000, Math.max(120_000, (durationSeconds ?? 0) * 20_000));
+}
+
+/**
+ * Runs ffmpeg for a whole ladder into `options.outDir` (created empty, mode
+ * 0700): the one run of it, whether a worker of the service or a remote
+ * runner makes it, so both get the same flags, limits and timeout. Throws
+ * with the end of ffmpeg's stderr when it fails; the caller checks the
+ * directory ({@linkcode checkLadder}).
+ */
+export async function makeLadder(
+  tools: MediaTools,
+  source: LadderSource,
+  options: Omit<LadderArgsOptions, "limits"> & {
+    onProgress: (fraction: number) => void;
+    signal?: AbortSignal;
+  },
+): Promise<void> {
+  const { rungs, outDir, maxFps } = options;
+  await Deno.remove(outDir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(outDir, { mode: 0o700 });
+  const result = await runTool(
+    tools.ffmpegPath,
+    ladderArgs(source, { rungs, outDir, limits: tools.limits, maxFps }),
+    {
+      timeoutMs: ladderTimeoutMs(source.duration),
+      maxStdoutBytes: 64 * 1024,
+      addressSpaceBytes: tools.limits.toolMemoryBytes,
+      onStdout: progressParser(source.duration, options.onProgress),
+      signal: options.signal,
+    },
+  );
+  if (result.timedOut) throw new Error("ffmpeg timed out making the adaptive ladder");
+  if (result.code !== 0) {
+    throw new Error(`ffmpeg exited with ${result.code}: ${result.stderr.trim().slice(-500)}`);
+  }
 }
 
 /** One rung as made and checked: what the Attachment JSON lists. */

@@ -1,6 +1,9 @@
 import type { RenditionPolicy } from "../config/config.ts";
 import type { MediaLimits } from "./limits.ts";
-import { FFMPEG_QUIET, hardenedInputArgs } from "./tools.ts";
+import { containerNamed } from "./containers.ts";
+import { probeVideo } from "./probe.ts";
+import { runTool } from "./run_tool.ts";
+import { FFMPEG_QUIET, hardenedInputArgs, type MediaTools } from "./tools.ts";
 
 /** The progressive rendition as made: what the Attachment JSON lists for it. */
 export interface PlaybackMeta {
@@ -230,5 +233,63 @@ export function progressParser(
         onProgress(1);
       }
     }
+  };
+}
+
+/** Options for {@linkcode makeRendition}. */
+export interface MakeRenditionOptions {
+  /** `remux` copies the streams; `transcode` encodes within `policy`. */
+  plan: "remux" | "transcode";
+  outPath: string;
+  policy: RenditionPolicy;
+  /** Seconds, for the timeout and the progress fraction. */
+  duration: number | null;
+  onProgress: (fraction: number) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Runs ffmpeg for the progressive rendition of `source` into `outPath`: the
+ * one run of it, whether a worker of the service or a remote runner makes
+ * it (lib/runners/runner.ts), so both get the same flags, limits and
+ * timeout. Throws with the end of ffmpeg's stderr when it fails.
+ */
+export async function makeRendition(
+  tools: MediaTools,
+  source: RenditionSource,
+  options: MakeRenditionOptions,
+): Promise<void> {
+  const { plan, outPath, policy, duration } = options;
+  const args = plan === "remux"
+    ? remuxArgs(source, outPath, tools.limits)
+    : transcodeArgs(source, outPath, { limits: tools.limits, policy });
+  const result = await runTool(tools.ffmpegPath, args, {
+    timeoutMs: renditionTimeoutMs(duration),
+    maxStdoutBytes: 64 * 1024,
+    addressSpaceBytes: tools.limits.toolMemoryBytes,
+    onStdout: progressParser(duration, options.onProgress),
+    signal: options.signal,
+  });
+  if (result.timedOut) throw new Error("ffmpeg timed out making the playable rendition");
+  if (result.code !== 0) {
+    throw new Error(`ffmpeg exited with ${result.code}: ${result.stderr.trim().slice(-500)}`);
+  }
+}
+
+/**
+ * Checks a rendition as an upload is checked (ffprobe under the demuxer
+ * allowlist and the limits): it must be an MP4 with an H.264 video stream.
+ * Returns what the Attachment JSON lists for it. The service runs it on
+ * every rendition before storing it, its own worker's and a runner's alike.
+ */
+export async function checkRendition(tools: MediaTools, path: string): Promise<PlaybackMeta> {
+  const output = await probeVideo(tools, path, { container: containerNamed("mp4") });
+  if (output.codec !== "h264") throw new Error(`Rendition has codec "${output.codec}"`);
+  return {
+    width: output.width,
+    height: output.height,
+    bitrate: output.bitrate,
+    codec: output.codec,
+    bytes: (await Deno.stat(path)).size,
   };
 }

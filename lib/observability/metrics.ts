@@ -46,7 +46,15 @@ export class Metrics {
   readonly #toolFailures: Counter<"kind" | "cause">;
   readonly #sseConnections: Gauge;
 
-  constructor(deps: { db: Database; clock: Clock; uploads?: UploadAdmission }) {
+  constructor(
+    deps: {
+      db: Database;
+      clock: Clock;
+      uploads?: UploadAdmission;
+      /** RUNNER_STALL_MS: a runner seen within it counts as active. */
+      runnerStallMs?: number;
+    },
+  ) {
     const registers = [this.registry];
     this.#requests = new Counter({
       name: "offchat_http_requests_total",
@@ -146,6 +154,32 @@ export class Metrics {
         );
         this.reset();
         for (const row of rows) this.set({ kind: row.kind, status: row.status }, Number(row.n));
+      },
+    });
+    // Remote runners (lib/runners/).
+    const runnerStallMs = deps.runnerStallMs ?? 60_000;
+    new Gauge({
+      name: "offchat_runners",
+      help: "Remote runners by state: registered (not revoked), active (registered and seen " +
+        "within RUNNER_STALL_MS), busy (holding a job), revoked.",
+      labelNames: ["state"],
+      registers,
+      async collect() {
+        const [row] = await db.all<Record<string, number>>(sql`
+          SELECT
+            COALESCE(SUM(revoked_at IS NULL), 0) AS registered,
+            COALESCE(SUM(revoked_at IS NULL AND last_seen_at >= ${
+          clock().getTime() - runnerStallMs
+        }), 0) AS active,
+            COALESCE(SUM(revoked_at IS NOT NULL), 0) AS revoked,
+            (SELECT COUNT(DISTINCT locked_by) FROM jobs
+               WHERE status = 'running' AND locked_by LIKE 'runner-%')
+              AS busy
+          FROM runners`);
+        this.reset();
+        for (const state of ["registered", "active", "busy", "revoked"]) {
+          this.set({ state }, Number(row?.[state] ?? 0));
+        }
       },
     });
     new Gauge({

@@ -84,6 +84,40 @@ export function retryDelayMs(attempt: number): number {
   return Math.min(2000 * 4 ** (attempt - 1), 600_000);
 }
 
+/**
+ * Narrows the runnable jobs a claim may take: a remote runner asks only for
+ * the kinds it can do, and accepts one job by its id (lib/runners/).
+ */
+export interface RunnableFilter {
+  id?: string;
+  kinds?: readonly string[];
+}
+
+/**
+ * The id of the next runnable job at `t` in claim order (as a subquery): a
+ * queued job whose time has come, or a running job whose lease expired.
+ * Jobs of a backfill (with a `batch_id`) come after every other.
+ */
+export function nextRunnable(t: number, only: RunnableFilter = {}): SQL {
+  const filters: SQL[] = [];
+  if (only.id !== undefined) filters.push(sql` AND id = ${only.id}`);
+  if (only.kinds !== undefined) {
+    filters.push(
+      only.kinds.length === 0
+        ? sql` AND 0`
+        : sql` AND kind IN (${sql.join(only.kinds.map((kind) => sql`${kind}`), sql`, `)})`,
+    );
+  }
+  return sql`
+         SELECT id FROM jobs
+          WHERE ((status = 'queued' AND run_after <= ${t})
+             OR (status = 'running' AND locked_until < ${t} AND attempts < max_attempts))${
+    sql.join(filters, sql``)
+  }
+          ORDER BY batch_id IS NOT NULL, run_after, id
+          LIMIT 1`;
+}
+
 /** What a {@linkcode JobQueue} is built from. */
 export interface JobQueueOptions {
   db: Database;
@@ -127,9 +161,10 @@ export class JobQueue {
    * never get the same job: a queued job whose time has come, or a running
    * job whose lease expired (its worker crashed). Jobs of a backfill (with a
    * `batch_id`) come after every runnable job of an upload or a reprocess: a
-   * backfill of the whole library must not keep a new upload waiting.
+   * backfill of the whole library must not keep a new upload waiting. `only`
+   * narrows it to some kinds or one job ({@linkcode nextRunnable}).
    */
-  async claim(): Promise<Job | null> {
+  async claim(only: RunnableFilter = {}): Promise<Job | null> {
     await this.failAbandoned();
     const t = this.#clock().getTime();
     const rows = await this.#db.all<Record<string, unknown>>(sql`
@@ -137,12 +172,7 @@ export class JobQueue {
          SET status = 'running', locked_by = ${this.workerId},
              locked_until = ${t + this.#leaseMs},
              attempts = attempts + 1, progress = NULL, updated_at = ${t}
-       WHERE id = (
-         SELECT id FROM jobs
-          WHERE (status = 'queued' AND run_after <= ${t})
-             OR (status = 'running' AND locked_until < ${t} AND attempts < max_attempts)
-          ORDER BY batch_id IS NOT NULL, run_after, id
-          LIMIT 1)
+       WHERE id = (${nextRunnable(t, only)})
       RETURNING *`);
     const row = rows[0];
     if (!row) return null;

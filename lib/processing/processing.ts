@@ -1,24 +1,18 @@
 import { eq } from "drizzle-orm";
 import { type Attachment, attachments, type Job, jobs } from "../../db/schema.ts";
 import type { AppDeps } from "../deps.ts";
-import { probeVideo } from "../media/probe.ts";
-import {
-  progressParser,
-  remuxArgs,
-  renditionTimeoutMs,
-  transcodeArgs,
-} from "../media/rendition.ts";
-import { runTool } from "../media/run_tool.ts";
+import { checkRendition, makeRendition } from "../media/rendition.ts";
 import type { PlaybackMeta } from "../media/rendition.ts";
 import { containerNamed } from "../media/containers.ts";
 import { makeStoryboard } from "../media/storyboard.ts";
 import { makeStrippedCopy } from "../media/strip.ts";
 import { makeThumbnail } from "../media/thumbnail.ts";
-import { checkLadder, ladderArgs, ladderTimeoutMs, planLadder } from "../media/hls.ts";
+import { checkLadder, makeLadder, planLadder } from "../media/hls.ts";
 import { storageKey } from "../storage/storage.ts";
 import { playbackPlanOf, wantsLadderOf } from "./output_policy.ts";
 
-type ProcessingDeps = Pick<AppDeps, "db" | "storage" | "media" | "config">;
+/** What a job needs of the service (also what lib/runners/runner_jobs.ts stores a runner's output with). */
+export type ProcessingDeps = Pick<AppDeps, "db" | "storage" | "media" | "config">;
 
 /** What a running job can tell its worker. */
 export interface JobContext {
@@ -28,7 +22,8 @@ export interface JobContext {
   signal?: AbortSignal;
 }
 
-async function loadLive(deps: ProcessingDeps, id: string): Promise<Attachment | null> {
+/** The job's attachment unless it was deleted; throws when its original is missing. */
+export async function loadLive(deps: ProcessingDeps, id: string): Promise<Attachment | null> {
   const [attachment] = await deps.db.select().from(attachments).where(eq(attachments.id, id));
   if (!attachment || attachment.deletedAt !== null) return null;
   if (!(await deps.storage.stat(attachment.storageKey))) {
@@ -40,7 +35,7 @@ async function loadLive(deps: ProcessingDeps, id: string): Promise<Attachment | 
 type DerivedKey = "thumbnailKey" | "strippedKey" | "playbackKey" | "hlsKey" | "storyboardKey";
 
 /** Where {@linkcode produce} finds an output and records it, and how it is made. */
-interface ProduceOptions {
+export interface ProduceOptions {
   /** The temp file `make` writes. */
   temp: string;
   /** The storage key the output is moved to. */
@@ -61,7 +56,7 @@ interface ProduceOptions {
  * file is removed instead when the attachment was deleted meanwhile, or when
  * this job was dropped by a reprocess (a newer generation owns the column).
  */
-async function produce(
+export async function produce(
   deps: ProcessingDeps,
   job: Job,
   output: ProduceOptions,
@@ -94,7 +89,7 @@ async function produce(
  * generation has its own file and ETag, dated by the upload) and its temp
  * file while it is made.
  */
-function outputOf(
+export function outputOf(
   deps: ProcessingDeps,
   job: Job,
   output: { attachment: Attachment; prefix: string; extension?: string },
@@ -154,30 +149,15 @@ async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext)
     key,
     column: "playbackKey",
     make: async () => {
-      const args = plan === "remux"
-        ? remuxArgs(source, temp, deps.media.limits)
-        : transcodeArgs(source, temp, { limits: deps.media.limits, policy });
-      const result = await runTool(deps.media.ffmpegPath, args, {
-        timeoutMs: renditionTimeoutMs(attachment.duration),
-        maxStdoutBytes: 64 * 1024,
-        addressSpaceBytes: deps.media.limits.toolMemoryBytes,
-        onStdout: progressParser(attachment.duration, (f) => context.progress(f)),
+      await makeRendition(deps.media, source, {
+        plan,
+        outPath: temp,
+        policy,
+        duration: attachment.duration,
+        onProgress: (f) => context.progress(f),
         signal: context.signal,
       });
-      if (result.timedOut) throw new Error("ffmpeg timed out making the playable rendition");
-      if (result.code !== 0) {
-        throw new Error(`ffmpeg exited with ${result.code}: ${result.stderr.trim().slice(-500)}`);
-      }
-      // Check the output like an upload: it must be an MP4 with an H.264 video stream.
-      const output = await probeVideo(deps.media, temp, { container: containerNamed("mp4") });
-      if (output.codec !== "h264") throw new Error(`Rendition has codec "${output.codec}"`);
-      const meta: PlaybackMeta = {
-        width: output.width,
-        height: output.height,
-        bitrate: output.bitrate,
-        codec: output.codec,
-        bytes: (await Deno.stat(temp)).size,
-      };
+      const meta: PlaybackMeta = await checkRendition(deps.media, temp);
       return { playback: plan, playbackKey: key, playbackMeta: JSON.stringify(meta) };
     },
   });
@@ -273,28 +253,13 @@ async function hlsJob(deps: ProcessingDeps, job: Job, context: JobContext): Prom
     column: "hlsKey",
     directory: true,
     make: async () => {
-      await Deno.remove(temp, { recursive: true }).catch(() => {});
-      await Deno.mkdir(temp, { mode: 0o700 });
-      const result = await runTool(
-        deps.media.ffmpegPath,
-        ladderArgs(source, {
-          rungs,
-          outDir: temp,
-          limits: deps.media.limits,
-          maxFps: policy.maxFps,
-        }),
-        {
-          timeoutMs: ladderTimeoutMs(attachment.duration),
-          maxStdoutBytes: 64 * 1024,
-          addressSpaceBytes: deps.media.limits.toolMemoryBytes,
-          onStdout: progressParser(attachment.duration, (f) => context.progress(f)),
-          signal: context.signal,
-        },
-      );
-      if (result.timedOut) throw new Error("ffmpeg timed out making the adaptive ladder");
-      if (result.code !== 0) {
-        throw new Error(`ffmpeg exited with ${result.code}: ${result.stderr.trim().slice(-500)}`);
-      }
+      await makeLadder(deps.media, source, {
+        rungs,
+        outDir: temp,
+        maxFps: policy.maxFps,
+        onProgress: (f) => context.progress(f),
+        signal: context.signal,
+      });
       const ladder = await checkLadder(deps.media, {
         outDir: temp,
         rungs,

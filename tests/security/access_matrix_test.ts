@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { jobs } from "../../db/schema.ts";
 import { newId } from "../../lib/core/ids.ts";
+import { createRegistrationToken, registerRunner } from "../../lib/runners/registry.ts";
 import { fixture } from "../_fixtures.ts";
 import {
   body,
@@ -288,6 +289,79 @@ export const ROWS: Record<string, Row> = {
       init: { method: "POST" },
     }),
     expect: adminOnly(202),
+  },
+  // Remote runners: registration tokens and revocation are an admin's; the runner routes take
+  // a runner token (or, for the input, a signed URL), which no user token is.
+  "POST /api/admin/runner-registration-tokens": {
+    request: () => ({ path: "/api/admin/runner-registration-tokens", init: json({}) }),
+    expect: adminOnly(201),
+  },
+  "GET /api/admin/runners": {
+    request: () => ({ path: "/api/admin/runners" }),
+    expect: adminOnly(200),
+  },
+  "DELETE /api/admin/runners/{id}": {
+    request: async (w, missing) => {
+      if (missing) return { path: `/api/admin/runners/${MISSING}`, init: { method: "DELETE" } };
+      const { db, clock } = w.ctx.deps;
+      const { token } = await createRegistrationToken(db, {
+        createdBy: "root",
+        ttlMs: 60_000,
+        now: clock(),
+      });
+      const { runner } = await registerRunner(db, {
+        registrationToken: token,
+        name: "matrix",
+        kinds: ["thumbnail"],
+        now: clock(),
+      });
+      return { path: `/api/admin/runners/${runner.id}`, init: { method: "DELETE" } };
+    },
+    expect: adminOnly(204),
+  },
+  "POST /api/runners/register": {
+    request: () => ({
+      path: "/api/runners/register",
+      init: json({ registration_token: "ocreg_not-a-token", name: "matrix" }),
+    }),
+    expect: everyone(401, 401),
+  },
+  "POST /api/runners/jobs/request": {
+    request: () => ({ path: "/api/runners/jobs/request", init: json({}) }),
+    expect: everyone(401, 401),
+  },
+  "POST /api/runners/jobs/{id}/accept": {
+    request: (_w, missing) => ({
+      path: `/api/runners/jobs/${missing ? MISSING : newId()}/accept`,
+      init: { method: "POST" },
+    }),
+    expect: everyone(401, 401),
+  },
+  "POST /api/runners/jobs/{id}/progress": {
+    request: () => ({ path: `/api/runners/jobs/${newId()}/progress`, init: json({ attempt: 1 }) }),
+    expect: everyone(401, 401),
+  },
+  "POST /api/runners/jobs/{id}/complete": {
+    request: () => ({ path: `/api/runners/jobs/${newId()}/complete`, init: json({ attempt: 1 }) }),
+    expect: everyone(401, 401),
+  },
+  "POST /api/runners/jobs/{id}/error": {
+    request: () => ({
+      path: `/api/runners/jobs/${newId()}/error`,
+      init: json({ attempt: 1, message: "x" }),
+    }),
+    expect: everyone(401, 401),
+  },
+  "GET /api/runners/jobs/{id}/input": {
+    request: () => ({ path: `/api/runners/jobs/${newId()}/input?attempt=1&token=not-a-token` }),
+    expect: everyone(401, 401),
+  },
+  "PUT /api/runners/jobs/{id}/outputs/{name}": {
+    request: () => ({
+      path: `/api/runners/jobs/${newId()}/outputs/output?attempt=1`,
+      init: { method: "PUT", body: "not an output" },
+    }),
+    expect: everyone(401, 401),
   },
   "GET /api/ui/config": { request: () => ({ path: "/api/ui/config" }), expect: everyone(200, 200) },
   // Resumable uploads (tus 1.0): creation follows the multipart route; an
