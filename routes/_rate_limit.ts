@@ -91,8 +91,8 @@ function tooMany(detail: string, retryAfterSeconds: number): ApiError {
 export interface RateLimitOptions {
   /** Requests per minute per identity; 0 turns the limit off. */
   perMinute: number;
-  /** Requests that do not count (checked before any token is verified). */
-  exempt?: (c: Context<AppEnv>) => boolean;
+  /** Requests that do not count (checked before the limit's own identity is looked up). */
+  exempt?: (c: Context<AppEnv>) => boolean | Promise<boolean>;
   /** The media token each route accepts, if any (see {@linkcode requestIdentity}). */
   mediaScope?: MediaTokenScopeOf;
   /** The clock, for tests. */
@@ -108,7 +108,7 @@ export function rateLimit(options: RateLimitOptions): MiddlewareHandler<AppEnv> 
   const buckets = new TokenBuckets({ capacity: options.perMinute, periodMs: 60_000 });
   const now = options.now ?? Date.now;
   return async function rateLimit(c, next) {
-    if (options.perMinute > 0 && !options.exempt?.(c)) {
+    if (options.perMinute > 0 && !(await options.exempt?.(c))) {
       const waitMs = buckets.take(await requestIdentity(c, options.mediaScope), now());
       if (waitMs > 0) {
         throw tooMany(

@@ -5,7 +5,8 @@ import type { AppDeps } from "../lib/deps.ts";
 import type { AppEnv } from "./_env.ts";
 import { ApiError, problemResponse } from "../lib/core/errors.ts";
 import { MEDIA_SECURITY_HEADERS } from "../lib/serving/media_headers.ts";
-import type { MediaPurpose, MediaTokenScope } from "../lib/auth/auth.ts";
+import { bearerToken, type MediaPurpose, type MediaTokenScope } from "../lib/auth/auth.ts";
+import { authenticateRunner } from "../lib/runners/registry.ts";
 import { concurrencyLimit, rateLimit } from "./_rate_limit.ts";
 import { TusEndpoint, UPLOADS_PATH } from "./_tus.ts";
 import { MAX_JSON_BODY_BYTES } from "./_schemas.ts";
@@ -84,6 +85,18 @@ function isPlayerRequest(c: Context<AppEnv>): boolean {
   return !(purpose === "download" && startsDownload(c.req.raw));
 }
 
+/**
+ * Whether a request carries the token of a registered, unrevoked runner: its
+ * job requests are not counted (a ladder is posted one file per request,
+ * and runners may share an address), while a request with a wrong token is
+ * counted against its address like any other.
+ */
+async function isLiveRunner(c: Context<AppEnv>): Promise<boolean> {
+  const { db, clock } = c.get("deps");
+  const token = bearerToken(c.req.header("authorization"));
+  return await authenticateRunner(db, token, clock()).then(() => true, () => false);
+}
+
 /** Options for {@linkcode createApp}. */
 export interface CreateAppOptions {
   /** Where unexpected errors are reported (never to the client). */
@@ -120,7 +133,8 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
     "/api/*",
     rateLimit({
       perMinute: deps.config.rateLimitPerMinute,
-      exempt: (c) => isPlayerRequest(c) || RUNNER_JOBS.test(c.req.path),
+      exempt: async (c) =>
+        isPlayerRequest(c) || (RUNNER_JOBS.test(c.req.path) && await isLiveRunner(c)),
       mediaScope: mediaTokenScope,
     }),
   );
