@@ -469,11 +469,18 @@ async function fsckCommand(args: string[]): Promise<void> {
 /** Temp files older than this are leftovers of a crash (uploads are far shorter). */
 const TEMP_MAX_AGE_MS = 6 * 3600 * 1000;
 /**
- * How often stale temporary files, the temp directories of dead processes and
- * expired resumable uploads are swept: what a killed process was writing is
- * gone within this (lib/storage/process_temp_dir.ts).
+ * How often stale temporary files, the temp directories of dead processes,
+ * interrupted deletions and expired resumable uploads are swept: what a
+ * killed process was writing is gone within this
+ * (lib/storage/process_temp_dir.ts).
  */
 const SWEEP_INTERVAL_MS = 30 * 1000;
+/**
+ * Deletions whose files were never removed are finished by the sweep once a
+ * minute old (one still running elsewhere takes milliseconds), a bounded
+ * number per pass.
+ */
+const DELETION_SWEEP = { graceMs: 60 * 1000, limit: 200 };
 
 /** A process's worker id: its temp directory's owner name (lib/storage/process_temp_dir.ts). */
 function workerIdOf(owner: string): string {
@@ -497,6 +504,7 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
   const { sweepTempFiles } = await import("./lib/storage/temp_sweep.ts");
   const { sweepDeadOwners } = await import("./lib/storage/process_temp_dir.ts");
   const { adoptInterruptedIngest } = await import("./lib/uploads/ingest.ts");
+  const { finishDeletions } = await import("./lib/chat/attachments.ts");
   const { expireLeasesOf } = await import("./lib/processing/jobs.ts");
   const { createApp } = await import("./routes/app.ts");
   const { serve } = await import("./lib/serving/server.ts");
@@ -535,6 +543,11 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
       return 0;
     });
     if (dead > 0) log.info("removed the temporary files of {dead} stopped process(es)", { dead });
+    const finished = await finishDeletions(deps, DELETION_SWEEP).catch((error) => {
+      log.error("deletion sweep failed", { error });
+      return 0;
+    });
+    if (finished > 0) log.info("finished {finished} interrupted deletion(s)", { finished });
     const expired = await deps.resumableUploads.sweepExpired().catch((error) => {
       log.error("upload sweep failed", { error });
       return 0;

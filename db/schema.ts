@@ -2,6 +2,7 @@
  * Table shapes, the single source for queries and response types. The SQL in
  * `migrations/` creates these tables; a change here needs a new migration.
  */
+import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, real, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 export const conversations = sqliteTable("conversations", {
@@ -75,11 +76,15 @@ export const attachments = sqliteTable("attachments", {
   uploadedAt: integer("uploaded_at").notNull(),
   processedAt: integer("processed_at"),
   deletedAt: integer("deleted_at"),
+  /** When a deleted attachment's files were removed (NULL until then: the sweep finishes it). */
+  filesRemovedAt: integer("files_removed_at"),
 }, (t) => [
   index("attachments_message_idx").on(t.messageId),
   index("attachments_file_type_idx").on(t.fileType),
   index("attachments_uploaded_at_idx").on(t.uploadedAt),
   index("attachments_status_idx").on(t.status),
+  index("attachments_unfinished_deletions_idx").on(t.deletedAt)
+    .where(sql`deleted_at IS NOT NULL AND files_removed_at IS NULL`),
 ]);
 
 export const jobs = sqliteTable("jobs", {

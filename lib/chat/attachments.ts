@@ -1,4 +1,4 @@
-import { and, desc, eq, inArray, isNull, lt } from "drizzle-orm";
+import { and, desc, eq, inArray, isNotNull, isNull, lt } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { type Attachment, attachments, jobs } from "../../db/schema.ts";
 import { type ActivityContext, recordActivity } from "./activity.ts";
@@ -22,7 +22,9 @@ export function storedKeys(attachment: Attachment): string[] {
 /**
  * Deletes an attachment (its uploader or an admin): the row is marked
  * deleted, its open jobs dropped and `attachment.delete` logged in one
- * transaction, then its files are removed.
+ * transaction, then its files are removed and `files_removed_at` set. A
+ * process killed in between leaves that column NULL, and the sweep finishes
+ * the deletion ({@linkcode finishDeletions}).
  */
 export async function deleteAttachment(
   deps: Pick<AppDeps, "db" | "storage" | "clock">,
@@ -52,7 +54,40 @@ export async function deleteAttachment(
     return rows[0]!;
   });
   if (!marked) throw new ApiError("not_found", "Attachment not found");
-  await Promise.all(storedKeys(marked).map((key) => deps.storage.delete(key)));
+  await removeFiles(deps, marked);
+}
+
+/** Removes a deleted attachment's files, then notes that they are gone. */
+async function removeFiles(
+  deps: Pick<AppDeps, "db" | "storage" | "clock">,
+  attachment: Attachment,
+): Promise<void> {
+  await Promise.all(storedKeys(attachment).map((key) => deps.storage.delete(key)));
+  await deps.db.update(attachments).set({ filesRemovedAt: deps.clock().getTime() })
+    .where(eq(attachments.id, attachment.id));
+}
+
+/**
+ * Finishes deletions whose files were never removed (the process that
+ * committed them died first): at most `limit` of those deleted more than
+ * `graceMs` ago, so that a deletion still running in another process is left
+ * to it (removing a file twice would be harmless anyway). Returns how many it
+ * finished. Run by the sweep of `main.ts serve` and `worker`.
+ */
+export async function finishDeletions(
+  deps: Pick<AppDeps, "db" | "storage" | "clock">,
+  options: { graceMs: number; limit: number },
+): Promise<number> {
+  const before = deps.clock().getTime() - options.graceMs;
+  const unfinished = await deps.db.select().from(attachments)
+    .where(and(
+      isNotNull(attachments.deletedAt),
+      isNull(attachments.filesRemovedAt),
+      lt(attachments.deletedAt, before),
+    ))
+    .limit(options.limit);
+  for (const attachment of unfinished) await removeFiles(deps, attachment);
+  return unfinished.length;
 }
 
 /** Live attachments by status for the admin view, newest first. */

@@ -114,6 +114,7 @@ export async function ingestVideo(
       uploadedAt: now.getTime(),
       processedAt: null,
       deletedAt: null,
+      filesRemovedAt: null,
     };
     // Crash safety: the file first takes a name that carries the attachment id, in this
     // process's temp directory. A process killed after the commit below and before the
