@@ -1,0 +1,271 @@
+/**
+ * `STORAGE=s3`: media files as objects of one bucket of an S3-speaking
+ * store, under the same keys as on disk (`media/2026/01/15/<id>.mp4`; the
+ * files of a stored directory as `<key>/<name>`).
+ *
+ * Files are still made locally — an upload streams into this process's temp
+ * directory, where it is sniffed and probed; ffmpeg writes its outputs there
+ * — and are then streamed to the bucket, in parts of `S3_PART_SIZE_MB` when
+ * larger (`@aws-sdk/lib-storage`'s `Upload`, which aborts the multipart
+ * upload on failure). ffmpeg and ffprobe read a local copy
+ * ({@linkcode S3Storage.withLocalCopy}), never a URL, so their protocol and
+ * demuxer allowlists stay what they are on disk.
+ *
+ * @module
+ */
+import {
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  S3,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import type { S3Config } from "../config/config.ts";
+import { checkedFileKey, checkedKey, memberKey, type Storage, type StoredFile } from "./storage.ts";
+
+/** Part uploads of one file in flight at once: memory is this × the part size. */
+const QUEUE_SIZE = 2;
+/** Files of a stored directory (a ladder's segments) uploaded at once. */
+const DIRECTORY_UPLOADS = 4;
+/** Keys per DeleteObjects request: S3's maximum. */
+const DELETE_BATCH = 1000;
+
+/**
+ * The S3 client of a configuration: checksums only where S3 requires them
+ * (other S3-speaking servers vary). The aggregated client, which
+ * `@tus/s3-store` shares (lib/uploads/tus_staging.ts).
+ */
+export function s3ClientOf(config: S3Config): S3 {
+  return new S3({
+    endpoint: config.endpoint,
+    region: config.region,
+    forcePathStyle: config.forcePathStyle,
+    credentials: config.credentials,
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+  });
+}
+
+/** Whether an SDK error says the object (or bucket) is not there. */
+function isNotFound(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e?.name === "NotFound" || e?.name === "NoSuchKey" ||
+    e?.$metadata?.httpStatusCode === 404;
+}
+
+/** A directory's key has no extension; a file's key always has one. */
+function isDirectoryKey(key: string): boolean {
+  return !/\.[a-z0-9]{2,5}$/.test(key);
+}
+
+/** An object's bytes, or a range of them. */
+export interface ObjectRead {
+  body: ReadableStream<Uint8Array>;
+}
+
+/** Objects in a bucket; see the module documentation. */
+export class S3Storage implements Storage {
+  readonly kind = "s3";
+  readonly client: S3;
+  readonly bucket: string;
+  /** Bytes of each part of a multipart upload (`S3_PART_SIZE_MB`). */
+  readonly partSizeBytes: number;
+  readonly #tempDir: string;
+
+  /** `options.tempDir`: this process's temporary directory (`claimProcessTempDir`). */
+  constructor(config: S3Config, options: { tempDir: string; client?: S3 }) {
+    this.client = options.client ?? s3ClientOf(config);
+    this.bucket = config.bucket;
+    this.partSizeBytes = config.partSizeBytes;
+    this.#tempDir = options.tempDir;
+  }
+
+  async putFile(localPath: string, key: string): Promise<void> {
+    await this.#upload(localPath, checkedKey(key));
+    await Deno.remove(localPath);
+  }
+
+  async putDirectory(localDir: string, key: string): Promise<void> {
+    const names: string[] = [];
+    for await (const entry of Deno.readDir(localDir)) {
+      if (entry.isFile) names.push(entry.name);
+    }
+    const keys = names.map((name) => memberKey(key, name));
+    try {
+      for (let i = 0; i < names.length; i += DIRECTORY_UPLOADS) {
+        await Promise.all(
+          names.slice(i, i + DIRECTORY_UPLOADS).map((name, j) =>
+            this.#upload(`${localDir}/${name}`, keys[i + j]!)
+          ),
+        );
+      }
+    } catch (error) {
+      // No half-stored ladder: what did arrive goes again.
+      await this.delete(key).catch(() => {});
+      throw error;
+    }
+    await Deno.remove(localDir, { recursive: true });
+  }
+
+  /** Streams a local file to `key`: one PUT when small, a multipart upload otherwise. */
+  async #upload(localPath: string, key: string): Promise<void> {
+    using file = await Deno.open(localPath, { read: true });
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: key, Body: file.readable },
+      partSize: this.partSizeBytes,
+      queueSize: QUEUE_SIZE,
+      // An upload that fails aborts its multipart upload: no parts left to pay for.
+      leavePartsOnError: false,
+    });
+    await upload.done();
+  }
+
+  async withLocalCopy<T>(key: string, use: (path: string) => Promise<T>): Promise<T> {
+    await Deno.mkdir(this.#tempDir, { recursive: true });
+    // `copy-` files are swept with the other temp files if a crash leaves one.
+    const path = `${this.#tempDir}/copy-${crypto.randomUUID()}`;
+    try {
+      const { body } = await this.openRead(key);
+      const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+      await body.pipeTo(file.writable);
+      return await use(path);
+    } finally {
+      await Deno.remove(path).catch(() => {});
+    }
+  }
+
+  /**
+   * The bytes of `key`, or of `span` of them (a `Range` GET). A missing key
+   * throws `Deno.errors.NotFound`.
+   */
+  async openRead(key: string, span?: { start: number; length: number }): Promise<ObjectRead> {
+    try {
+      const result = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: checkedFileKey(key),
+          Range: span ? `bytes=${span.start}-${span.start + span.length - 1}` : undefined,
+        }),
+      );
+      if (!result.Body) throw new Error(`No body for "${key}"`);
+      return { body: result.Body.transformToWebStream() as ReadableStream<Uint8Array> };
+    } catch (error) {
+      if (isNotFound(error)) throw new Deno.errors.NotFound(`No object "${key}"`);
+      throw error;
+    }
+  }
+
+  /** The size and modification time of the object `key` (a file, or a directory's member). */
+  async head(key: string): Promise<StoredFile | null> {
+    try {
+      const head = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: checkedFileKey(key) }),
+      );
+      return { size: head.ContentLength ?? 0, mtime: head.LastModified ?? null };
+    } catch (error) {
+      if (isNotFound(error)) return null;
+      throw error;
+    }
+  }
+
+  /**
+   * A URL that GETs `key` without credentials until `expiresIn` seconds
+   * have passed, answered with these headers in place of the object's own
+   * (the `response-*` overrides are part of the signature).
+   */
+  async presign(
+    key: string,
+    headers: { contentType: string; disposition?: string; cacheControl: string },
+    expiresIn: number,
+  ): Promise<string> {
+    return await getSignedUrl(
+      this.client,
+      new GetObjectCommand({
+        Bucket: this.bucket,
+        Key: checkedKey(key),
+        ResponseContentType: headers.contentType,
+        ResponseContentDisposition: headers.disposition,
+        ResponseCacheControl: headers.cacheControl,
+      }),
+      { expiresIn },
+    );
+  }
+
+  async stat(key: string): Promise<StoredFile | null> {
+    if (!isDirectoryKey(checkedKey(key))) return await this.head(key);
+    // One page of the directory's files (a ladder has far fewer than a page's 1000).
+    const listed = await this.client.send(
+      new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${key}/` }),
+    );
+    return (listed.KeyCount ?? 0) > 0 ? { size: 0, mtime: null } : null;
+  }
+
+  async delete(key: string): Promise<void> {
+    checkedKey(key);
+    if (!isDirectoryKey(key)) {
+      // S3 answers 204 for a key that is not there.
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+      return;
+    }
+    const members = await this.#list(`${key}/`);
+    for (let i = 0; i < members.length; i += DELETE_BATCH) {
+      const batch = members.slice(i, i + DELETE_BATCH);
+      const result = await this.client.send(
+        new DeleteObjectsCommand({
+          Bucket: this.bucket,
+          Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+        }),
+      );
+      if (result.Errors?.length) {
+        throw new Error(`Could not delete ${result.Errors.length} objects under "${key}"`);
+      }
+    }
+  }
+
+  async keys(tops: readonly string[]): Promise<string[]> {
+    const keys = new Set<string>();
+    for (const top of tops) {
+      for (const object of await this.#list(`${top}/`)) {
+        // `<top>/YYYY/MM/DD/<name>`, or `<top>/YYYY/MM/DD/<directory>/<name>`.
+        keys.add(object.split("/").slice(0, 5).join("/"));
+      }
+    }
+    return [...keys];
+  }
+
+  /** Every object key under `prefix`. */
+  async #list(prefix: string): Promise<string[]> {
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
+      );
+      for (const object of page.Contents ?? []) if (object.Key) keys.push(object.Key);
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return keys;
+  }
+
+  tempDir(): string {
+    return this.#tempDir;
+  }
+
+  /** The bucket answers to these credentials, and the local temp directory can be written. */
+  async check(): Promise<void> {
+    await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    await Deno.mkdir(this.#tempDir, { recursive: true });
+    const probe = `${this.#tempDir}/.ready-${crypto.randomUUID()}`;
+    await Deno.writeTextFile(probe, "ok");
+    await Deno.remove(probe);
+  }
+
+  close(): void {
+    this.client.destroy();
+  }
+}
