@@ -238,18 +238,31 @@ export class S3Storage implements Storage {
     return [...keys];
   }
 
+  /** The bytes and number of the objects under `<top>/` (the admin storage view). */
+  async usage(top: string): Promise<{ bytes: number; files: number }> {
+    const objects = await this.#listObjects(`${top}/`);
+    return { bytes: objects.reduce((sum, o) => sum + o.size, 0), files: objects.length };
+  }
+
   /** Every object key under `prefix`. */
   async #list(prefix: string): Promise<string[]> {
-    const keys: string[] = [];
+    return (await this.#listObjects(prefix)).map((object) => object.key);
+  }
+
+  /** Every object under `prefix`, with its size. */
+  async #listObjects(prefix: string): Promise<{ key: string; size: number }[]> {
+    const objects: { key: string; size: number }[] = [];
     let token: string | undefined;
     do {
       const page = await this.client.send(
         new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
       );
-      for (const object of page.Contents ?? []) if (object.Key) keys.push(object.Key);
+      for (const object of page.Contents ?? []) {
+        if (object.Key) objects.push({ key: object.Key, size: object.Size ?? 0 });
+      }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
-    return keys;
+    return objects;
   }
 
   tempDir(): string {

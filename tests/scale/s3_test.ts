@@ -236,6 +236,19 @@ Deno.test("s3: multipart upload, jobs, Range and full responses, delete; nothing
       s3.events.includes(`ObjectCreated:Post ${row!.storageKey}`),
       `the original arrived as a multipart upload: ${s3.events.join(", ")}`,
     );
+    // The admin view sizes the bucket by kind; the data directory holds no media.
+    const usage = await body<{
+      disk: { by_kind: Record<string, { bytes: number; files: number }> };
+      bucket: { name: string; by_kind: Record<string, { bytes: number; files: number }> };
+    }>(
+      await ctx.app.request("/api/admin/storage", {
+        headers: { authorization: `Bearer ${await ctx.token("root", { admin: true })}` },
+      }),
+    );
+    assert.equal(usage.bucket.name, BUCKET);
+    assert.deepEqual(usage.bucket.by_kind.originals, { bytes: bytes.length, files: 1 });
+    assert.equal(usage.bucket.by_kind.hls!.files > 1, true);
+    assert.deepEqual(usage.disk.by_kind.originals, { bytes: 0, files: 0 });
     // fsck lists the bucket: every row has its objects, every object its row.
     assert.deepEqual((await fsck({ ...ctx.deps, dataDir: ctx.dataDir })).issues, []);
     // Nothing stays in the data directory but the database and the process's own files.
