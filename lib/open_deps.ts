@@ -70,7 +70,12 @@ export async function openDeps(
       clock,
       jobs,
       recentAccess: new RecentAccess(),
-      metrics: new Metrics({ db: handle.db, clock, uploads: uploadAdmission }),
+      metrics: new Metrics({
+        db: handle.db,
+        clock,
+        uploads: uploadAdmission,
+        storage: storage instanceof S3Storage ? storage : undefined,
+      }),
       uploadAdmission,
       resumableUploads: await ResumableUploads.open({
         config,

@@ -62,6 +62,13 @@ function isDirectoryKey(key: string): boolean {
   return !/\.[a-z0-9]{2,5}$/.test(key);
 }
 
+/** How many requests of one operation ended one way. */
+export interface StorageRequestCount {
+  operation: string;
+  outcome: "ok" | "not_found" | "error";
+  count: number;
+}
+
 /** An object's bytes, or a range of them. */
 export interface ObjectRead {
   body: ReadableStream<Uint8Array>;
@@ -76,12 +83,39 @@ export class S3Storage implements Storage {
   readonly partSizeBytes: number;
   readonly #tempDir: string;
 
+  readonly #requests = new Map<string, StorageRequestCount>();
+
   /** `options.tempDir`: this process's temporary directory (`claimProcessTempDir`). */
   constructor(config: S3Config, options: { tempDir: string; client?: S3 }) {
     this.client = options.client ?? s3ClientOf(config);
     this.bucket = config.bucket;
     this.partSizeBytes = config.partSizeBytes;
     this.#tempDir = options.tempDir;
+    // Every request of the client (the tus store's too) counted by operation and outcome,
+    // once its retries are over: `offchat_storage_requests_total`.
+    this.client.middlewareStack.add((next, context) => async (args) => {
+      const operation = (context.commandName ?? "Unknown").replace(/Command$/, "");
+      try {
+        const result = await next(args);
+        this.#count(operation, "ok");
+        return result;
+      } catch (error) {
+        this.#count(operation, isNotFound(error) ? "not_found" : "error");
+        throw error;
+      }
+    }, { step: "initialize", name: "offchatRequestCount" });
+  }
+
+  #count(operation: string, outcome: StorageRequestCount["outcome"]): void {
+    const key = `${operation} ${outcome}`;
+    const entry = this.#requests.get(key) ?? { operation, outcome, count: 0 };
+    entry.count++;
+    this.#requests.set(key, entry);
+  }
+
+  /** Requests to the bucket so far, by operation (`GetObject`, …) and outcome. */
+  requestCounts(): StorageRequestCount[] {
+    return [...this.#requests.values()].map((entry) => ({ ...entry }));
   }
 
   async putFile(localPath: string, key: string): Promise<void> {

@@ -24,6 +24,7 @@ import {
   createTestContext,
   listFiles,
   localPath,
+  LOOPBACK,
   type TestContext,
   uploadFile,
   waitForProcessed,
@@ -249,6 +250,18 @@ Deno.test("s3: multipart upload, jobs, Range and full responses, delete; nothing
     assert.deepEqual(usage.bucket.by_kind.originals, { bytes: bytes.length, files: 1 });
     assert.equal(usage.bucket.by_kind.hls!.files > 1, true);
     assert.deepEqual(usage.disk.by_kind.originals, { bytes: 0, files: 0 });
+    // Requests to the bucket are counted by operation and outcome.
+    const metrics = await (await ctx.app.request("/metrics", {}, LOOPBACK)).text();
+    for (const operation of ["CreateMultipartUpload", "UploadPart", "PutObject", "GetObject"]) {
+      assert.match(
+        metrics,
+        new RegExp(
+          `^offchat_storage_requests_total\\{operation="${operation}",outcome="ok"\\} [1-9]`,
+          "m",
+        ),
+        operation,
+      );
+    }
     // fsck lists the bucket: every row has its objects, every object its row.
     assert.deepEqual((await fsck({ ...ctx.deps, dataDir: ctx.dataDir })).issues, []);
     // Nothing stays in the data directory but the database and the process's own files.
