@@ -25,12 +25,19 @@ import {
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import type { S3Config } from "../config/config.ts";
+import { LocalCopies } from "./local_copies.ts";
 import { checkedFileKey, checkedKey, memberKey, type Storage, type StoredFile } from "./storage.ts";
 
 /** Part uploads of one file in flight at once: memory is this × the part size. */
 const QUEUE_SIZE = 2;
 /** Files of a stored directory (a ladder's segments) uploaded at once. */
 const DIRECTORY_UPLOADS = 4;
+/**
+ * Bytes of local copies of originals a process keeps for its jobs
+ * (lib/storage/local_copies.ts): a new upload's file, and what jobs
+ * downloaded, until the least recently used go.
+ */
+export const LOCAL_COPY_BYTES = 512 * 1024 * 1024;
 /** Keys per DeleteObjects request: S3's maximum. */
 const DELETE_BATCH = 1000;
 
@@ -84,6 +91,7 @@ export class S3Storage implements Storage {
   readonly #tempDir: string;
 
   readonly #requests = new Map<string, StorageRequestCount>();
+  readonly #copies: LocalCopies;
 
   /** `options.tempDir`: this process's temporary directory (`claimProcessTempDir`). */
   constructor(config: S3Config, options: { tempDir: string; client?: S3 }) {
@@ -91,6 +99,7 @@ export class S3Storage implements Storage {
     this.bucket = config.bucket;
     this.partSizeBytes = config.partSizeBytes;
     this.#tempDir = options.tempDir;
+    this.#copies = new LocalCopies(options.tempDir, LOCAL_COPY_BYTES);
     // Every request of the client (the tus store's too) counted by operation and outcome,
     // once its retries are over: `offchat_storage_requests_total`.
     this.client.middlewareStack.add((next, context) => async (args) => {
@@ -120,7 +129,9 @@ export class S3Storage implements Storage {
 
   async putFile(localPath: string, key: string): Promise<void> {
     await this.#upload(localPath, checkedKey(key));
-    await Deno.remove(localPath);
+    // An original is read by the jobs next: its file stays as their local copy.
+    if (key.startsWith("media/")) await this.#copies.adopt(key, localPath);
+    else await Deno.remove(localPath);
   }
 
   async putDirectory(localDir: string, key: string): Promise<void> {
@@ -159,18 +170,15 @@ export class S3Storage implements Storage {
     await upload.done();
   }
 
+  /** Runs `use` with a local copy of `key`: kept from before, or downloaded now (see LocalCopies). */
   async withLocalCopy<T>(key: string, use: (path: string) => Promise<T>): Promise<T> {
-    await Deno.mkdir(this.#tempDir, { recursive: true });
-    // `copy-` files are swept with the other temp files if a crash leaves one.
-    const path = `${this.#tempDir}/copy-${crypto.randomUUID()}`;
-    try {
-      const { body } = await this.openRead(key);
-      const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-      await body.pipeTo(file.writable);
-      return await use(path);
-    } finally {
-      await Deno.remove(path).catch(() => {});
-    }
+    return await this.#copies.use(key, (path) => this.#download(key, path), use);
+  }
+
+  async #download(key: string, path: string): Promise<void> {
+    const { body } = await this.openRead(key);
+    const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+    await body.pipeTo(file.writable);
   }
 
   /**
@@ -241,6 +249,7 @@ export class S3Storage implements Storage {
 
   async delete(key: string): Promise<void> {
     checkedKey(key);
+    await this.#copies.forget(key);
     if (!isDirectoryKey(key)) {
       // S3 answers 204 for a key that is not there.
       await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
