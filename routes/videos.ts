@@ -67,6 +67,10 @@ const binary = (type: string, description: string) => ({
 const mediaResponses = {
   200: binary("video/*", "The bytes"),
   206: binary("video/*", "The requested byte range"),
+  302: {
+    description: "STORAGE=s3 with S3_PRESIGNED_MEDIA=1: `Location` is a presigned URL of the " +
+      "bucket, valid for 60 s, that answers with the same Content-Type and Content-Disposition",
+  },
   304: { description: "Not modified (If-None-Match)" },
   416: { ...problems[400], description: "Malformed or unsatisfiable Range" },
   401: problems[401],
