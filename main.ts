@@ -74,7 +74,7 @@ async function launch(args: string[]): Promise<void> {
   }
   const launched = command as Launched;
   const config = await loadConfig();
-  const { denoRunArgs } = await import("./lib/config/permissions.ts");
+  const { denoRunArgs, launchEnv } = await import("./lib/config/permissions.ts");
   const runArgs = [
     ...denoRunArgs(config, launched, { watch: rest.includes("--watch") }),
     ...rest.filter((arg) => arg !== "--watch" && arg !== "--print"),
@@ -89,6 +89,7 @@ async function launch(args: string[]): Promise<void> {
   const child = new Deno.Command(linux ? "setpriv" : Deno.execPath(), {
     args: linux ? ["--pdeathsig", "KILL", "--", Deno.execPath(), ...runArgs] : runArgs,
     cwd: new URL(".", import.meta.url).pathname,
+    env: launchEnv(config),
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",

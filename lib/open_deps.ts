@@ -7,7 +7,8 @@ import type { AppDeps } from "./deps.ts";
 import { mediaToolsOf } from "./media/tools.ts";
 import { Metrics } from "./observability/metrics.ts";
 import { loadOrCreateSecret } from "./config/secrets.ts";
-import { DiskStorage } from "./storage/storage.ts";
+import { DiskStorage, type Storage } from "./storage/storage.ts";
+import { S3Storage } from "./storage/s3_storage.ts";
 import { claimProcessTempDir } from "./storage/process_temp_dir.ts";
 import { RecentAccess } from "./serving/recent_access.ts";
 import { ResumableUploads } from "./uploads/resumable_uploads.ts";
@@ -41,6 +42,7 @@ export async function openDeps(
   await Deno.mkdir(config.dataDir, { recursive: true });
   const handle = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
   let releaseTemp = (): void => {};
+  let closeStorage = (): void => {};
   try {
     await migrate(handle.client);
     const local = config.jwtSecret
@@ -49,7 +51,10 @@ export async function openDeps(
     let worker: Worker | null = null;
     const temp = await claimProcessTempDir(`${config.dataDir}/tmp`);
     releaseTemp = temp.release;
-    const storage = new DiskStorage(config.dataDir, { tempDir: temp.path });
+    const storage: Storage = config.s3
+      ? new S3Storage(config.s3, { tempDir: temp.path })
+      : new DiskStorage(config.dataDir, { tempDir: temp.path });
+    closeStorage = () => storage.close();
     const media = mediaToolsOf(config, new Semaphore(PROBE_SLOTS));
     const jobs = { notify: () => worker?.notify() };
     const uploadAdmission = new UploadAdmission({
@@ -70,6 +75,7 @@ export async function openDeps(
         clock,
         uploads: uploadAdmission,
         runnerStallMs: config.runnerStallMs,
+        storage: storage instanceof S3Storage ? storage : undefined,
       }),
       uploadAdmission,
       resumableUploads: await ResumableUploads.open({
@@ -87,6 +93,7 @@ export async function openDeps(
       close: () => {
         deps.recentAccess[Symbol.dispose]();
         handle.close();
+        closeStorage();
         releaseTemp();
       },
       secretCreated: local.created,
@@ -94,6 +101,7 @@ export async function openDeps(
     };
   } catch (error) {
     handle.close();
+    closeStorage();
     releaseTemp();
     throw error;
   }

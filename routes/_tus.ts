@@ -1,9 +1,4 @@
-import { createWriteStream } from "node:fs";
-import { pipeline } from "node:stream/promises";
-import { type Readable, Transform } from "node:stream";
-import { FileStore } from "@tus/file-store";
 import {
-  ERRORS,
   type Lock,
   type Locker,
   Metadata,
@@ -12,12 +7,12 @@ import {
   type Upload as TusUpload,
 } from "@tus/server";
 import { getLogger } from "@logtape/logtape";
+import { insufficientStorage, isOutOfSpace } from "../lib/storage/disk_space.ts";
 import type { Upload } from "../db/schema.ts";
 import type { ActivityContext } from "../lib/chat/activity.ts";
 import type { User } from "../lib/auth/auth.ts";
 import { ApiError } from "../lib/core/errors.ts";
 import { isId } from "../lib/core/ids.ts";
-import { insufficientStorage, isOutOfSpace } from "../lib/storage/disk_space.ts";
 import { idleGuardedBody } from "../lib/uploads/idle_body.ts";
 import type { ResumableUploads } from "../lib/uploads/resumable_uploads.ts";
 import type { HeldUploadLock, UploadLocks } from "../lib/uploads/upload_locks.ts";
@@ -85,8 +80,9 @@ function notFound(): ApiError {
 }
 
 /**
- * The tus 1.0 HTTP adapter: `@tus/server` with `@tus/file-store` in the
- * directory of {@linkcode ResumableUploads}, which owns everything else.
+ * The tus 1.0 HTTP adapter: `@tus/server` with the store of
+ * {@linkcode ResumableUploads} (`@tus/file-store`, or `@tus/s3-store` with
+ * `STORAGE=s3`), which owns everything else.
  * Every request is authenticated and checked before the library reads a
  * byte (the headers here, then the size limit, the message, the per-user
  * cap and the owner of the upload in the domain), the library acts only on
@@ -102,7 +98,8 @@ export class TusEndpoint {
   constructor(uploads: ResumableUploads, options: TusEndpointOptions) {
     this.#uploads = uploads;
     this.#idleTimeoutMs = options.idleTimeoutMs;
-    const store = new SpaceAwareFileStore({ directory: uploads.directory });
+    const { staging } = uploads;
+    const store = staging.store;
     // The route refuses deferred lengths (the size must be known before any byte),
     // so OPTIONS must not offer them.
     store.extensions = store.extensions.filter((name) => name !== "creation-defer-length");
@@ -116,15 +113,16 @@ export class TusEndpoint {
       // both write one upload. This one is a lease in the database that all of them share.
       locker: new LeaseLocker(uploads.locks, { timeoutMs: options.lockTimeoutMs }),
       maxSize: options.maxUploadBytes,
-      // Resolved against the endpoint by clients; no trust in Host headers.
-      relativeLocation: true,
+      // Resolved against the endpoint by clients; no trust in Host headers. The store may
+      // know the upload by another name (`tus/<id>` in a bucket); the URL has the id.
+      generateUrl: (_req, { path, id }) => `${path}/${staging.uploadId(id)}`,
       exposedHeaders: [ATTACHMENT_ID_HEADER],
       // Same-origin only, like the rest of the API (the library's default is any origin).
       allowedOrigins: [],
-      namingFunction: (req) => this.#authorizedId(req),
+      namingFunction: (req) => staging.storeId(this.#authorizedId(req)),
       // The library would read the id from the whole URL, query string included
       // (`/uploads/mine?x=/theirs` names "theirs"): it acts on the checked id only.
-      getFileIdFromRequest: (req) => this.#authorizedId(req),
+      getFileIdFromRequest: (req) => staging.storeId(this.#authorizedId(req)),
       onUploadFinish: (req, upload) => this.#finish(req, upload),
       // The library answers a store or body error itself (500, 400); the route answers a full
       // disk. The store's write turns ENOSPC into a 507, but the library's pipeline may reject
@@ -297,7 +295,8 @@ export class TusEndpoint {
     const call = this.#calls.get(request);
     if (!call) throw new Error("a tus request reached the store without the route");
     try {
-      const attachment = await this.#uploads.finish(upload.id, upload.offset, call);
+      const id = this.#uploads.staging.uploadId(upload.id);
+      const attachment = await this.#uploads.finish(id, upload.offset, call);
       call.attachmentId = attachment.id;
       return {
         // A creation that carried every byte still answers 201 with its Location.
@@ -335,32 +334,6 @@ export class TusEndpoint {
     throw new ApiError("conflict", "The upload is complete: HEAD it for its attachment", {
       ...Object.fromEntries(headers),
     });
-  }
-}
-
-/**
- * `@tus/file-store` with its `write` keeping a full disk apart: the library's
- * own turns every write error into a 500, and a client must be told 507 (and
- * the upload's bytes freed). It writes as the library's does (the file opened
- * `r+` at the offset, the new offset as the result); any other error is still
- * the library's `FILE_WRITE_ERROR`.
- */
-class SpaceAwareFileStore extends FileStore {
-  override async write(readable: Readable, id: string, offset: number): Promise<number> {
-    const file = createWriteStream(`${this.directory}/${id}`, { flags: "r+", start: offset });
-    let written = 0;
-    const counter = new Transform({
-      transform(chunk: Uint8Array, _encoding, callback): void {
-        written += chunk.length;
-        callback(null, chunk);
-      },
-    });
-    try {
-      await pipeline(readable, counter, file);
-    } catch (error) {
-      throw isOutOfSpace(error) ? insufficientStorage() : ERRORS.FILE_WRITE_ERROR;
-    }
-    return offset + written;
   }
 }
 

@@ -281,12 +281,12 @@ export function createRunnerRoutes(): OpenAPIHono<AppEnv> {
       throw new ApiError("invalid_request", "Bad job or attempt");
     }
     if (!token) throw new ApiError("unauthorized", "Missing token");
-    const { file, size } = await openInput(c.get("deps"), {
+    const { body, size } = await openInput(c.get("deps"), {
       jobId: id.data,
       attempt: attempt.data,
       token,
     });
-    return new Response(file.readable, {
+    return new Response(body, {
       headers: { "content-type": "application/octet-stream", "content-length": String(size) },
     });
   });

@@ -10,6 +10,9 @@ import type { MediaPurpose } from "../lib/auth/auth.ts";
 import type { AppEnv } from "./_env.ts";
 import { ApiError } from "../lib/core/errors.ts";
 import { fileResponse, type FileResponseOptions } from "../lib/serving/file_response.ts";
+import { objectResponse } from "../lib/serving/object_response.ts";
+import { type DiskStorage, memberKey } from "../lib/storage/storage.ts";
+import { S3Storage } from "../lib/storage/s3_storage.ts";
 import { ingestVideo } from "../lib/uploads/ingest.ts";
 import { type StoryboardLayout, storyboardVtt } from "../lib/media/storyboard.ts";
 import { LADDER_FILE } from "../lib/media/hls.ts";
@@ -64,6 +67,10 @@ const binary = (type: string, description: string) => ({
 const mediaResponses = {
   200: binary("video/*", "The bytes"),
   206: binary("video/*", "The requested byte range"),
+  302: {
+    description: "STORAGE=s3 with S3_PRESIGNED_MEDIA=1: `Location` is a presigned URL of the " +
+      "bucket, valid for 60 s, that answers with the same Content-Type and Content-Disposition",
+  },
   304: { description: "Not modified (If-None-Match)" },
   416: { ...problems[400], description: "Malformed or unsatisfiable Range" },
   401: problems[401],
@@ -243,24 +250,48 @@ function accelRedirect(
 }
 
 /**
- * Serves a stored file with validators, Range and the media security headers.
- * Derived files have one key per generation, so the key makes a strong ETag.
+ * How long a presigned media URL (`S3_PRESIGNED_MEDIA`) works: long enough
+ * for a client to follow the redirect, short enough that a leaked URL soon
+ * stops working. A player asks this service again for each new range.
+ */
+export const PRESIGNED_URL_SECONDS = 60;
+
+/**
+ * Serves a stored file with validators, Range and the media security headers,
+ * from the data directory or the bucket. Derived files have one key per
+ * generation, so the key makes a strong ETag. Behind nginx
+ * (`ACCEL_REDIRECT_PREFIX`, disk only) nginx sends the bytes; with
+ * `S3_PRESIGNED_MEDIA` (and `presignable`) the bucket does, after a 302.
  */
 async function serveStored(
   c: Context<AppEnv>,
   key: string | null,
   options: Omit<FileResponseOptions, "path" | "etag" | "files"> & {
     etag?: string;
+    /** The URL may be handed to the client (not an HLS file: its relative URIs would break). */
+    presignable?: boolean;
   },
 ): Promise<Response> {
   if (!key) throw new ApiError("not_found", "File not found");
-  const { config } = c.get("deps");
-  if (config.accelRedirectPrefix) return accelRedirect(config.accelRedirectPrefix, key, options);
-  return await fileResponse(c.req.raw, {
-    ...options,
-    path: c.get("deps").storage.localPath(key),
-    etag: options.etag ?? key.slice(key.lastIndexOf("/") + 1),
-    files: c.get("deps").recentAccess.files,
+  const { config, storage, recentAccess } = c.get("deps");
+  const { presignable = true, ...headers } = options;
+  const etag = headers.etag ?? key.slice(key.lastIndexOf("/") + 1);
+  if (storage instanceof S3Storage) {
+    if (presignable && config.s3?.presignedMedia) {
+      const url = await storage.presign(key, headers, PRESIGNED_URL_SECONDS);
+      return new Response(null, {
+        status: 302,
+        headers: { location: url, "cache-control": "private, no-store" },
+      });
+    }
+    return await objectResponse(c.req.raw, storage, { ...headers, key, etag });
+  }
+  if (config.accelRedirectPrefix) return accelRedirect(config.accelRedirectPrefix, key, headers);
+  return fileResponse(c.req.raw, {
+    ...headers,
+    path: (storage as DiskStorage).localPath(key),
+    etag,
+    files: recentAccess.files,
   });
 }
 
@@ -297,7 +328,9 @@ videoRoutes
         cacheControl: "private, no-cache",
       });
       const range = c.req.header("range");
-      if (response.status < 300 && startsDownload(c.req.raw)) {
+      // A redirect to a presigned URL is where the download starts: logged the same.
+      const sent = response.status < 300 || response.status === 302;
+      if (sent && startsDownload(c.req.raw)) {
         await recordActivityOnce(deps.db, {
           action: "video.download",
           conversationId: attachment.conversationId,
@@ -425,22 +458,15 @@ videoRoutes
       if (!attachment.hlsKey) throw new ApiError("not_found", "This video has no adaptive ladder");
       const generation = attachment.hlsKey.slice(attachment.hlsKey.lastIndexOf("/") + 1);
       const playlist = file.endsWith(".m3u8") || file.endsWith(".mpd");
-      const { storage, config, recentAccess } = c.get("deps");
-      const path = storage.memberPath(attachment.hlsKey, file);
       const headers = {
         contentType: ladderContentType(file),
         // Segments never change within a generation; playlists name the generation's segments.
         cacheControl: playlist ? "private, no-cache" : "private, max-age=3600",
-      };
-      if (config.accelRedirectPrefix) {
-        return accelRedirect(config.accelRedirectPrefix, `${attachment.hlsKey}/${file}`, headers);
-      }
-      return await fileResponse(c.req.raw, {
-        ...headers,
-        path,
         etag: `${generation}-${file}`,
-        files: recentAccess.files,
-      });
+        // Never presigned: the playlists' relative URIs would resolve against the bucket.
+        presignable: false,
+      };
+      return await serveStored(c, memberKey(attachment.hlsKey, file), headers);
     },
   );
 

@@ -5,6 +5,7 @@ import type { AppDeps } from "../lib/deps.ts";
 import { openDeps } from "../lib/open_deps.ts";
 import { startWorker, type Worker } from "../lib/processing/worker.ts";
 import { createApp } from "../routes/app.ts";
+import { DiskStorage } from "../lib/storage/storage.ts";
 
 /**
  * The third argument of `app.request` for a client on this host (what the
@@ -68,6 +69,12 @@ export async function createTestContext(
       await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     },
   };
+}
+
+/** The data-directory file of a stored key (the context's storage must be the disk). */
+export function diskPath(ctx: Pick<TestContext, "deps">, key: string): string {
+  if (!(ctx.deps.storage instanceof DiskStorage)) throw new Error("Not on disk storage");
+  return ctx.deps.storage.localPath(key);
 }
 
 /** JSON body of a response, asserting nothing about its status. */

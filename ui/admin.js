@@ -81,6 +81,16 @@ function storagePanel() {
             h("dt", {}, "On disk"),
             h("dd", {}, formatBytes(usage.disk.total_bytes)),
           ),
+          ...(usage.bucket
+            ? [
+              h(
+                "div",
+                { class: "stat" },
+                h("dt", {}, `In bucket ${usage.bucket.name}`),
+                h("dd", {}, formatBytes(usage.bucket.total_bytes)),
+              ),
+            ]
+            : []),
           h(
             "div",
             { class: "stat" },
@@ -95,6 +105,15 @@ function storagePanel() {
             h("dd", {}, `${s.ready.count} / ${s.processing.count} / ${s.failed.count}`),
           ),
         ),
+        ...(usage.bucket
+          ? [
+            usageTable(
+              { caption: "Bytes in the bucket by kind" },
+              "Kind",
+              Object.entries(kinds).map(([kind, label]) => [label, usage.bucket.by_kind[kind]]),
+            ),
+          ]
+          : []),
         usageTable(
           { caption: "Bytes on disk by kind" },
           "Kind",

@@ -9,6 +9,14 @@ export const CONFIG_ENV_NAMES = [
   "DATABASE_URL",
   "DATABASE_AUTH_TOKEN",
   "STORAGE",
+  "S3_ENDPOINT",
+  "S3_REGION",
+  "S3_BUCKET",
+  "S3_FORCE_PATH_STYLE",
+  "S3_ACCESS_KEY_ID",
+  "S3_SECRET_ACCESS_KEY",
+  "S3_PART_SIZE_MB",
+  "S3_PRESIGNED_MEDIA",
   "JWT_SECRET",
   "JWT_PUBLIC_KEY",
   "JWT_JWKS_URL",
@@ -72,7 +80,22 @@ const envSchema = z.object({
     message: "must start with file:, libsql:, http(s): or ws(s):",
   }).optional(),
   DATABASE_AUTH_TOKEN: optionalText,
-  STORAGE: z.enum(["disk"]).default("disk"),
+  STORAGE: z.enum(["disk", "s3"], { message: "must be disk or s3" }).default("disk"),
+  S3_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
+  S3_REGION: z.string().regex(/^[a-z0-9-]{1,64}$/, {
+    message: "must be a region name such as us-east-1",
+  }).default("us-east-1"),
+  // S3's own rules for a bucket name (no dots: virtual-hosted style over TLS breaks on them).
+  S3_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, {
+    message: "must be 3 to 63 lowercase letters, digits or hyphens",
+  }).optional(),
+  S3_FORCE_PATH_STYLE: z.enum(["0", "1", "false", "true"], { message: "must be 1 or 0" })
+    .default("0"),
+  S3_ACCESS_KEY_ID: optionalText,
+  S3_SECRET_ACCESS_KEY: optionalText,
+  S3_PART_SIZE_MB: integer(5, 5120).default(16),
+  S3_PRESIGNED_MEDIA: z.enum(["0", "1", "false", "true"], { message: "must be 1 or 0" })
+    .default("0"),
   JWT_SECRET: z.string().refine((s) => new TextEncoder().encode(s).length >= 32, {
     message: "must be at least 32 bytes",
   }).optional(),
@@ -147,7 +170,10 @@ export interface Config {
   dataDir: string;
   databaseUrl: string;
   databaseAuthToken: string | undefined;
-  storage: "disk";
+  /** Where media is kept: the data directory, or an S3 bucket (`s3`). */
+  storage: "disk" | "s3";
+  /** The bucket and how to reach it; set when `storage` is `s3`. */
+  s3: S3Config | undefined;
   /** HS256 secret for user tokens; undefined when an identity provider's key is configured. */
   jwtSecret: string | undefined;
   jwtPublicKey: string | undefined;
@@ -262,6 +288,25 @@ export interface Config {
   runnerStallMs: number;
 }
 
+/** An S3-speaking object store (`STORAGE=s3`). */
+export interface S3Config {
+  /** `S3_ENDPOINT`: another S3-speaking server's URL; unset means AWS for `region`. */
+  endpoint: string | undefined;
+  region: string;
+  bucket: string;
+  /** `S3_FORCE_PATH_STYLE`: `<endpoint>/<bucket>/<key>` instead of `<bucket>.<endpoint>/<key>`. */
+  forcePathStyle: boolean;
+  /** Both or neither; neither means the SDK's environment chain (AWS_ACCESS_KEY_ID, …). */
+  credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
+  /** Bytes of each part of a multipart upload (S3's minimum is 5 MiB). */
+  partSizeBytes: number;
+  /**
+   * `S3_PRESIGNED_MEDIA`: media routes answer 302 to a short-lived presigned
+   * URL of the bucket instead of sending the bytes themselves.
+   */
+  presignedMedia: boolean;
+}
+
 /** Which videos get an adaptive ladder besides their progressive file. */
 export interface HlsPolicy {
   /** `HLS`: on by default. */
@@ -342,6 +387,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     ]);
   }
   const dataDir = e.DATA_DIR.replace(/\/+$/, "") || "/";
+  const s3 = s3ConfigOf(e);
   return {
     port: e.PORT,
     host: e.HOST,
@@ -350,6 +396,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     databaseUrl: e.DATABASE_URL ?? `file:${dataDir}/offchat.db`,
     databaseAuthToken: e.DATABASE_AUTH_TOKEN,
     storage: e.STORAGE,
+    s3,
     jwtSecret: e.JWT_SECRET,
     jwtPublicKey: e.JWT_PUBLIC_KEY?.replaceAll("\\n", "\n"),
     jwtJwksUrl: e.JWT_JWKS_URL,
@@ -401,6 +448,41 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     uploadIdleTimeoutMs: e.UPLOAD_IDLE_TIMEOUT_MS,
     diskFullRetryMs: e.DISK_FULL_RETRY_MS,
     runnerStallMs: e.RUNNER_STALL_MS,
+  };
+}
+
+/** The S3 settings when `STORAGE=s3`; refuses a half-given credential or a missing bucket. */
+function s3ConfigOf(e: z.infer<typeof envSchema>): S3Config | undefined {
+  const flag = (value: string) => value === "1" || value === "true";
+  if (e.STORAGE !== "s3") {
+    if (flag(e.S3_PRESIGNED_MEDIA)) {
+      throw new ConfigError(["S3_PRESIGNED_MEDIA: only works with STORAGE=s3"]);
+    }
+    return undefined;
+  }
+  if (!e.S3_BUCKET) throw new ConfigError(["S3_BUCKET: required with STORAGE=s3"]);
+  if (e.ACCEL_REDIRECT_PREFIX) {
+    throw new ConfigError([
+      "ACCEL_REDIRECT_PREFIX, STORAGE: nginx sends files of the data directory only; " +
+      "with STORAGE=s3 use S3_PRESIGNED_MEDIA=1 to let the bucket send the bytes",
+    ]);
+  }
+  if (Boolean(e.S3_ACCESS_KEY_ID) !== Boolean(e.S3_SECRET_ACCESS_KEY)) {
+    throw new ConfigError([
+      "S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY: set both, or neither for the SDK's " +
+      "environment chain",
+    ]);
+  }
+  return {
+    endpoint: e.S3_ENDPOINT?.replace(/\/+$/, ""),
+    region: e.S3_REGION,
+    bucket: e.S3_BUCKET,
+    forcePathStyle: flag(e.S3_FORCE_PATH_STYLE),
+    credentials: e.S3_ACCESS_KEY_ID && e.S3_SECRET_ACCESS_KEY
+      ? { accessKeyId: e.S3_ACCESS_KEY_ID, secretAccessKey: e.S3_SECRET_ACCESS_KEY }
+      : undefined,
+    partSizeBytes: e.S3_PART_SIZE_MB * 1024 * 1024,
+    presignedMedia: flag(e.S3_PRESIGNED_MEDIA),
   };
 }
 

@@ -63,12 +63,65 @@ function databaseFileDirectory(config: Config): string | null {
   return inside ? null : directory;
 }
 
-/** The hosts a command connects to: a database server, an identity provider's keys. */
+/** Commands that read or write stored media: with `STORAGE=s3`, they reach the bucket. */
+function touchesStorage(command: LaunchedCommand): boolean {
+  return command === "serve" || command === "worker" || command === "backfill" ||
+    command === "fsck";
+}
+
+/**
+ * The hosts of the bucket (`STORAGE=s3`): the endpoint, and with
+ * virtual-hosted addressing (no `S3_FORCE_PATH_STYLE`) `<bucket>.<endpoint>`;
+ * AWS's regional endpoint without `S3_ENDPOINT`.
+ */
+export function s3Hosts(config: Config): string[] {
+  const s3 = config.s3;
+  if (!s3) return [];
+  const endpoint = s3.endpoint ?? `https://s3.${s3.region}.amazonaws.com`;
+  const hosts = [urlHost(endpoint)];
+  if (!s3.forcePathStyle) {
+    const url = new URL(endpoint);
+    url.hostname = `${s3.bucket}.${url.hostname}`;
+    hosts.push(urlHost(url.href));
+  }
+  return hosts;
+}
+
+/**
+ * Environment variables besides the configuration's, with `STORAGE=s3`:
+ * without `S3_ACCESS_KEY_ID`, the SDK's environment credentials; `HOME`, from
+ * which the SDK names its shared config files (reading them is not granted:
+ * it finds none and goes on); and `TMPDIR` (see {@linkcode launchEnv}).
+ */
+function extraEnvNames(config: Config): string[] {
+  if (!config.s3) return [];
+  const names = ["TMPDIR", "HOME"];
+  if (!config.s3.credentials) {
+    names.push("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN");
+  }
+  return names;
+}
+
+/**
+ * The environment the launcher sets for the command, with `STORAGE=s3`:
+ * `TMPDIR` in the data directory (`DATA_DIR/tus`), where `@tus/s3-store`
+ * (which writes to the system temp directory) keeps the pieces of a PATCH
+ * while it cuts them into parts, since the process may write nowhere else;
+ * and `HOME` as the launcher has it (the SDK asks for it).
+ */
+export function launchEnv(config: Config): Record<string, string> {
+  if (!config.s3) return {};
+  const home = Deno.env.get("HOME");
+  return { TMPDIR: `${config.dataDir}/tus`, ...(home ? { HOME: home } : {}) };
+}
+
+/** The hosts a command connects to: a database server, an identity provider's keys, a bucket. */
 function outboundHosts(config: Config, command: LaunchedCommand): string[] {
   const hosts: string[] = [];
   if (command !== "token" && !config.databaseUrl.startsWith("file:")) {
     hosts.push(urlHost(config.databaseUrl));
   }
+  if (touchesStorage(command)) hosts.push(...s3Hosts(config));
   if (command === "serve" && config.jwtJwksUrl) hosts.push(urlHost(config.jwtJwksUrl));
   return hosts;
 }
@@ -89,11 +142,13 @@ export function permissionFlags(config: Config, command: LaunchedCommand): strin
   const flags = [
     `--allow-read=${[...data, ...PROJECT_READS].join(",")}`,
     `--allow-write=${data.join(",")}`,
-    `--allow-env=${CONFIG_ENV_NAMES.join(",")}`,
+    `--allow-env=${[...CONFIG_ENV_NAMES, ...extraEnvNames(config)].join(",")}`,
     // Anything else in the environment reads as unset (libsql and debug enumerate it).
     "--ignore-env",
   ];
-  if (command !== "token") flags.push(`--allow-sys=${SYSTEM}`, "--allow-ffi=./node_modules");
+  // The AWS SDK names the OS release in its User-Agent.
+  const system = config.s3 && touchesStorage(command) ? `${SYSTEM},osRelease` : SYSTEM;
+  if (command !== "token") flags.push(`--allow-sys=${system}`, "--allow-ffi=./node_modules");
   const net = outboundHosts(config, command);
   // The server listens on its bind address and connects to nothing else unasked.
   if (command === "serve") net.unshift(netAddress(config.host));
@@ -143,6 +198,15 @@ export function requiredGrants(config: Config, command: LaunchedCommand): Requir
       value: config.jwtJwksUrl,
       descriptor: { name: "net", host: urlHost(config.jwtJwksUrl) },
     });
+  }
+  if (touchesStorage(command)) {
+    for (const host of s3Hosts(config)) {
+      grants.push({
+        setting: "S3_ENDPOINT",
+        value: config.s3?.endpoint ?? `(AWS, ${config.s3?.region})`,
+        descriptor: { name: "net", host },
+      });
+    }
   }
   if (runsTools(command)) {
     grants.push(

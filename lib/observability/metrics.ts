@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Database } from "../../db/client.ts";
 import type { Clock } from "../core/clock.ts";
 import type { UploadAdmission } from "../uploads/admission.ts";
+import type { StorageRequestCount } from "../storage/s3_storage.ts";
 
 /** Why a job's media tool failed: see `JobReport.cause` (lib/processing/worker.ts). */
 export type ToolFailureCause = "timeout" | "signal" | "exit" | "output";
@@ -53,6 +54,8 @@ export class Metrics {
       uploads?: UploadAdmission;
       /** RUNNER_STALL_MS: a runner seen within it counts as active. */
       runnerStallMs?: number;
+      /** The bucket's storage (`STORAGE=s3`), whose requests are counted. */
+      storage?: { requestCounts(): StorageRequestCount[] };
     },
   ) {
     const registers = [this.registry];
@@ -126,6 +129,22 @@ export class Metrics {
         collect() {
           this.reset();
           this.inc(uploads.counts.refused);
+        },
+      });
+    }
+    const { storage } = deps;
+    if (storage) {
+      new Counter({
+        name: "offchat_storage_requests_total",
+        help: "Requests to the bucket (STORAGE=s3) by S3 operation and outcome: ok, not_found, " +
+          "error (after the SDK's retries).",
+        labelNames: ["operation", "outcome"],
+        registers,
+        collect() {
+          this.reset();
+          for (const { operation, outcome, count } of storage.requestCounts()) {
+            this.inc({ operation, outcome }, count);
+          }
         },
       });
     }

@@ -95,10 +95,10 @@ async function outdated(
     case "rendition": {
       if (attachment.playback === null) return true;
       if (renditionOverPolicy(attachment, config.renditionPolicy)) return true;
-      const plan = await playbackPlanOf(attachment, {
-        sourcePath: deps.storage.localPath(attachment.storageKey),
-        policy: config.renditionPolicy,
-      });
+      const plan = await deps.storage.withLocalCopy(
+        attachment.storageKey,
+        (sourcePath) => playbackPlanOf(attachment, { sourcePath, policy: config.renditionPolicy }),
+      );
       return plan !== attachment.playback;
     }
     case "hls":

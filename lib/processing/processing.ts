@@ -109,21 +109,35 @@ async function thumbnailJob(deps: ProcessingDeps, job: Job): Promise<void> {
     temp,
     key,
     column: "thumbnailKey",
-    make: async () => {
-      await makeThumbnail(deps.media, {
-        path: deps.storage.localPath(attachment.storageKey),
-        demuxer: containerNamed(attachment.container).demuxer,
-        duration: attachment.duration,
-      }, temp);
-      return { thumbnailKey: key };
-    },
+    make: () =>
+      deps.storage.withLocalCopy(attachment.storageKey, async (path) => {
+        await makeThumbnail(deps.media, {
+          path,
+          demuxer: containerNamed(attachment.container).demuxer,
+          duration: attachment.duration,
+        }, temp);
+        return { thumbnailKey: key };
+      }),
   });
 }
 
 async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext): Promise<void> {
   const attachment = await loadLive(deps, job.attachmentId);
   if (!attachment) return;
-  const sourcePath = deps.storage.localPath(attachment.storageKey);
+  await deps.storage.withLocalCopy(
+    attachment.storageKey,
+    (sourcePath) => renditionFrom(deps, job, context, { attachment, sourcePath }),
+  );
+}
+
+/** The rendition job once its original is a local file (`sourcePath`). */
+async function renditionFrom(
+  deps: ProcessingDeps,
+  job: Job,
+  context: JobContext,
+  input: { attachment: Attachment; sourcePath: string },
+): Promise<void> {
+  const { attachment, sourcePath } = input;
   const { demuxer } = containerNamed(attachment.container);
   const policy = deps.config.renditionPolicy;
   const plan = await playbackPlanOf(attachment, { sourcePath, policy });
@@ -175,16 +189,17 @@ async function storyboardJob(deps: ProcessingDeps, job: Job): Promise<void> {
     temp,
     key,
     column: "storyboardKey",
-    make: async () => {
-      const layout = await makeStoryboard(deps.media, {
-        path: deps.storage.localPath(attachment.storageKey),
-        demuxer: containerNamed(attachment.container).demuxer,
-        duration: attachment.duration ?? 0,
-        width: attachment.width ?? 2,
-        height: attachment.height ?? 2,
-      }, temp);
-      return { storyboardKey: key, storyboardLayout: JSON.stringify(layout) };
-    },
+    make: () =>
+      deps.storage.withLocalCopy(attachment.storageKey, async (path) => {
+        const layout = await makeStoryboard(deps.media, {
+          path,
+          demuxer: containerNamed(attachment.container).demuxer,
+          duration: attachment.duration ?? 0,
+          width: attachment.width ?? 2,
+          height: attachment.height ?? 2,
+        }, temp);
+        return { storyboardKey: key, storyboardLayout: JSON.stringify(layout) };
+      }),
   });
 }
 
@@ -207,14 +222,11 @@ async function stripJob(deps: ProcessingDeps, job: Job): Promise<void> {
     temp,
     key,
     column: "strippedKey",
-    make: async () => {
-      await makeStrippedCopy(deps.media, {
-        path: deps.storage.localPath(attachment.storageKey),
-        demuxer: container.demuxer,
-        container,
-      }, temp);
-      return { strippedKey: key };
-    },
+    make: () =>
+      deps.storage.withLocalCopy(attachment.storageKey, async (path) => {
+        await makeStrippedCopy(deps.media, { path, demuxer: container.demuxer, container }, temp);
+        return { strippedKey: key };
+      }),
   });
 }
 
@@ -233,8 +245,22 @@ async function hlsJob(deps: ProcessingDeps, job: Job, context: JobContext): Prom
     if (attachment.hlsKey) await deps.storage.delete(attachment.hlsKey);
     return;
   }
+  await deps.storage.withLocalCopy(
+    attachment.storageKey,
+    (path) => ladderFrom(deps, job, context, { attachment, path }),
+  );
+}
+
+/** The ladder job once its original is a local file (`path`). */
+async function ladderFrom(
+  deps: ProcessingDeps,
+  job: Job,
+  context: JobContext,
+  input: { attachment: Attachment & { width: number; height: number }; path: string },
+): Promise<void> {
+  const { attachment, path } = input;
   const source = {
-    path: deps.storage.localPath(attachment.storageKey),
+    path,
     demuxer: containerNamed(attachment.container).demuxer,
     width: attachment.width,
     height: attachment.height,

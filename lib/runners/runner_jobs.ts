@@ -36,6 +36,8 @@ import {
 } from "../processing/processing.ts";
 import { DISK_FULL_RETRY_MS, redactPaths } from "../processing/worker.ts";
 import { insufficientStorage, isOutOfSpace } from "../storage/disk_space.ts";
+import { S3Storage } from "../storage/s3_storage.ts";
+import { DiskStorage } from "../storage/storage.ts";
 import { kindsOf, runnerWorkerId } from "./registry.ts";
 import { type RunnerTask, SINGLE_OUTPUT } from "./tasks.ts";
 
@@ -167,10 +169,10 @@ async function taskOf(deps: RunnerDeps, job: Job, attachment: Attachment): Promi
     case "strip":
       return deps.config.stripMetadata ? { kind: "strip", container: attachment.container } : null;
     case "rendition": {
-      const plan = await playbackPlanOf(attachment, {
-        sourcePath: deps.storage.localPath(attachment.storageKey),
-        policy,
-      });
+      const plan = await deps.storage.withLocalCopy(
+        attachment.storageKey,
+        (sourcePath) => playbackPlanOf(attachment, { sourcePath, policy }),
+      );
       if (plan === "original") return null;
       return { kind: "rendition", plan, source: display, duration: attachment.duration, policy };
     }
@@ -287,7 +289,7 @@ export async function inputUrl(deps: RunnerDeps, runner: Runner, job: Job): Prom
 export async function openInput(
   deps: RunnerDeps,
   request: { jobId: string; attempt: number; token: string },
-): Promise<{ file: Deno.FsFile; size: number }> {
+): Promise<{ body: ReadableStream<Uint8Array>; size: number }> {
   const access = await deps.auth.verifyMediaToken(request.token, {
     attachmentId: `${request.jobId}.${request.attempt}`,
     purpose: "runner-input",
@@ -307,9 +309,17 @@ export async function openInput(
   }
   const attachment = await loadLive(deps, job.attachmentId);
   if (!attachment) throw new ApiError("gone", "The attachment was deleted");
-  const path = deps.storage.localPath(attachment.storageKey);
-  const file = await Deno.open(path, { read: true });
-  return { file, size: (await file.stat()).size };
+  // Streamed from where the original is: the file on disk, or the object in the bucket.
+  const { storage } = deps;
+  if (storage instanceof S3Storage) {
+    const stored = await storage.head(attachment.storageKey);
+    if (!stored) throw new ApiError("gone", "The original is missing");
+    const { body } = await storage.openRead(attachment.storageKey);
+    return { body, size: stored.size };
+  }
+  if (!(storage instanceof DiskStorage)) throw new Error("an unknown storage backend");
+  const file = await Deno.open(storage.localPath(attachment.storageKey), { read: true });
+  return { body: file.readable, size: (await file.stat()).size };
 }
 
 /** The most bytes a job's posted outputs may take together: four times an upload, and some. */

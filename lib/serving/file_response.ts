@@ -110,27 +110,39 @@ function ifRangeHolds(
     Math.floor(lastModified.getTime() / 1000) === Math.floor(date / 1000);
 }
 
+/** The headers of a response about some representation, before its bytes. */
+export type ResponseHeaders = Pick<
+  FileResponseOptions,
+  "contentType" | "etag" | "disposition" | "cacheControl"
+>;
+
+/** What to answer: a response with no body yet to send, or these bytes with these headers. */
+export type ResponsePlan =
+  | { kind: "bodyless"; response: Response }
+  | {
+    kind: "bytes";
+    status: 200 | 206;
+    headers: Headers;
+    start: number;
+    length: number;
+    size: number;
+  };
+
 /**
- * Answers a GET or HEAD for a file with validators and single-range support:
- * 304 when the client's copy is current ({@linkcode isNotModified}), 206 with
- * `Content-Range` for one satisfiable range (unless `If-Range` no longer
- * matches), 200 otherwise. The bytes are streamed. Throws `ApiError` 416
- * (its `Content-Range` gives the size) for a malformed or unsatisfiable
- * range, 404 for a file gone.
+ * The answer to a GET or HEAD for a file of `size` bytes last modified at
+ * `mtime`, whatever holds its bytes (the data directory or a bucket), so
+ * that both send the same headers: 304 when the client's copy is current
+ * ({@linkcode isNotModified}), 206 with `Content-Range` for one satisfiable
+ * range (unless `If-Range` no longer matches), 200 otherwise. Throws
+ * `ApiError` 416 (its `Content-Range` gives the size) for a malformed or
+ * unsatisfiable range.
  */
-export function fileResponse(
+export function planResponse(
   request: Request,
-  options: FileResponseOptions,
-): Response {
-  let opened;
-  try {
-    opened = options.files.get(options.path);
-  } catch (error) {
-    // Deleted between the row lookup and here: gone, not a server error.
-    if (error instanceof Deno.errors.NotFound) throw new ApiError("not_found", "File not found");
-    throw error;
-  }
-  const { size, mtime } = opened;
+  options: ResponseHeaders,
+  file: { size: number; mtime: Date | null },
+): ResponsePlan {
+  const { size, mtime } = file;
   const etag = `"${options.etag}"`;
   const lastModified = mtime?.toUTCString();
   const headers = new Headers({
@@ -143,7 +155,7 @@ export function fileResponse(
   if (options.disposition) headers.set("content-disposition", options.disposition);
 
   if (isNotModified(request.headers, etag, lastModified)) {
-    return new Response(null, { status: 304, headers });
+    return { kind: "bodyless", response: new Response(null, { status: 304, headers }) };
   }
   const ifRange = request.headers.get("if-range");
   const rangeHeader = ifRange && !ifRangeHolds(ifRange, { etag: options.etag, lastModified: mtime })
@@ -166,7 +178,33 @@ export function fileResponse(
   headers.set("content-length", String(length));
   if (range.kind === "partial") headers.set("content-range", `bytes ${start}-${end}/${size}`);
   const status = range.kind === "partial" ? 206 : 200;
-  if (request.method === "HEAD" || length === 0) return new Response(null, { status, headers });
+  if (request.method === "HEAD" || length === 0) {
+    return { kind: "bodyless", response: new Response(null, { status, headers }) };
+  }
+  return { kind: "bytes", status, headers, start, length, size };
+}
+
+/**
+ * Answers a GET or HEAD for a file of the data directory as
+ * {@linkcode planResponse} says. The bytes are streamed. Throws `ApiError`
+ * 416 for a malformed or unsatisfiable range, 404 for a file gone.
+ */
+export function fileResponse(
+  request: Request,
+  options: FileResponseOptions,
+): Response {
+  let opened;
+  try {
+    opened = options.files.get(options.path);
+  } catch (error) {
+    // Deleted between the row lookup and here: gone, not a server error.
+    if (error instanceof Deno.errors.NotFound) throw new ApiError("not_found", "File not found");
+    throw error;
+  }
+  const plan = planResponse(request, options, opened);
+  if (plan.kind === "bodyless") return plan.response;
+  const { status, headers, start, length, size } = plan;
+  const end = start + length - 1;
   if (length <= SMALL_RANGE) {
     // The cached handle: seek and read happen in this one synchronous step.
     return new Response(readExactly(opened.file, { start, length }), { status, headers });

@@ -112,7 +112,7 @@ export async function fsck(deps: FsckDeps, options: FsckOptions = {}): Promise<F
   const open = await deps.db.select({ id: jobs.id }).from(jobs)
     .where(inArray(jobs.status, ["queued", "running"]));
   const openJobs = new Set(open.map((job) => job.id));
-  for (const key of await storedKeys(root)) {
+  for (const key of await deps.storage.keys(STORED_DIRECTORIES)) {
     if (owned.has(key)) continue;
     const name = key.slice(key.lastIndexOf("/") + 1).replace(/\..*$/, "");
     if (openJobs.has(name)) continue;
@@ -158,25 +158,4 @@ async function repair(deps: FsckDeps, issues: readonly FsckIssue[]): Promise<voi
       if (key) await deps.storage.delete(key);
     }
   }
-}
-
-/** Every stored key below the data directory: `<dir>/YYYY/MM/DD/<name>`. */
-async function storedKeys(root: string): Promise<string[]> {
-  const keys: string[] = [];
-  const list = async (path: string) =>
-    await Array.fromAsync(Deno.readDir(path)).catch((error) => {
-      if (error instanceof Deno.errors.NotFound) return [];
-      throw error;
-    });
-  for (const top of STORED_DIRECTORIES) {
-    for (const year of await list(`${root}/${top}`)) {
-      for (const month of await list(`${root}/${top}/${year.name}`)) {
-        for (const day of await list(`${root}/${top}/${year.name}/${month.name}`)) {
-          const dir = `${top}/${year.name}/${month.name}/${day.name}`;
-          for (const file of await list(`${root}/${dir}`)) keys.push(`${dir}/${file.name}`);
-        }
-      }
-    }
-  }
-  return keys;
 }

@@ -2,6 +2,8 @@ import { count, isNull, sql } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import { type Attachment, attachments } from "../../db/schema.ts";
 import type { Config } from "../config/config.ts";
+import type { Storage } from "./storage.ts";
+import { S3Storage } from "./s3_storage.ts";
 
 /** Bytes and files below one top-level directory of the data directory. */
 export interface DirectoryUsage {
@@ -58,11 +60,57 @@ export interface StorageUsage {
    * What is on disk under the data directory: by top-level directory
    * (database files included), and the same bytes by what they are.
    */
-  disk: {
-    total_bytes: number;
-    files: number;
-    directories: DirectoryUsage[];
-    by_kind: Record<StorageKind, KindUsage>;
+  disk: PlaceUsage;
+  /**
+   * With `STORAGE=s3`, the objects of the bucket, by top-level prefix
+   * (`media`, …, `tus`) and by the same kinds; null on disk storage.
+   */
+  bucket: (PlaceUsage & { name: string }) | null;
+}
+
+/** Bytes and files of one place (the data directory, the bucket) by directory and by kind. */
+export interface PlaceUsage {
+  total_bytes: number;
+  files: number;
+  directories: DirectoryUsage[];
+  by_kind: Record<StorageKind, KindUsage>;
+}
+
+/** The prefixes of the bucket, each of the kind its directory has on disk. */
+const BUCKET_PREFIXES = [
+  "media",
+  "stripped",
+  "renditions",
+  "hls",
+  "thumbnails",
+  "storyboards",
+  "tus",
+] as const;
+
+function emptyKinds(): Record<StorageKind, KindUsage> {
+  return Object.fromEntries(
+    STORAGE_KINDS.map((kind) => [kind, { bytes: 0, files: 0 }]),
+  ) as Record<StorageKind, KindUsage>;
+}
+
+/** The bucket's objects by prefix and kind (one listing of each prefix). */
+async function bucketUsage(storage: S3Storage): Promise<PlaceUsage & { name: string }> {
+  const byKind = emptyKinds();
+  const directories: DirectoryUsage[] = [];
+  for (const prefix of BUCKET_PREFIXES) {
+    const usage = await storage.usage(prefix);
+    directories.push({ name: prefix, ...usage });
+    const kind = KIND_OF_DIRECTORY[prefix]!;
+    byKind[kind].bytes += usage.bytes;
+    byKind[kind].files += usage.files;
+  }
+  directories.sort((a, b) => b.bytes - a.bytes || a.name.localeCompare(b.name));
+  return {
+    name: storage.bucket,
+    total_bytes: directories.reduce((sum, d) => sum + d.bytes, 0),
+    files: directories.reduce((sum, d) => sum + d.files, 0),
+    directories,
+    by_kind: byKind,
   };
 }
 
@@ -123,11 +171,13 @@ async function walk(path: string): Promise<{ bytes: number; files: number }> {
  * kind. Files directly in `dataDir` are grouped under `.`; there the
  * database's files are `database` and the rest (the secret) `other`, as is
  * any directory the service does not write. A database outside `dataDir`
- * (or on a server) is not counted.
+ * (or on a server) is not counted. With `STORAGE=s3` (`storage` an
+ * `S3Storage`), the bucket's objects too, listed on each call.
  */
 export async function storageUsage(
   db: Database,
   config: Pick<Config, "dataDir" | "databaseUrl">,
+  storage?: Storage,
 ): Promise<StorageUsage> {
   const { dataDir } = config;
   const rows = await db.select({
@@ -145,9 +195,7 @@ export async function storageUsage(
   }
   const totals = Object.values(byStatus);
 
-  const byKind = Object.fromEntries(
-    STORAGE_KINDS.map((kind) => [kind, { bytes: 0, files: 0 }]),
-  ) as Record<StorageKind, KindUsage>;
+  const byKind = emptyKinds();
   const add = (kind: StorageKind, usage: KindUsage): void => {
     byKind[kind].bytes += usage.bytes;
     byKind[kind].files += usage.files;
@@ -189,5 +237,6 @@ export async function storageUsage(
       directories,
       by_kind: byKind,
     },
+    bucket: storage instanceof S3Storage ? await bucketUsage(storage) : null,
   };
 }

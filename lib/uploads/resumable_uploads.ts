@@ -11,6 +11,8 @@ import { assertFreeSpace } from "../storage/disk_space.ts";
 import { type IngestDeps, ingestVideo } from "./ingest.ts";
 import { remainingQuota } from "./quota.ts";
 import { UploadLocks } from "./upload_locks.ts";
+import { S3Storage } from "../storage/s3_storage.ts";
+import { DiskTusStaging, S3TusStaging, type TusStaging } from "./tus_staging.ts";
 
 /** What resumable uploads use: the same parts as the ingest their last byte runs. */
 export type ResumableUploadsDeps = IngestDeps;
@@ -35,12 +37,6 @@ function notFound(): ApiError {
   return new ApiError("not_found", "Upload not found");
 }
 
-async function removeIfPresent(path: string): Promise<void> {
-  await Deno.remove(path).catch((error) => {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  });
-}
-
 /**
  * The domain side of resumable uploads: what the protocol (tus 1.0, spoken
  * by `routes/_tus.ts`) leaves to the application. A row in `uploads`
@@ -49,13 +45,16 @@ async function removeIfPresent(path: string): Promise<void> {
  * quota have been checked; the last byte hands the file to the same ingest
  * as a multipart upload.
  *
- * The bytes live in {@linkcode directory} (`DATA_DIR/tus/`, owner-only), laid
- * out as `@tus/file-store` writes them: `<id>` holds the data and
- * `<id>.json` the store's record. This class removes both when an upload is
- * finished, forgotten or expired.
+ * The bytes live in {@linkcode staging}: `DATA_DIR/tus/` (owner-only) as
+ * `@tus/file-store` writes them, or with `STORAGE=s3` the bucket's `tus/`
+ * prefix through `@tus/s3-store` (lib/uploads/tus_staging.ts). This class
+ * removes them when an upload is finished, forgotten or expired.
  */
 export class ResumableUploads {
-  /** Where the uploads' bytes are stored while they are unfinished. */
+  /**
+   * The local directory of unfinished uploads (`DATA_DIR/tus/`): their bytes
+   * on disk storage, and where free space is checked.
+   */
   readonly directory: string;
   /**
    * The locks requests take on an upload, shared with every process on the
@@ -63,19 +62,25 @@ export class ResumableUploads {
    * one upload at once.
    */
   readonly locks: UploadLocks;
+  /** Where the uploads' bytes are stored while they are unfinished. */
+  readonly staging: TusStaging;
   readonly #deps: ResumableUploadsDeps;
 
-  private constructor(deps: ResumableUploadsDeps, directory: string) {
+  private constructor(deps: ResumableUploadsDeps, directory: string, staging: TusStaging) {
     this.#deps = deps;
     this.directory = directory;
     this.locks = new UploadLocks(deps.db, deps.clock);
+    this.staging = staging;
   }
 
   /** Creates the upload directory (owner-only). */
   static async open(deps: ResumableUploadsDeps): Promise<ResumableUploads> {
     const directory = `${deps.config.dataDir}/tus`;
     await Deno.mkdir(directory, { recursive: true, mode: 0o700 });
-    return new ResumableUploads(deps, directory);
+    const staging = deps.storage instanceof S3Storage
+      ? new S3TusStaging(deps.storage, { partSizeBytes: deps.storage.partSizeBytes })
+      : new DiskTusStaging(directory);
+    return new ResumableUploads(deps, directory, staging);
   }
 
   /**
@@ -196,10 +201,17 @@ export class ResumableUploads {
       declaredLength: size,
       envelopeBytes: 0,
     });
-    const tempPath = `${this.directory}/${row.id}`;
+    const tempPath = await this.staging.completeFile(row.id, this.#deps.storage.tempDir());
+    let sha256: string;
+    try {
+      sha256 = await sha256File(tempPath);
+    } catch (error) {
+      await Deno.remove(tempPath).catch(() => {});
+      throw error;
+    }
     return await ingestVideo(
       this.#deps,
-      { tempPath, size, sha256: await sha256File(tempPath), fileName: row.fileName },
+      { tempPath, size, sha256, fileName: row.fileName },
       { message, actor: finisher.actor },
     );
   }
@@ -222,8 +234,7 @@ export class ResumableUploads {
 
   /** Forgets upload `id` when the store never made its record: there is nothing to resume. */
   async forgetIfUnstarted(id: string): Promise<void> {
-    const started = await Deno.stat(`${this.directory}/${id}.json`).then(() => true, () => false);
-    if (!started) await this.forget(id);
+    if (!(await this.staging.started(id))) await this.forget(id);
   }
 
   /** Removes expired uploads; safe with several processes (each row is claimed once). */
@@ -233,25 +244,20 @@ export class ResumableUploads {
       .returning({ id: uploads.id });
     for (const { id } of expired) await this.#removeFiles(id);
     await this.locks.sweepExpired();
-    // Files whose row is gone (a crash between the two) once they are older than any upload.
+    // Bytes whose row is gone (a crash between the two) once they are older than any upload.
     let orphans = 0;
     const maxAgeMs = this.#deps.config.uploadExpiry * 1000;
-    for await (const entry of Deno.readDir(this.directory)) {
-      const id = entry.name.replace(/\.json$/, "");
-      if (!entry.isFile || !isId(id)) continue;
-      const info = await Deno.stat(`${this.directory}/${entry.name}`).catch(() => null);
-      if (!info?.mtime || now - info.mtime.getTime() < maxAgeMs) continue;
+    for (const id of await this.staging.staleIds(now - maxAgeMs)) {
       const [row] = await this.#deps.db.select({ id: uploads.id }).from(uploads)
         .where(eq(uploads.id, id));
       if (row) continue;
-      await removeIfPresent(`${this.directory}/${entry.name}`);
+      await this.staging.remove(id);
       orphans++;
     }
     return expired.length + orphans;
   }
 
   async #removeFiles(id: string): Promise<void> {
-    await removeIfPresent(`${this.directory}/${id}`);
-    await removeIfPresent(`${this.directory}/${id}.json`);
+    await this.staging.remove(id);
   }
 }

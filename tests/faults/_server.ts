@@ -10,7 +10,7 @@
  * @module
  */
 import { parseConfig } from "../../lib/config/config.ts";
-import { denoRunArgs } from "../../lib/config/permissions.ts";
+import { denoRunArgs, launchEnv } from "../../lib/config/permissions.ts";
 import { createAuth } from "../../lib/auth/auth.ts";
 import { freePort, TEST_SECRET } from "../_helpers.ts";
 
@@ -72,7 +72,12 @@ async function startService(
     args: denoRunArgs(config, command),
     cwd: ROOT,
     clearEnv: true,
-    env: { ...env, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", NO_COLOR: "1" },
+    env: {
+      ...env,
+      ...launchEnv(config),
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      NO_COLOR: "1",
+    },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

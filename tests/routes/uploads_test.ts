@@ -11,6 +11,7 @@ import {
   body,
   conversationWithMessage,
   createTestContext,
+  diskPath,
   freePort,
   listFiles,
   type TestContext,
@@ -312,7 +313,7 @@ Deno.test("uploads: an upload cut off halfway resumes from the server's offset",
   assert.equal(attachment.sha256, sha256(bytes));
   const stored = await ctx.deps.db.select().from(attachments)
     .where(eq(attachments.id, String(attachment.id)));
-  const file = await Deno.readFile(ctx.deps.storage.localPath(stored[0]!.storageKey));
+  const file = await Deno.readFile(diskPath(ctx, stored[0]!.storageKey));
   assert.equal(sha256(file), sha256(bytes), "the stored file is the source, byte for byte");
 });
 

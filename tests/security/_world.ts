@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { sql } from "drizzle-orm";
-import { body, countRows, listFiles, type TestContext } from "../_helpers.ts";
+import { body, countRows, diskPath, listFiles, type TestContext } from "../_helpers.ts";
 
 /** A TCP listener on 127.0.0.1 that counts the connections it accepts. */
 export interface Listener extends AsyncDisposable {
@@ -178,5 +178,5 @@ export async function storedPath(ctx: TestContext, attachmentId: string): Promis
   const rows = await ctx.deps.db.all<{ storage_key: string }>(
     sql`SELECT storage_key FROM attachments WHERE id = ${attachmentId}`,
   );
-  return ctx.deps.storage.localPath(rows[0]!.storage_key);
+  return diskPath(ctx, rows[0]!.storage_key);
 }

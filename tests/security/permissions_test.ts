@@ -115,6 +115,49 @@ Deno.test("permissions: a data directory, database, identity provider and tools 
   assert.deepEqual(file.list("--allow-write"), ["/srv/media", "/srv/db"]);
 });
 
+Deno.test("permissions: STORAGE=s3 adds the bucket's host to the commands that touch media, and nothing to the others", () => {
+  const env = {
+    DATA_DIR: "/var/lib/offchat",
+    HOST: "127.0.0.1",
+    STORAGE: "s3",
+    S3_ENDPOINT: "https://objects.example.com:9000",
+    S3_BUCKET: "offchat-media",
+    S3_ACCESS_KEY_ID: "key",
+    S3_SECRET_ACCESS_KEY: "secret",
+  };
+  for (const command of ["serve", "worker", "backfill", "fsck"] as const) {
+    const { list } = grants(env, command);
+    assert.deepEqual(
+      list("--allow-net").filter((host) => host !== "127.0.0.1"),
+      ["objects.example.com:9000", "offchat-media.objects.example.com:9000"],
+      command,
+    );
+    assert.ok(list("--allow-sys").includes("osRelease"), "the SDK's User-Agent");
+    // Still nothing written outside the data directory (TMPDIR points into it).
+    assert.deepEqual(list("--allow-write"), ["/var/lib/offchat"]);
+  }
+  for (const command of ["migrate", "token"] as const) {
+    assert.deepEqual(grants(env, command).list("--allow-net"), [], command);
+  }
+  const pathStyle = grants({ ...env, S3_FORCE_PATH_STYLE: "1" }, "worker");
+  assert.deepEqual(pathStyle.list("--allow-net"), ["objects.example.com:9000"]);
+  const names = pathStyle.list("--allow-env");
+  assert.deepEqual(names.filter((n) => !CONFIG_ENV_NAMES.includes(n as never)).sort(), [
+    "HOME",
+    "TMPDIR",
+  ]);
+  // Without keys: the SDK's environment credentials are readable, and AWS's endpoint reachable.
+  const aws = grants(
+    { DATA_DIR: "/d", STORAGE: "s3", S3_BUCKET: "media", S3_REGION: "eu-west-1" },
+    "worker",
+  );
+  assert.deepEqual(aws.list("--allow-net"), [
+    "s3.eu-west-1.amazonaws.com:443",
+    "media.s3.eu-west-1.amazonaws.com:443",
+  ]);
+  assert.ok(aws.list("--allow-env").includes("AWS_SECRET_ACCESS_KEY"));
+});
+
 /** Runs `code` as a module under the flags `serve` gets for `dataDir`; its stdout. */
 async function underServeFlags(dataDir: string, code: string): Promise<string> {
   const flags = permissionFlags(parseConfig({ DATA_DIR: dataDir }), "serve");

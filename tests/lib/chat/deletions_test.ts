@@ -42,7 +42,10 @@ Deno.test("deletions: one killed after its transaction is finished by the sweep,
   await ctx.deps.db.update(attachments).set({ deletedAt: now - 1000 })
     .where(eq(attachments.id, recent.id));
   const before = await fsck({ ...ctx.deps, dataDir: ctx.dataDir });
-  assert.ok(before.issues.some((issue) => issue.type === "unowned_file"), "fsck sees the leftovers");
+  assert.ok(
+    before.issues.some((issue) => issue.type === "unowned_file"),
+    "fsck sees the leftovers",
+  );
 
   assert.equal(await finishDeletions(ctx.deps, { graceMs: 60_000, limit: 10 }), 1);
   for (const key of keys) assert.equal(await exists(ctx, key), false, `${key} is removed`);

@@ -36,6 +36,43 @@ Deno.test("config: METRICS_TOKEN and LOG_LEVEL", () => {
   assert.throws(() => parseConfig({ LOG_LEVEL: "loud" }), /LOG_LEVEL: must be debug, info/);
 });
 
+Deno.test("config: STORAGE=s3 needs a bucket, both keys or neither, and no nginx prefix", () => {
+  assert.equal(parseConfig({}).storage, "disk");
+  assert.equal(parseConfig({}).s3, undefined);
+  const s3 = parseConfig({
+    STORAGE: "s3",
+    S3_BUCKET: "offchat-media",
+    S3_ENDPOINT: "http://127.0.0.1:9000/",
+    S3_FORCE_PATH_STYLE: "1",
+    S3_ACCESS_KEY_ID: "id",
+    S3_SECRET_ACCESS_KEY: "secret",
+  }).s3;
+  assert.deepEqual(s3, {
+    endpoint: "http://127.0.0.1:9000",
+    region: "us-east-1",
+    bucket: "offchat-media",
+    forcePathStyle: true,
+    credentials: { accessKeyId: "id", secretAccessKey: "secret" },
+    partSizeBytes: 16 * 1024 * 1024,
+    presignedMedia: false,
+  });
+  assert.throws(() => parseConfig({ STORAGE: "s3" }), /S3_BUCKET: required with STORAGE=s3/);
+  assert.throws(
+    () => parseConfig({ STORAGE: "s3", S3_BUCKET: "media", S3_ACCESS_KEY_ID: "id" }),
+    /S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY: set both/,
+  );
+  assert.throws(
+    () => parseConfig({ STORAGE: "s3", S3_BUCKET: "media", ACCEL_REDIRECT_PREFIX: "/_m/" }),
+    /ACCEL_REDIRECT_PREFIX, STORAGE/,
+  );
+  assert.throws(() => parseConfig({ S3_PRESIGNED_MEDIA: "1" }), /only works with STORAGE=s3/);
+  assert.throws(() => parseConfig({ STORAGE: "s3", S3_BUCKET: "Media.Bucket" }), /S3_BUCKET:/);
+  assert.throws(
+    () => parseConfig({ STORAGE: "s3", S3_BUCKET: "media", S3_PART_SIZE_MB: "4" }),
+    /S3_PART_SIZE_MB:/,
+  );
+});
+
 Deno.test("config: every bad value is named", () => {
   try {
     parseConfig({ PORT: "eighty", MAX_UPLOAD_BYTES: "-1", JWT_SECRET: "short", STORAGE: "ftp" });

@@ -7,6 +7,7 @@ import {
   body,
   conversationWithMessage,
   createTestContext,
+  diskPath,
   uploadFile,
   waitForProcessed,
 } from "../../_helpers.ts";
@@ -21,9 +22,9 @@ Deno.test("fsck: finds a row naming a missing file, a file no row owns and a dea
   assert.deepEqual((await fsck(deps)).issues, []);
 
   const [row] = await ctx.deps.db.select().from(attachments).where(eq(attachments.id, id));
-  await Deno.remove(ctx.deps.storage.localPath(row!.thumbnailKey!));
+  await Deno.remove(diskPath(ctx, row!.thumbnailKey!));
   const stray = row!.storageKey.replace(/[0-9a-f-]{36}/, "00000000-0000-7000-8000-000000000000");
-  await Deno.writeTextFile(ctx.deps.storage.localPath(stray), "left by a crash");
+  await Deno.writeTextFile(diskPath(ctx, stray), "left by a crash");
   await Deno.mkdir(`${ctx.dataDir}/tmp/p1-0123abcd`);
   await Deno.writeTextFile(`${ctx.dataDir}/tmp/p1-0123abcd/upload-x.part`, "partial");
 
@@ -45,7 +46,7 @@ Deno.test("fsck: finds a row naming a missing file, a file no row owns and a dea
   });
 
   await fsck(deps, { repair: true });
-  await assert.rejects(Deno.stat(ctx.deps.storage.localPath(stray)), Deno.errors.NotFound);
+  await assert.rejects(Deno.stat(diskPath(ctx, stray)), Deno.errors.NotFound);
   await assert.rejects(Deno.stat(`${ctx.dataDir}/tmp/p1-0123abcd`), Deno.errors.NotFound);
   // The thumbnail is made again by its job.
   const thumbnails = await ctx.deps.db.select().from(jobs).where(eq(jobs.attachmentId, id));
@@ -68,13 +69,13 @@ Deno.test("fsck: a lost original makes its attachment deleted, with its other fi
   const id = String(created.id);
   assert.equal((await waitForProcessed(ctx, "alice", id)).status, "ready");
   const [row] = await ctx.deps.db.select().from(attachments).where(eq(attachments.id, id));
-  await Deno.remove(ctx.deps.storage.localPath(row!.storageKey));
+  await Deno.remove(diskPath(ctx, row!.storageKey));
   const deps = { ...ctx.deps, dataDir: ctx.dataDir };
   assert.equal((await fsck(deps)).issues.length, 1);
   await fsck(deps, { repair: true });
   assert.deepEqual((await fsck(deps)).issues, []);
   await assert.rejects(
-    Deno.stat(ctx.deps.storage.localPath(row!.thumbnailKey!)),
+    Deno.stat(diskPath(ctx, row!.thumbnailKey!)),
     Deno.errors.NotFound,
   );
   assert.equal((await ctx.request("alice", `/api/chat/attachments/${id}`)).status, 404);

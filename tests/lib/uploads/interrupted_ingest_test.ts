@@ -5,7 +5,13 @@ import { fsck } from "../../../lib/storage/fsck.ts";
 import { sweepDeadOwners } from "../../../lib/storage/process_temp_dir.ts";
 import { adoptInterruptedIngest, INGEST_GRACE_MS } from "../../../lib/uploads/ingest.ts";
 import { fixture } from "../../_fixtures.ts";
-import { body, conversationWithMessage, createTestContext, uploadFile } from "../../_helpers.ts";
+import {
+  body,
+  conversationWithMessage,
+  createTestContext,
+  diskPath,
+  uploadFile,
+} from "../../_helpers.ts";
 
 Deno.test("ingest: an upload whose process died between its row and moving its file is finished by the sweep", async () => {
   await using ctx = await createTestContext({ worker: false });
@@ -13,7 +19,7 @@ Deno.test("ingest: an upload whose process died between its row and moving its f
   const created = await body(await uploadFile(ctx, "alice", messageId, await fixture("short.mp4")));
   const id = String(created.id);
   const [row] = await ctx.deps.db.select().from(attachments).where(eq(attachments.id, id));
-  const stored = ctx.deps.storage.localPath(row!.storageKey);
+  const stored = diskPath(ctx, row!.storageKey);
   const before = await Deno.readFile(stored);
   const queued = await ctx.deps.db.select().from(jobs).where(eq(jobs.attachmentId, id));
   assert.ok(queued.every((job) => job.runAfter <= Date.now()), "a finished upload's jobs run now");
