@@ -482,6 +482,8 @@ const SWEEP_INTERVAL_MS = 30 * 1000;
  * number per pass.
  */
 const DELETION_SWEEP = { graceMs: 60 * 1000, limit: 200 };
+/** Posted runner outputs untouched this long, of a job no runner holds, are removed. */
+const RUNNER_OUTPUTS_GRACE_MS = 10 * 60 * 1000;
 
 /** A process's worker id: its temp directory's owner name (lib/storage/process_temp_dir.ts). */
 function workerIdOf(owner: string): string {
@@ -506,6 +508,7 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
   const { sweepDeadOwners } = await import("./lib/storage/process_temp_dir.ts");
   const { adoptInterruptedIngest } = await import("./lib/uploads/ingest.ts");
   const { finishDeletions } = await import("./lib/chat/attachments.ts");
+  const { sweepRunnerOutputs } = await import("./lib/runners/runner_jobs.ts");
   const { expireLeasesOf } = await import("./lib/processing/jobs.ts");
   const { createApp } = await import("./routes/app.ts");
   const { serve } = await import("./lib/serving/server.ts");
@@ -544,6 +547,13 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
       return 0;
     });
     if (dead > 0) log.info("removed the temporary files of {dead} stopped process(es)", { dead });
+    const outputs = await sweepRunnerOutputs(deps, RUNNER_OUTPUTS_GRACE_MS).catch((error) => {
+      log.error("runner output sweep failed", { error });
+      return 0;
+    });
+    if (outputs > 0) {
+      log.info("removed the outputs of {outputs} abandoned runner job(s)", { outputs });
+    }
     const finished = await finishDeletions(deps, DELETION_SWEEP).catch((error) => {
       log.error("deletion sweep failed", { error });
       return 0;

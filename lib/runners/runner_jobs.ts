@@ -34,7 +34,7 @@ import {
   type ProduceOptions,
   runJob,
 } from "../processing/processing.ts";
-import { DISK_FULL_RETRY_MS, redactPaths } from "../processing/worker.ts";
+import { redactPaths } from "../processing/worker.ts";
 import { insufficientStorage, isOutOfSpace } from "../storage/disk_space.ts";
 import { S3Storage } from "../storage/s3_storage.ts";
 import { DiskStorage } from "../storage/storage.ts";
@@ -64,24 +64,72 @@ function queueOf(deps: RunnerDeps, runner: Runner): JobQueue {
   });
 }
 
-/** Where a job attempt's posted outputs wait for their check. */
-function outputDir(deps: RunnerDeps, job: Pick<Job, "id" | "attempts">): string {
-  return `${deps.storage.tempDir()}/runner-${job.id}-${job.attempts}`;
+/**
+ * Where posted outputs wait for their check: under DATA_DIR rather than in
+ * one process's temp directory, so that whichever API process of the host
+ * takes a runner's next request (REUSE_PORT spreads them) finds them.
+ */
+function outputsRoot(deps: Pick<RunnerDeps, "config">): string {
+  return `${deps.config.dataDir}/runner-outputs`;
 }
 
-/** Removes what earlier attempts of a job left of their posted outputs. */
-async function removeOutputDirs(deps: RunnerDeps, jobId: string): Promise<void> {
-  const prefix = `runner-${jobId}-`;
+/** Where a job attempt's posted outputs wait for their check. */
+function outputDir(deps: RunnerDeps, job: Pick<Job, "id" | "attempts">): string {
+  return `${outputsRoot(deps)}/${job.id}-${job.attempts}`;
+}
+
+/** The output directories, as `{ name, jobId, attempt }` (none when the root does not exist). */
+async function outputDirs(
+  deps: Pick<RunnerDeps, "config">,
+): Promise<{ name: string; jobId: string; attempt: number }[]> {
+  const found: { name: string; jobId: string; attempt: number }[] = [];
   try {
-    for await (const entry of Deno.readDir(deps.storage.tempDir())) {
-      if (entry.name.startsWith(prefix)) {
-        await Deno.remove(`${deps.storage.tempDir()}/${entry.name}`, { recursive: true })
-          .catch(() => {});
+    for await (const entry of Deno.readDir(outputsRoot(deps))) {
+      const match = /^(.+)-(\d+)$/.exec(entry.name);
+      if (entry.isDirectory && match) {
+        found.push({ name: entry.name, jobId: match[1]!, attempt: Number(match[2]) });
       }
     }
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
+  return found;
+}
+
+/** Removes what earlier attempts of a job left of their posted outputs. */
+async function removeOutputDirs(deps: RunnerDeps, jobId: string): Promise<void> {
+  for (const dir of await outputDirs(deps)) {
+    if (dir.jobId === jobId) {
+      await Deno.remove(`${outputsRoot(deps)}/${dir.name}`, { recursive: true }).catch(() => {});
+    }
+  }
+}
+
+/**
+ * Removes posted outputs that no runner will complete: those of a job that
+ * is no longer running that attempt for a runner (it stalled and went back,
+ * another worker finished it, the attachment was deleted), once they have
+ * not changed for `graceMs`. Run by the sweep of `main.ts serve`; returns
+ * how many directories it removed.
+ */
+export async function sweepRunnerOutputs(
+  deps: Pick<RunnerDeps, "config" | "db" | "clock">,
+  graceMs: number,
+): Promise<number> {
+  let removed = 0;
+  const now = deps.clock().getTime();
+  for (const dir of await outputDirs(deps)) {
+    const path = `${outputsRoot(deps)}/${dir.name}`;
+    const changed = (await Deno.stat(path).catch(() => null))?.mtime?.getTime() ?? 0;
+    if (now - changed < graceMs) continue;
+    const [job] = await deps.db.select().from(jobs).where(eq(jobs.id, dir.jobId));
+    const held = job?.status === "running" && job.attempts === dir.attempt &&
+      (job.lockedBy ?? "").startsWith("runner-");
+    if (held) continue;
+    await Deno.remove(path, { recursive: true }).catch(() => {});
+    removed++;
+  }
+  return removed;
 }
 
 /** The kinds a request may ask for: those it names that the runner registered for. */
@@ -522,7 +570,7 @@ export async function completeJob(
     const reason = redactPaths(error instanceof Error ? error.message : String(error));
     if (isOutOfSpace(error)) {
       // The service's disk, not the runner's output: the job waits for space, its attempt given back.
-      await queue.postpone(job, { reason, delayMs: DISK_FULL_RETRY_MS });
+      await queue.postpone(job, { reason, delayMs: deps.config.diskFullRetryMs });
       reportEnd(deps, { job, runner, outcome: "retry", ms: run.ms, error: reason });
       throw insufficientStorage();
     }
