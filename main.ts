@@ -83,13 +83,21 @@ async function launch(args: string[]): Promise<void> {
     console.log(["deno", ...runArgs].join(" "));
     return;
   }
-  // On Linux the command dies with the launcher, as the tools die with the server
-  // (lib/media/run_tool.ts): a launcher killed with SIGKILL leaves no server behind.
+  await runLaunched(runArgs, launchEnv(config));
+}
+
+/**
+ * Runs `deno <runArgs>` as the launcher's child, passing SIGINT and SIGTERM
+ * on, and exits with its status. On Linux the child dies with the launcher,
+ * as the tools die with the server (lib/media/run_tool.ts): a launcher killed
+ * with SIGKILL leaves no server behind. `env` is added to the inherited one.
+ */
+async function runLaunched(runArgs: string[], env?: Record<string, string>): Promise<never> {
   const linux = Deno.build.os === "linux";
   const child = new Deno.Command(linux ? "setpriv" : Deno.execPath(), {
     args: linux ? ["--pdeathsig", "KILL", "--", Deno.execPath(), ...runArgs] : runArgs,
     cwd: new URL(".", import.meta.url).pathname,
-    env: launchEnv(config),
+    env,
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",
@@ -97,8 +105,7 @@ async function launch(args: string[]): Promise<void> {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => child.kill(signal));
   }
-  const status = await child.status;
-  Deno.exit(status.code);
+  Deno.exit((await child.status).code);
 }
 
 /** A remote runner's settings from the environment; stops with every bad variable named. */
@@ -130,18 +137,7 @@ async function launchRunner(rest: string[]): Promise<void> {
     return;
   }
   await Deno.mkdir(runner.workDir, { recursive: true, mode: 0o700 });
-  const linux = Deno.build.os === "linux";
-  const child = new Deno.Command(linux ? "setpriv" : Deno.execPath(), {
-    args: linux ? ["--pdeathsig", "KILL", "--", Deno.execPath(), ...runArgs] : runArgs,
-    cwd: new URL(".", import.meta.url).pathname,
-    stdin: "inherit",
-    stdout: "inherit",
-    stderr: "inherit",
-  }).spawn();
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => child.kill(signal));
-  }
-  Deno.exit((await child.status).code);
+  await runLaunched(runArgs);
 }
 
 /**

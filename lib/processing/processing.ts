@@ -121,6 +121,22 @@ async function thumbnailJob(deps: ProcessingDeps, job: Job): Promise<void> {
   });
 }
 
+/**
+ * What the rendition and the ladder need to know of an attachment's video,
+ * as probed at upload: its demuxer, size (2×2 when unknown), audio, frame
+ * rate and HDR. A local job and a runner's task describe it alike.
+ */
+export function videoOf(attachment: Attachment) {
+  return {
+    demuxer: containerNamed(attachment.container).demuxer,
+    width: attachment.width ?? 2,
+    height: attachment.height ?? 2,
+    hasAudio: attachment.hasAudio,
+    fps: attachment.fps,
+    hdr: attachment.hdr,
+  };
+}
+
 async function renditionJob(deps: ProcessingDeps, job: Job, context: JobContext): Promise<void> {
   const attachment = await loadLive(deps, job.attachmentId);
   if (!attachment) return;
@@ -138,7 +154,6 @@ async function renditionFrom(
   input: { attachment: Attachment; sourcePath: string },
 ): Promise<void> {
   const { attachment, sourcePath } = input;
-  const { demuxer } = containerNamed(attachment.container);
   const policy = deps.config.renditionPolicy;
   const plan = await playbackPlanOf(attachment, { sourcePath, policy });
   if (plan === "original") {
@@ -148,15 +163,7 @@ async function renditionFrom(
     if (attachment.playbackKey) await deps.storage.delete(attachment.playbackKey);
     return;
   }
-  const source = {
-    path: sourcePath,
-    demuxer,
-    width: attachment.width ?? 2,
-    height: attachment.height ?? 2,
-    hasAudio: attachment.hasAudio,
-    fps: attachment.fps,
-    hdr: attachment.hdr,
-  };
+  const source = { path: sourcePath, ...videoOf(attachment) };
   const { key, temp } = outputOf(deps, job, { attachment, prefix: "renditions", extension: "mp4" });
   await produce(deps, job, {
     temp,
@@ -261,12 +268,7 @@ async function ladderFrom(
   const { attachment, path } = input;
   const source = {
     path,
-    demuxer: containerNamed(attachment.container).demuxer,
-    width: attachment.width,
-    height: attachment.height,
-    hasAudio: attachment.hasAudio,
-    fps: attachment.fps,
-    hdr: attachment.hdr,
+    ...videoOf(attachment),
     bitrate: attachment.bitrate,
     duration: attachment.duration,
   };

@@ -33,6 +33,7 @@ import {
   produce,
   type ProduceOptions,
   runJob,
+  videoOf,
 } from "../processing/processing.ts";
 import { redactPaths } from "../processing/worker.ts";
 import { insufficientStorage, isOutOfSpace } from "../storage/disk_space.ts";
@@ -201,16 +202,9 @@ function reportEnd(deps: RunnerDeps, end: RunnerJobEnd): void {
 async function taskOf(deps: RunnerDeps, job: Job, attachment: Attachment): Promise<
   RunnerTask | null
 > {
-  const { demuxer } = containerNamed(attachment.container);
   const policy = deps.config.renditionPolicy;
-  const display = {
-    demuxer,
-    width: attachment.width ?? 2,
-    height: attachment.height ?? 2,
-    hasAudio: attachment.hasAudio,
-    fps: attachment.fps,
-    hdr: attachment.hdr,
-  };
+  const display = videoOf(attachment);
+  const { demuxer } = display;
   switch (job.kind) {
     case "thumbnail":
       return { kind: "thumbnail", demuxer, duration: attachment.duration };

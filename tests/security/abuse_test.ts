@@ -12,6 +12,7 @@ import {
   createTestContext,
   LOOPBACK,
   TEST_SECRET,
+  type TestContext,
 } from "../_helpers.ts";
 import { assertNothingLeft, assertProblem, snapshot, uploadBytes } from "./_world.ts";
 
@@ -121,15 +122,10 @@ function stalledUpload(messageId: string): { body: ReadableStream<Uint8Array>; r
   return { body, release: () => release() };
 }
 
-Deno.test("upload cap: a user's second concurrent upload is 429 with Retry-After; the slot is freed after", async () => {
-  await using ctx = await createTestContext({
-    worker: false,
-    env: { MAX_CONCURRENT_UPLOADS: "1" },
-  });
-  const { messageId } = await conversationWithMessage(ctx, "alice");
-  const video = await Deno.readFile(await fixture("h264.mp4"));
+/** Posts alice's multipart upload whose file part stalls (see `stalledUpload`), unanswered yet. */
+async function postStalled(ctx: TestContext, messageId: string) {
   const stalled = stalledUpload(messageId);
-  const first = ctx.app.request("/api/chat/videos/upload/", {
+  const response = ctx.app.request("/api/chat/videos/upload/", {
     method: "POST",
     body: stalled.body,
     headers: {
@@ -137,7 +133,20 @@ Deno.test("upload cap: a user's second concurrent upload is 429 with Retry-After
       "content-type": "multipart/form-data; boundary=----offchat-stall",
     },
   });
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  return { response, release: stalled.release };
+}
+
+Deno.test("upload cap: a user's second concurrent upload is 429 with Retry-After; the slot is freed after", async () => {
+  await using ctx = await createTestContext({
+    worker: false,
+    env: { MAX_CONCURRENT_UPLOADS: "1" },
+  });
+  const { messageId } = await conversationWithMessage(ctx, "alice");
+  const video = await Deno.readFile(await fixture("h264.mp4"));
+  const stalled = await postStalled(ctx, messageId);
+  const first = stalled.response;
+  // Its body is being read: it holds the user's one slot.
+  await until(() => ctx.deps.uploadAdmission.counts.busy === 1);
   for (const path of ["/api/chat/videos/upload/", "/api/chat/videos/upload"]) {
     const second = await ctx.request("alice", path, { method: "POST", body: new FormData() });
     assert.equal(second.status, 429, path);
@@ -229,15 +238,8 @@ Deno.test("upload slots: past UPLOADS_PER_PROCESS an upload waits unread, in ord
   const admission = ctx.deps.uploadAdmission;
   const { messageId } = await conversationWithMessage(ctx, "alice");
   const video = await Deno.readFile(await fixture("h264.mp4"));
-  const stalled = stalledUpload(messageId);
-  const first = ctx.app.request("/api/chat/videos/upload/", {
-    method: "POST",
-    body: stalled.body,
-    headers: {
-      authorization: `Bearer ${await ctx.token("alice")}`,
-      "content-type": "multipart/form-data; boundary=----offchat-stall",
-    },
-  });
+  const stalled = await postStalled(ctx, messageId);
+  const first = stalled.response;
   await until(() => admission.counts.busy === 1);
   // Second and third wait; the third's client then leaves.
   const second = uploadBytes(ctx, "alice", messageId, video, "b.mp4");
