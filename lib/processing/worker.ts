@@ -1,3 +1,4 @@
+import { Naps } from "../core/naps.ts";
 import { getLogger } from "@logtape/logtape";
 import type { AppDeps } from "../deps.ts";
 import {
@@ -91,21 +92,9 @@ export function startWorker(
   const id = options.workerId ?? `worker-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const queue = new JobQueue({ db: deps.db, workerId: id, leaseMs, clock: deps.clock });
   let stopping = false;
-  const wakers = new Set<() => void>();
+  const naps = new Naps();
   /** Running jobs and how to stop their heartbeat. */
   const running = new Map<Job, () => void>();
-
-  function sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done(): void {
-        clearTimeout(timer);
-        wakers.delete(done);
-        resolve();
-      }
-      wakers.add(done);
-    });
-  }
 
   async function runOne(): Promise<boolean> {
     const job = await queue.claim();
@@ -190,7 +179,7 @@ export function startWorker(
       } catch (error) {
         options.onError?.(error);
       }
-      if (!worked && !stopping) await sleep(pollMs);
+      if (!worked && !stopping) await naps.nap(pollMs);
     }
   }
 
@@ -198,11 +187,11 @@ export function startWorker(
   return {
     id,
     notify(): void {
-      for (const waker of [...wakers]) waker();
+      naps.wakeAll();
     },
     async stop(stopOptions: { release?: boolean } = {}): Promise<void> {
       stopping = true;
-      for (const waker of [...wakers]) waker();
+      naps.wakeAll();
       if (!stopOptions.release) return void await Promise.all(loops);
       await Promise.all([...running].map(async ([job, stopHeartbeat]) => {
         stopHeartbeat();

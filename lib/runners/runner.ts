@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { Naps } from "../core/naps.ts";
 import { getLogger } from "@logtape/logtape";
 import { observeToolRuns, type ToolRun, withToolPriority } from "../media/run_tool.ts";
 import type { MediaTools } from "../media/tools.ts";
@@ -115,19 +116,7 @@ export function startRunner(options: RunnerOptions): RemoteRunner {
   let stopping = false;
   let markRevoked: () => void = () => {};
   const revoked = new Promise<void>((resolve) => (markRevoked = resolve));
-  const wakers = new Set<() => void>();
-
-  function sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done(): void {
-        clearTimeout(timer);
-        wakers.delete(done);
-        resolve();
-      }
-      wakers.add(done);
-    });
-  }
+  const naps = new Naps();
 
   /** A JSON request to the service; 401 stops the runner, 409 loses the run. */
   async function call(path: string, body: unknown): Promise<Response> {
@@ -291,7 +280,7 @@ export function startRunner(options: RunnerOptions): RemoteRunner {
       } catch (error) {
         if (!(error instanceof RunLost)) options.onError?.(error);
       }
-      if (!worked && !stopping) await sleep(pollMs);
+      if (!worked && !stopping) await naps.nap(pollMs);
     }
   }
 
@@ -300,7 +289,7 @@ export function startRunner(options: RunnerOptions): RemoteRunner {
     revoked,
     async stop(): Promise<void> {
       stopping = true;
-      for (const waker of [...wakers]) waker();
+      naps.wakeAll();
       await loops;
     },
   };

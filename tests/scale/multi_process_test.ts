@@ -98,6 +98,27 @@ function jobLines(process: ServiceProcess): JobLine[] {
     .filter((record) => record.logger === "offchat.job");
 }
 
+/** A tus request's headers as `user` on `api`. */
+async function tusHeaders(api: ServerProcess, user = "tess"): Promise<Record<string, string>> {
+  return { ...(await api.auth(user)), "tus-resumable": "1.0.0" };
+}
+
+/** Creates a tus upload of `size` bytes as `user` through `api`, to a new message; its path. */
+async function createTus(api: ServerProcess, user: string, size: number): Promise<string> {
+  const messageId = await messageOf(api, user);
+  const created = await fetch(`${api.url}${TUS_PATH}`, {
+    method: "POST",
+    headers: {
+      ...(await tusHeaders(api, user)),
+      "upload-length": String(size),
+      "upload-metadata": `message_id ${btoa(messageId)},filename ${btoa("video.mp4")}`,
+    },
+  });
+  await created.body?.cancel();
+  assert.equal(created.status, 201);
+  return new URL(created.headers.get("location")!, `${api.url}${TUS_PATH}`).pathname;
+}
+
 Deno.test("scale: 2 API and 2 worker processes on one database; 20 uploads spread over both APIs run each job exactly once, also when a worker is SIGKILLed mid-job; a tus upload alternating between the APIs completes, and resumes on one API after the other is killed mid-PATCH", async (t) => {
   await using data = await dataDirectory();
   const [small, transcoded, long] = await Promise.all([
@@ -120,22 +141,7 @@ Deno.test("scale: 2 API and 2 worker processes on one database; 20 uploads sprea
   await using _db = { [Symbol.asyncDispose]: () => Promise.resolve(db.close()) };
 
   await t.step("a tus upload whose PATCHes alternate between the two APIs", async () => {
-    const messageId = await messageOf(a, "tess");
-    const headers = async (api: ServerProcess) => ({
-      ...(await api.auth("tess")),
-      "tus-resumable": "1.0.0",
-    });
-    const created = await fetch(`${a.url}${TUS_PATH}`, {
-      method: "POST",
-      headers: {
-        ...(await headers(a)),
-        "upload-length": String(small.length),
-        "upload-metadata": `message_id ${btoa(messageId)},filename ${btoa("video.mp4")}`,
-      },
-    });
-    await created.body?.cancel();
-    assert.equal(created.status, 201);
-    const path = new URL(created.headers.get("location")!, `${a.url}${TUS_PATH}`).pathname;
+    const path = await createTus(a, "tess", small.length);
     const chunk = Math.ceil(small.length / 4);
     let answer: Record<string, unknown> = {};
     for (let offset = 0, i = 0; offset < small.length; offset += chunk, i++) {
@@ -144,7 +150,7 @@ Deno.test("scale: 2 API and 2 worker processes on one database; 20 uploads sprea
       const response = await fetch(`${to.url}${path}`, {
         method: "PATCH",
         headers: {
-          ...(await headers(to)),
+          ...(await tusHeaders(to)),
           "upload-offset": String(offset),
           "content-type": "application/offset+octet-stream",
         },
@@ -165,7 +171,7 @@ Deno.test("scale: 2 API and 2 worker processes on one database; 20 uploads sprea
     for (const api of apis) {
       const head = await fetch(`${api.url}${path}`, {
         method: "HEAD",
-        headers: await headers(api),
+        headers: await tusHeaders(api),
       });
       assert.equal(head.status, 200);
       assert.equal(head.headers.get("upload-offset"), String(small.length));
@@ -273,28 +279,13 @@ Deno.test("scale: 2 API and 2 worker processes on one database; 20 uploads sprea
   await t.step(
     "an API SIGKILLed mid-PATCH: the other resumes the upload once the lock's lease is over",
     async () => {
-      const messageId = await messageOf(a, "tess");
-      const headers = async (api: ServerProcess) => ({
-        ...(await api.auth("tess")),
-        "tus-resumable": "1.0.0",
-      });
-      const created = await fetch(`${a.url}${TUS_PATH}`, {
-        method: "POST",
-        headers: {
-          ...(await headers(a)),
-          "upload-length": String(small.length),
-          "upload-metadata": `message_id ${btoa(messageId)},filename ${btoa("video.mp4")}`,
-        },
-      });
-      await created.body?.cancel();
-      assert.equal(created.status, 201);
-      const path = new URL(created.headers.get("location")!, `${a.url}${TUS_PATH}`).pathname;
+      const path = await createTus(a, "tess", small.length);
       const id = path.split("/").pop()!;
       const body = twoPartBody(small, Math.floor(small.length / 2));
       const patch = fetch(`${a.url}${path}`, {
         method: "PATCH",
         headers: {
-          ...(await headers(a)),
+          ...(await tusHeaders(a)),
           "upload-offset": "0",
           "content-type": "application/offset+octet-stream",
         },
@@ -314,7 +305,7 @@ Deno.test("scale: 2 API and 2 worker processes on one database; 20 uploads sprea
       await a.status;
       await patch;
       body.finish();
-      const head = await fetch(`${b.url}${path}`, { method: "HEAD", headers: await headers(b) });
+      const head = await fetch(`${b.url}${path}`, { method: "HEAD", headers: await tusHeaders(b) });
       assert.equal(head.status, 200);
       // Answered only once the lease had run out: the lock held across the processes.
       assert.ok(Date.now() >= Number(held.rows[0]!.expires_at), "the lock was taken while leased");
@@ -323,7 +314,7 @@ Deno.test("scale: 2 API and 2 worker processes on one database; 20 uploads sprea
       const rest = await fetch(`${b.url}${path}`, {
         method: "PATCH",
         headers: {
-          ...(await headers(b)),
+          ...(await tusHeaders(b)),
           "upload-offset": String(offset),
           "content-type": "application/offset+octet-stream",
         },
