@@ -576,6 +576,14 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
     })
     : null;
   if (worker) opened.attachWorker(worker);
+  // Webhook deliveries run where jobs do (they are queued by jobs), one at a time, no tools.
+  const { startWebhookSender } = await import("./lib/webhooks/deliveries.ts");
+  const webhooks = worker
+    ? startWebhookSender(deps, {
+      workerId: `${workerIdOf(opened.owner)}-webhooks`,
+      onError: (error) => log.error("webhook delivery error", { error }),
+    })
+    : null;
   const sweepTimer = setInterval(sweep, SWEEP_INTERVAL_MS);
 
   let server: Server | null = null;
@@ -633,6 +641,7 @@ async function runService(mode: "serve" | "worker"): Promise<void> {
     await Promise.all([
       Promise.race([server?.shutdown(), graceOver]),
       worker?.stop({ release: true }),
+      webhooks?.stop(),
     ]);
     opened.close();
     Deno.exit(0);

@@ -178,6 +178,29 @@ export const runners = sqliteTable("runners", {
   revokedAt: integer("revoked_at"),
 }, (t) => [index("runners_created_idx").on(t.createdAt)]);
 
+/** Webhook deliveries: an outbox and its own small queue (migrations/0015, lib/webhooks/). */
+export const webhookDeliveries = sqliteTable("webhook_deliveries", {
+  id: text("id").primaryKey(),
+  event: text("event").notNull(),
+  attachmentId: text("attachment_id").notNull(),
+  /** The JSON body, exactly as signed and sent. */
+  payload: text("payload").notNull(),
+  status: text("status", { enum: ["queued", "running", "delivered", "failed"] }).notNull(),
+  attempts: integer("attempts").notNull().default(0),
+  maxAttempts: integer("max_attempts").notNull(),
+  lastError: text("last_error"),
+  lastStatus: integer("last_status"),
+  nextAttemptAt: integer("next_attempt_at").notNull(),
+  lockedBy: text("locked_by"),
+  lockedUntil: integer("locked_until"),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+  deliveredAt: integer("delivered_at"),
+}, (t) => [
+  index("webhook_deliveries_runnable_idx").on(t.status, t.nextAttemptAt),
+  index("webhook_deliveries_attachment_idx").on(t.attachmentId),
+]);
+
 export type Conversation = typeof conversations.$inferSelect;
 export type Message = typeof messages.$inferSelect;
 export type Attachment = typeof attachments.$inferSelect;
@@ -186,3 +209,4 @@ export type Job = typeof jobs.$inferSelect;
 export type Activity = typeof activityLog.$inferSelect;
 export type Upload = typeof uploads.$inferSelect;
 export type Runner = typeof runners.$inferSelect;
+export type WebhookDelivery = typeof webhookDeliveries.$inferSelect;

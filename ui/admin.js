@@ -1,4 +1,7 @@
-/** The admin view: storage used, attachments that need attention, the activity log. */
+/**
+ * The admin view: storage used, attachments that need attention, webhook
+ * deliveries, the activity log.
+ */
 import { api, query } from "./api.js";
 import { h, replace, toast } from "./dom.js";
 import { formatBytes, formatTime } from "./format.js";
@@ -228,6 +231,71 @@ function attentionPanel() {
   );
 }
 
+/** Recent webhook deliveries with their status and attempts, and a Resend button each. */
+function webhooksPanel() {
+  const list = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  const resend = async (delivery, button) => {
+    button.disabled = true;
+    try {
+      await api(`/api/admin/webhooks/deliveries/${delivery.id}/resend`, { method: "POST" });
+      toast(`Resending ${delivery.event}`);
+      load();
+    } catch (problem) {
+      button.disabled = false;
+      toast(problem.message, "error");
+    }
+  };
+  const load = async () => {
+    try {
+      const page = await api(`/api/admin/webhooks/deliveries${query({ limit: 20 })}`);
+      if (page.items.length === 0) {
+        replace(list, h("p", { class: "muted" }, "No webhook deliveries."));
+        return;
+      }
+      replace(
+        list,
+        h(
+          "ul",
+          { class: "attention-list" },
+          page.items.map((d) => {
+            const button = h("button", { type: "button" }, "Resend");
+            button.addEventListener("click", () => resend(d, button));
+            return h(
+              "li",
+              { class: "attention-item", dataset: { deliveryId: d.id } },
+              h(
+                "div",
+                {},
+                h("strong", {}, d.event),
+                " ",
+                h("span", { class: d.status === "failed" ? "badge warn" : "badge" }, d.status),
+                h(
+                  "p",
+                  { class: "muted" },
+                  `attachment `,
+                  short(d.attachment_id),
+                  ` · ${d.attempts}/${d.max_attempts} attempt(s) · ${formatTime(d.created_at)}`,
+                ),
+                d.last_error ? h("p", { class: "error" }, d.last_error) : null,
+              ),
+              d.status === "running" ? null : button,
+            );
+          }),
+        ),
+      );
+    } catch (problem) {
+      replace(list, h("p", { class: "error", role: "alert" }, problem.message));
+    }
+  };
+  load();
+  return h(
+    "section",
+    { class: "panel", "aria-labelledby": "webhooks-heading" },
+    h("div", { class: "panel-head" }, h("h2", { id: "webhooks-heading" }, "Webhook deliveries")),
+    list,
+  );
+}
+
 /** A local date (YYYY-MM-DD) as the ISO instant of that day's start, or its end. */
 function dayBound(value, end) {
   if (!value) return undefined;
@@ -353,6 +421,7 @@ export function adminView() {
     h("h1", {}, "Administration"),
     storagePanel(),
     attentionPanel(),
+    webhooksPanel(),
     activityPanel(),
   );
 }

@@ -6,6 +6,7 @@ import type { User } from "../auth/auth.ts";
 import type { AppDeps } from "../deps.ts";
 import { ApiError } from "../core/errors.ts";
 import { enqueueProcessing } from "../processing/jobs.ts";
+import { enqueueWebhook } from "../webhooks/events.ts";
 
 /** Every stored file of an attachment. */
 export function storedKeys(attachment: Attachment): string[] {
@@ -21,13 +22,13 @@ export function storedKeys(attachment: Attachment): string[] {
 
 /**
  * Deletes an attachment (its uploader or an admin): the row is marked
- * deleted, its open jobs dropped and `attachment.delete` logged in one
- * transaction, then its files are removed and `files_removed_at` set. A
- * process killed in between leaves that column NULL, and the sweep finishes
- * the deletion ({@linkcode finishDeletions}).
+ * deleted, its open jobs dropped, `attachment.delete` logged and the
+ * `attachment.deleted` webhook queued in one transaction, then its files
+ * are removed and `files_removed_at` set. A process killed in between
+ * leaves that column NULL, and the sweep finishes the deletion ({@linkcode finishDeletions}).
  */
 export async function deleteAttachment(
-  deps: Pick<AppDeps, "db" | "storage" | "clock">,
+  deps: Pick<AppDeps, "db" | "storage" | "clock" | "config">,
   attachment: Attachment,
   options: { user: User; actor: ActivityContext },
 ): Promise<void> {
@@ -51,6 +52,7 @@ export async function deleteAttachment(
       attachmentId: attachment.id,
       detail: { file_name: attachment.fileName, file_size: attachment.fileSize },
     }, { context: actor, at: now });
+    await enqueueWebhook(tx, deps.config.webhook, "attachment.deleted", rows[0]!, now);
     return rows[0]!;
   });
   if (!marked) throw new ApiError("not_found", "Attachment not found");

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { isIpLiteral, isLoopbackName } from "../webhooks/addresses.ts";
 
 /** Names of the environment variables the service reads; `--allow-env` can be scoped to these. */
 export const CONFIG_ENV_NAMES = [
@@ -65,6 +66,13 @@ export const CONFIG_ENV_NAMES = [
   "DISK_FULL_RETRY_MS",
   // Remote runners (lib/runners/).
   "RUNNER_STALL_MS",
+  // Webhooks (lib/webhooks/).
+  "WEBHOOK_URL",
+  "WEBHOOK_SECRET",
+  "WEBHOOK_ALLOW_HOSTS",
+  "WEBHOOK_NAMESERVER",
+  "WEBHOOK_RETRY_BASE_MS",
+  "WEBHOOK_MAX_ATTEMPTS",
 ] as const;
 
 const optionalText = z.string().trim().min(1).optional();
@@ -160,6 +168,19 @@ const envSchema = z.object({
   UPLOAD_IDLE_TIMEOUT_MS: integer(100, 3_600_000).default(30_000),
   DISK_FULL_RETRY_MS: integer(100, 3_600_000).default(60_000),
   RUNNER_STALL_MS: integer(1000, 3_600_000).default(60_000),
+  WEBHOOK_URL: z.url({ protocol: /^https?$/ }).optional(),
+  // The Standard Webhooks form: whsec_ and base64 of 24 to 64 random bytes.
+  WEBHOOK_SECRET: z.string().regex(/^whsec_[A-Za-z0-9+/]{32,88}={0,2}$/, {
+    message: "must be whsec_ followed by the base64 of 24 to 64 random bytes",
+  }).optional(),
+  WEBHOOK_ALLOW_HOSTS: z.string().regex(/^[\w.:\-\[\]]+(,[\w.:\-\[\]]+)*$/, {
+    message: "must be a comma-separated list of host names or addresses",
+  }).optional(),
+  WEBHOOK_NAMESERVER: z.string().regex(/^[0-9a-fA-F.:]+$/, {
+    message: "must be the IP address of a DNS server",
+  }).optional(),
+  WEBHOOK_RETRY_BASE_MS: integer(1, 3_600_000).default(10_000),
+  WEBHOOK_MAX_ATTEMPTS: integer(1, 100).default(10),
 });
 
 /** The service configuration, parsed once from the environment. */
@@ -286,6 +307,31 @@ export interface Config {
    * this long loses the job back to the queue (lib/runners/).
    */
   runnerStallMs: number;
+  /** Where attachment events are POSTed, signed (lib/webhooks/); undefined: no webhooks. */
+  webhook: WebhookConfig | undefined;
+}
+
+/** `WEBHOOK_*`: the receiver of attachment events and how deliveries are retried. */
+export interface WebhookConfig {
+  /** `WEBHOOK_URL`: https:, or http: to loopback or to a host of `allowHosts`. */
+  url: string;
+  /** `WEBHOOK_SECRET`: the Standard Webhooks signing secret (`whsec_…`). */
+  secret: string;
+  /**
+   * `WEBHOOK_ALLOW_HOSTS`: hosts (lowercase, IPv6 without brackets) that may be
+   * reached over http: and at private, loopback or CGNAT addresses: an
+   * operator's receiver on the internal network.
+   */
+  allowHosts: string[];
+  /**
+   * `WEBHOOK_NAMESERVER`: the DNS server the URL's host is resolved with (the
+   * process is granted only it); required when the URL names a host by name.
+   */
+  nameServer: string | undefined;
+  /** `WEBHOOK_RETRY_BASE_MS`: the first retry's delay; each next one doubles, up to an hour. */
+  retryBaseMs: number;
+  /** `WEBHOOK_MAX_ATTEMPTS`: attempts before a delivery is marked failed. */
+  maxAttempts: number;
 }
 
 /** An S3-speaking object store (`STORAGE=s3`). */
@@ -388,6 +434,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   }
   const dataDir = e.DATA_DIR.replace(/\/+$/, "") || "/";
   const s3 = s3ConfigOf(e);
+  const webhook = webhookConfigOf(e);
   return {
     port: e.PORT,
     host: e.HOST,
@@ -448,6 +495,55 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     uploadIdleTimeoutMs: e.UPLOAD_IDLE_TIMEOUT_MS,
     diskFullRetryMs: e.DISK_FULL_RETRY_MS,
     runnerStallMs: e.RUNNER_STALL_MS,
+    webhook,
+  };
+}
+
+/**
+ * The webhook settings: both the URL and the secret, or neither. The URL is
+ * https:, or http: to a loopback host or one `WEBHOOK_ALLOW_HOSTS` names;
+ * credentials in it are refused (they would be sent to wherever it points).
+ * Its addresses are checked again at each delivery (lib/webhooks/addresses.ts).
+ */
+function webhookConfigOf(e: z.infer<typeof envSchema>): WebhookConfig | undefined {
+  const others = [e.WEBHOOK_ALLOW_HOSTS, e.WEBHOOK_NAMESERVER].some(Boolean);
+  if (!e.WEBHOOK_URL) {
+    if (e.WEBHOOK_SECRET || others) {
+      throw new ConfigError(["WEBHOOK_URL: required with the other WEBHOOK_ settings"]);
+    }
+    return undefined;
+  }
+  if (!e.WEBHOOK_SECRET) throw new ConfigError(["WEBHOOK_SECRET: required with WEBHOOK_URL"]);
+  const url = new URL(e.WEBHOOK_URL);
+  const host = url.hostname.toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  const allowHosts = (e.WEBHOOK_ALLOW_HOSTS ?? "").split(",").filter(Boolean)
+    .map((name) => name.toLowerCase().replace(/^\[(.*)\]$/, "$1"));
+  if (url.username || url.password) {
+    throw new ConfigError(["WEBHOOK_URL: must not carry a user name or password"]);
+  }
+  if (url.protocol === "http:" && !isLoopbackName(host) && !allowHosts.includes(host)) {
+    throw new ConfigError([
+      `WEBHOOK_URL: must be https: (or http: to a loopback host, or to a host named in ` +
+      `WEBHOOK_ALLOW_HOSTS); "${host}" is neither`,
+    ]);
+  }
+  if (!isIpLiteral(host) && !isLoopbackName(host) && !e.WEBHOOK_NAMESERVER) {
+    throw new ConfigError([
+      `WEBHOOK_NAMESERVER: required when WEBHOOK_URL names a host ("${host}"): its addresses ` +
+      "are checked before each delivery, and the process is granted only this DNS server " +
+      "(e.g. the first nameserver of /etc/resolv.conf)",
+    ]);
+  }
+  if (e.WEBHOOK_NAMESERVER && !isIpLiteral(e.WEBHOOK_NAMESERVER)) {
+    throw new ConfigError(["WEBHOOK_NAMESERVER: must be the IP address of a DNS server"]);
+  }
+  return {
+    url: url.href,
+    secret: e.WEBHOOK_SECRET,
+    allowHosts,
+    nameServer: e.WEBHOOK_NAMESERVER,
+    retryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
+    maxAttempts: e.WEBHOOK_MAX_ATTEMPTS,
   };
 }
 

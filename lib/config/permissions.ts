@@ -123,6 +123,19 @@ function outboundHosts(config: Config, command: LaunchedCommand): string[] {
   }
   if (touchesStorage(command)) hosts.push(...s3Hosts(config));
   if (command === "serve" && config.jwtJwksUrl) hosts.push(urlHost(config.jwtJwksUrl));
+  hosts.push(...webhookHosts(config, command));
+  return hosts;
+}
+
+/**
+ * The webhook receiver and the DNS server its name is resolved with
+ * (`Deno.resolveDns` needs net access to the server it asks), for the
+ * commands that deliver: `serve` (its in-process worker) and `worker`.
+ */
+export function webhookHosts(config: Config, command: LaunchedCommand): string[] {
+  if (!config.webhook || (command !== "serve" && command !== "worker")) return [];
+  const hosts = [urlHost(config.webhook.url)];
+  if (config.webhook.nameServer) hosts.push(netAddress(config.webhook.nameServer, "53"));
   return hosts;
 }
 
@@ -197,6 +210,13 @@ export function requiredGrants(config: Config, command: LaunchedCommand): Requir
       setting: "JWT_JWKS_URL",
       value: config.jwtJwksUrl,
       descriptor: { name: "net", host: urlHost(config.jwtJwksUrl) },
+    });
+  }
+  for (const host of webhookHosts(config, command)) {
+    grants.push({
+      setting: "WEBHOOK_URL",
+      value: config.webhook!.url,
+      descriptor: { name: "net", host },
     });
   }
   if (touchesStorage(command)) {

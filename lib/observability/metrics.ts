@@ -46,6 +46,7 @@ export class Metrics {
   readonly #jobSeconds: Histogram<"kind" | "outcome">;
   readonly #toolFailures: Counter<"kind" | "cause">;
   readonly #sseConnections: Gauge;
+  readonly #webhookDeliveries: Counter<"event" | "outcome">;
 
   constructor(
     deps: {
@@ -175,6 +176,28 @@ export class Metrics {
         for (const row of rows) this.set({ kind: row.kind, status: row.status }, Number(row.n));
       },
     });
+    // Webhooks (lib/webhooks/).
+    this.#webhookDeliveries = new Counter({
+      name: "offchat_webhook_deliveries_total",
+      help: "Webhook delivery attempts by event and outcome: delivered, retry (it failed and is " +
+        "queued again), failed (it failed for good), refused (the target's address is not allowed).",
+      labelNames: ["event", "outcome"],
+      registers,
+    });
+    new Gauge({
+      name: "offchat_webhook_deliveries",
+      help: 'Webhook deliveries by status; status="queued" is the queue depth, ' +
+        'status="failed" those given up on (resend them from the admin API).',
+      labelNames: ["status"],
+      registers,
+      async collect() {
+        const rows = await db.all<{ status: string; n: number }>(
+          sql`SELECT status, COUNT(*) AS n FROM webhook_deliveries GROUP BY status`,
+        );
+        this.reset();
+        for (const row of rows) this.set({ status: row.status }, Number(row.n));
+      },
+    });
     // Remote runners (lib/runners/).
     const runnerStallMs = deps.runnerStallMs ?? 60_000;
     new Gauge({
@@ -238,6 +261,13 @@ export class Metrics {
     if (sample.outcome !== "done" && sample.cause) {
       this.#toolFailures.inc({ kind: sample.kind, cause: sample.cause });
     }
+  }
+
+  /** Counts one webhook delivery attempt. */
+  observeWebhook(
+    sample: { event: string; outcome: "delivered" | "retry" | "failed" | "refused" },
+  ): void {
+    this.#webhookDeliveries.inc({ event: sample.event, outcome: sample.outcome });
   }
 
   /** An event stream opened; call the returned function once when it closes. */

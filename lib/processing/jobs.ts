@@ -4,6 +4,8 @@ import { attachments, type Job, jobs } from "../../db/schema.ts";
 import { newId } from "../core/ids.ts";
 import { stripUnsafeCharacters } from "../core/unsafe_text.ts";
 import type { Clock } from "../core/clock.ts";
+import type { WebhookConfig } from "../config/config.ts";
+import { enqueueWebhook } from "../webhooks/events.ts";
 
 /** Kinds of processing work. */
 export type JobKind = "thumbnail" | "strip" | "rendition" | "hls" | "storyboard";
@@ -126,6 +128,11 @@ export interface JobQueueOptions {
   /** How long a claimed job is ours before another worker may take it over. */
   leaseMs: number;
   clock: Clock;
+  /**
+   * The webhook receiver (`config.webhook`): an attachment that becomes
+   * ready or failed queues its event in the same transaction.
+   */
+  webhook?: WebhookConfig;
 }
 
 /**
@@ -148,9 +155,11 @@ export class JobQueue {
   readonly #db: Database;
   readonly #leaseMs: number;
   readonly #clock: Clock;
+  readonly #webhook: WebhookConfig | undefined;
 
   constructor(options: JobQueueOptions) {
     this.workerId = options.workerId;
+    this.#webhook = options.webhook;
     this.#db = options.db;
     this.#leaseMs = options.leaseMs;
     this.#clock = options.clock;
@@ -210,13 +219,17 @@ export class JobQueue {
          WHERE status = 'running' AND locked_until < ${t} AND attempts >= max_attempts
         RETURNING attachment_id, attempts`);
       for (const job of failed) {
-        await tx.update(attachments)
+        const [attachment] = await tx.update(attachments)
           .set({
             status: "failed",
             error: `Processing stopped responding ${job.attempts} times`,
             processedAt: t,
           })
-          .where(and(eq(attachments.id, job.attachment_id), eq(attachments.status, "processing")));
+          .where(and(eq(attachments.id, job.attachment_id), eq(attachments.status, "processing")))
+          .returning();
+        if (attachment) {
+          await enqueueWebhook(tx, this.#webhook, "attachment.failed", attachment, new Date(t));
+        }
       }
       return failed.length;
     });
@@ -255,9 +268,13 @@ export class JobQueue {
         .where(and(eq(jobs.attachmentId, job.attachmentId), ne(jobs.status, "done")))
         .limit(1);
       if (open.length === 0) {
-        await tx.update(attachments)
+        const [attachment] = await tx.update(attachments)
           .set({ status: "ready", error: null, processedAt: t })
-          .where(and(eq(attachments.id, job.attachmentId), eq(attachments.status, "processing")));
+          .where(and(eq(attachments.id, job.attachmentId), eq(attachments.status, "processing")))
+          .returning();
+        if (attachment) {
+          await enqueueWebhook(tx, this.#webhook, "attachment.ready", attachment, new Date(t));
+        }
       }
     });
   }
@@ -288,9 +305,13 @@ export class JobQueue {
         .where(this.#held(job))
         .returning({ id: jobs.id });
       if (final && updated.length > 0) {
-        await tx.update(attachments)
+        const [attachment] = await tx.update(attachments)
           .set({ status: "failed", error: message, processedAt: t })
-          .where(and(eq(attachments.id, job.attachmentId), eq(attachments.status, "processing")));
+          .where(and(eq(attachments.id, job.attachmentId), eq(attachments.status, "processing")))
+          .returning();
+        if (attachment) {
+          await enqueueWebhook(tx, this.#webhook, "attachment.failed", attachment, new Date(t));
+        }
       }
     });
     return final ? "failed" : "retry";

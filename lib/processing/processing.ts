@@ -10,6 +10,8 @@ import { makeThumbnail } from "../media/thumbnail.ts";
 import { checkLadder, makeLadder, planLadder } from "../media/hls.ts";
 import { storageKey } from "../storage/storage.ts";
 import { playbackPlanOf, wantsLadderOf } from "./output_policy.ts";
+import { isPlayable } from "./progress.ts";
+import { enqueueWebhook } from "../webhooks/events.ts";
 
 /** What a job needs of the service (also what lib/runners/runner_jobs.ts stores a runner's output with). */
 export type ProcessingDeps = Pick<AppDeps, "db" | "storage" | "media" | "config">;
@@ -72,7 +74,9 @@ export async function produce(
         .where(eq(attachments.id, job.attachmentId));
       const [live] = await tx.select({ id: jobs.id }).from(jobs).where(eq(jobs.id, job.id));
       if (!current || current.deletedAt !== null || !live) return { keep: false, replaced: null };
-      await tx.update(attachments).set(update).where(eq(attachments.id, job.attachmentId));
+      const [after] = await tx.update(attachments).set(update)
+        .where(eq(attachments.id, job.attachmentId)).returning();
+      if (after) await announcePlayable(tx, deps, current, after);
       return { keep: true, replaced: current[files.column] };
     }); // libSQL's default transaction is a write one (BEGIN IMMEDIATE)
     if (!outcome.keep) await deps.storage.delete(files.key);
@@ -82,6 +86,23 @@ export async function produce(
   } finally {
     await Deno.remove(files.temp, { recursive: directory }).catch(() => {});
   }
+}
+
+/**
+ * Queues `attachment.playable` (in the caller's transaction) when a write
+ * made the attachment playable by its receivers for the first time while it
+ * is still processing: the moment the events stream's `playable` event
+ * turns true for them ("" is no uploader: the uploader may play sooner).
+ */
+async function announcePlayable(
+  tx: Pick<ProcessingDeps["db"], "insert">,
+  deps: ProcessingDeps,
+  before: Attachment,
+  after: Attachment,
+): Promise<void> {
+  if (after.status !== "processing" || after.deletedAt !== null) return;
+  if (isPlayable(before, "") || !isPlayable(after, "")) return;
+  await enqueueWebhook(tx, deps.config.webhook, "attachment.playable", after, new Date());
 }
 
 /**
@@ -157,9 +178,14 @@ async function renditionFrom(
   const policy = deps.config.renditionPolicy;
   const plan = await playbackPlanOf(attachment, { sourcePath, policy });
   if (plan === "original") {
-    await deps.db.update(attachments)
-      .set({ playback: "original", playbackKey: null, playbackMeta: null })
-      .where(eq(attachments.id, attachment.id));
+    await deps.db.transaction(async (tx) => {
+      const [before] = await tx.select().from(attachments).where(eq(attachments.id, attachment.id));
+      const [after] = await tx.update(attachments)
+        .set({ playback: "original", playbackKey: null, playbackMeta: null })
+        .where(eq(attachments.id, attachment.id))
+        .returning();
+      if (before && after) await announcePlayable(tx, deps, before, after);
+    });
     if (attachment.playbackKey) await deps.storage.delete(attachment.playbackKey);
     return;
   }

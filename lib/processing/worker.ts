@@ -90,7 +90,13 @@ export function startWorker(
   const pollMs = options.pollMs ?? 1000;
   const diskFullRetryMs = options.diskFullRetryMs ?? DISK_FULL_RETRY_MS;
   const id = options.workerId ?? `worker-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
-  const queue = new JobQueue({ db: deps.db, workerId: id, leaseMs, clock: deps.clock });
+  const queue = new JobQueue({
+    db: deps.db,
+    workerId: id,
+    leaseMs,
+    clock: deps.clock,
+    webhook: deps.config.webhook,
+  });
   let stopping = false;
   const naps = new Naps();
   /** Running jobs and how to stop their heartbeat. */

@@ -62,6 +62,7 @@ function queueOf(deps: RunnerDeps, runner: Runner): JobQueue {
     workerId: runnerWorkerId(runner.id),
     leaseMs: deps.config.runnerStallMs,
     clock: deps.clock,
+    webhook: deps.config.webhook,
   });
 }
 
