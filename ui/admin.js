@@ -8,6 +8,7 @@ const ACTIONS = [
   "video.download",
   "attachment.delete",
   "attachment.reprocess",
+  "attachment.poster",
   "admin.backfill",
   "conversation.create",
   "participant.add",
