@@ -21,6 +21,10 @@ import { POSTER_CANDIDATES } from "../../lib/media/poster.ts";
 import { planStoryboard } from "../../lib/media/storyboard.ts";
 import { FRAME_RENDERS_PER_MINUTE, FrameCache } from "../../routes/_frame_cache.ts";
 import { ApiError } from "../../lib/core/errors.ts";
+import { newId } from "../../lib/core/ids.ts";
+import { storageKey } from "../../lib/storage/storage.ts";
+import { attachments } from "../../db/schema.ts";
+import { eq } from "drizzle-orm";
 
 type Json = Record<string, unknown>;
 
@@ -179,6 +183,44 @@ Deno.test("posters: candidates, choosing by candidate and by time, two sizes, ?t
       );
     }
   });
+
+  await t.step(
+    "a video with only a single thumbnail (a runner's, or made before posters) gets a poster by time",
+    async () => {
+      const [row] = await ctx.deps.db.select().from(attachments).where(eq(attachments.id, id));
+      const legacy = storageKey("thumbnails", {
+        at: new Date(row!.uploadedAt),
+        id: newId(),
+        extension: "jpg",
+      });
+      await ctx.deps.storage.withLocalCopy(row!.thumbnailKey!, async (path) => {
+        const copy = `${ctx.deps.storage.tempDir()}/legacy.jpg`;
+        await Deno.mkdir(ctx.deps.storage.tempDir(), { recursive: true });
+        await Deno.copyFile(path, copy);
+        await ctx.deps.storage.putFile(copy, legacy);
+      });
+      await ctx.deps.storage.delete(row!.posterKey!);
+      await ctx.deps.db.update(attachments).set({
+        thumbnailKey: legacy,
+        posterKey: null,
+        posterCandidates: null,
+        posterTime: null,
+        thumbhash: null,
+      }).where(eq(attachments.id, id));
+      ctx.deps.recentAccess.clear();
+      const none = await putPoster(ctx, "alice", id, { candidate: 0 });
+      assert.equal(none.status, 400);
+      await none.body?.cancel();
+      const response = await putPoster(ctx, "alice", id, { time: 1.5 });
+      assert.equal(response.status, 200);
+      const updated = await body(response);
+      assert.deepEqual(updated.poster_candidates, []);
+      assert.equal(updated.poster_time, 1.5);
+      assert.equal(typeof updated.thumbhash, "string");
+      assert.equal((await fetchImage(ctx, updated.poster_url)).status, 200);
+      assert.equal(await ctx.deps.storage.stat(legacy), null, "the single thumbnail is removed");
+    },
+  );
 });
 
 Deno.test("posters: the frame cache renders a key once, shares a running render and limits misses", async () => {
