@@ -46,14 +46,7 @@ export class FrameCache {
     if (cached) return { frame: cached.bytes, result: "hit" };
     const running = this.#rendering.get(key);
     if (running) return { frame: (await running).bytes, result: "hit" };
-    const waitMs = this.#renders.take(options.who, options.now);
-    if (waitMs > 0) {
-      throw new ApiError(
-        "too_many_requests",
-        `More than ${FRAME_RENDERS_PER_MINUTE} frames rendered a minute; try again later`,
-        { "retry-after": String(Math.ceil(waitMs / 1000)) },
-      );
-    }
+    this.spend(options.who, options.now);
     const render = options.render().then((bytes) => {
       const frame = { bytes };
       this.#frames.set(key, frame);
@@ -61,6 +54,21 @@ export class FrameCache {
     }).finally(() => this.#rendering.delete(key));
     this.#rendering.set(key, render);
     return { frame: (await render).bytes, result: "rendered" };
+  }
+
+  /**
+   * Takes one render from `who`'s allowance, or throws 429 with `Retry-After`:
+   * also spent by a poster choice, which runs ffmpeg the same way.
+   */
+  spend(who: string, now: number): void {
+    const waitMs = this.#renders.take(who, now);
+    if (waitMs > 0) {
+      throw new ApiError(
+        "too_many_requests",
+        `More than ${FRAME_RENDERS_PER_MINUTE} frames rendered a minute; try again later`,
+        { "retry-after": String(Math.ceil(waitMs / 1000)) },
+      );
+    }
   }
 }
 

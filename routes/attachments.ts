@@ -4,6 +4,7 @@ import { AttachmentSchema, IdParam, MediaQuery } from "./_schemas.ts";
 import { loadVisibleAttachment, loadVisibleMessage } from "../lib/auth/access.ts";
 import { deleteAttachment } from "../lib/chat/attachments.ts";
 import { choosePoster } from "../lib/chat/poster.ts";
+import { frameCacheOf } from "./_frame_cache.ts";
 import { attachmentsOfMessages } from "../lib/chat/conversations.ts";
 import { serializeAttachment } from "./_serialize.ts";
 import { isPlayable, type OutputKind, processingSnapshot } from "../lib/processing/progress.ts";
@@ -89,6 +90,10 @@ export const attachmentRoutes = newRouter()
         200: json(AttachmentSchema, "The attachment with its new poster"),
         ...problems,
         403: { ...problems[404], description: "Not the uploader (nor an admin)" },
+        429: {
+          ...problems[404],
+          description: "Too many frames rendered (shared with the thumbnail's `time=`)",
+        },
         409: {
           ...problems[404],
           description: "No thumbnail yet (Retry-After), or another choice won meanwhile",
@@ -99,6 +104,8 @@ export const attachmentRoutes = newRouter()
       const deps = c.get("deps");
       const user = c.get("user");
       const attachment = await loadVisibleAttachment(deps.db, c.req.valid("param").id, user);
+      // Each choice runs ffmpeg: it spends the same allowance as a `?time=` frame.
+      frameCacheOf(deps).spend(user.id, Date.now());
       const updated = await choosePoster(deps, attachment, {
         user,
         actor: activityContext(c),
