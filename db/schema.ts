@@ -63,6 +63,17 @@ export const attachments = sqliteTable("attachments", {
   playback: text("playback", { enum: ["original", "remux", "transcode"] }),
   storyboardLayout: text("storyboard_layout"),
   thumbnailKey: text("thumbnail_key"),
+  /**
+   * The directory of the poster's generation: `poster.jpg` (large),
+   * `thumbnail.jpg` (which `thumbnailKey` then names) and `candidate-N.jpg`.
+   */
+  posterKey: text("poster_key"),
+  /** JSON: the candidate frames' times, in seconds, by index. */
+  posterCandidates: text("poster_candidates"),
+  /** Seconds: where the poster was taken. */
+  posterTime: real("poster_time"),
+  /** The poster's ThumbHash placeholder, base64. */
+  thumbhash: text("thumbhash"),
   /** The original without its metadata, which every download and original stream serves. */
   strippedKey: text("stripped_key"),
   playbackKey: text("playback_key"),

@@ -133,7 +133,24 @@ export const AttachmentSchema = z.object({
     description: "Every output made for playback, one entry each: the progressive rendition " +
       "(`progressive`) and each rung of the adaptive ladder (`hls`)",
   }),
-  thumbnail_url: z.string().nullable(),
+  thumbnail_url: z.string().nullable().openapi({
+    description: "Signed 320 px JPEG of the poster frame; add `&time=S` for the frame at S " +
+      "seconds (rounded down to the storyboard interval; rate-limited renders)",
+  }),
+  poster_url: z.string().nullable().openapi({
+    description: "Signed large poster (at most 1280 px on the long side), for the player",
+  }),
+  poster_time: z.number().nullable().openapi({ description: "Seconds: where the poster is from" }),
+  poster_candidates: z.array(z.object({
+    index: z.number().int(),
+    time: z.number(),
+    url: z.string(),
+  })).openapi({
+    description: "Frames the uploader may choose as poster (`PUT /attachments/{id}/poster`)",
+  }),
+  thumbhash: z.string().nullable().openapi({
+    description: "ThumbHash (base64) of the poster: a placeholder to paint before it loads",
+  }),
   storyboard_url: z.string().nullable().openapi({ description: "Signed WebVTT storyboard URL" }),
   events_url: z.string().openapi({ description: "Signed Server-Sent Events URL" }),
   uploaded_at: isoTime.nullable(),

@@ -10,6 +10,7 @@ import type {
 import { DASH_MANIFEST, type MadeLadder, MASTER_PLAYLIST } from "../lib/media/hls.ts";
 import type { PlaybackMeta } from "../lib/media/rendition.ts";
 import { isPlayable } from "../lib/processing/progress.ts";
+import { posterCandidatesOf } from "../lib/chat/poster.ts";
 import type { Auth, MediaPurpose, User } from "../lib/auth/auth.ts";
 
 const iso = (ms: number | null): string | null => ms === null ? null : new Date(ms).toISOString();
@@ -77,6 +78,8 @@ export async function serializeAttachment(
       purpose: "hls",
     })
     : null;
+  // One token opens the thumbnail, the poster and the candidates (query parameters).
+  const thumbnailUrl = attachment.thumbnailKey ? await signed("/thumbnail", "thumbnail") : null;
   return {
     id: attachment.id,
     message_id: attachment.messageId,
@@ -120,7 +123,19 @@ export async function serializeAttachment(
     hls_url: hlsToken ? `${base}/hls/${hlsToken}/${MASTER_PLAYLIST}` : null,
     dash_url: hlsToken ? `${base}/hls/${hlsToken}/${DASH_MANIFEST}` : null,
     renditions: renditionsOf(attachment),
-    thumbnail_url: attachment.thumbnailKey ? await signed("/thumbnail", "thumbnail") : null,
+    thumbnail_url: thumbnailUrl,
+    poster_url: attachment.thumbnailKey
+      ? `${thumbnailUrl}${attachment.posterKey ? "&size=poster" : ""}`
+      : null,
+    poster_time: attachment.posterTime,
+    poster_candidates: attachment.posterKey && thumbnailUrl
+      ? posterCandidatesOf(attachment).map((time, index) => ({
+        index,
+        time,
+        url: `${thumbnailUrl}&candidate=${index}`,
+      }))
+      : [],
+    thumbhash: attachment.thumbhash,
     storyboard_url: attachment.storyboardKey ? await signed("/storyboard.vtt", "storyboard") : null,
     events_url:
       `${context.publicUrl}/api/chat/attachments/${attachment.id}/events?token=${await context

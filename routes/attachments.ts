@@ -3,6 +3,8 @@ import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import { AttachmentSchema, IdParam, MediaQuery } from "./_schemas.ts";
 import { loadVisibleAttachment, loadVisibleMessage } from "../lib/auth/access.ts";
 import { deleteAttachment } from "../lib/chat/attachments.ts";
+import { choosePoster } from "../lib/chat/poster.ts";
+import { frameCacheOf } from "./_frame_cache.ts";
 import { attachmentsOfMessages } from "../lib/chat/conversations.ts";
 import { serializeAttachment } from "./_serialize.ts";
 import { isPlayable, type OutputKind, processingSnapshot } from "../lib/processing/progress.ts";
@@ -12,7 +14,21 @@ import { bearer, json, newRouter, problems } from "./_router.ts";
 
 const tags = ["attachments"];
 
-/** `/api/chat/attachments`: attachment metadata and deletion. */
+/** The body of `PUT /{id}/poster`: exactly one of the two. */
+const PosterChoiceBody = z.union([
+  z.object({
+    candidate: z.number().int().min(0).max(99).openapi({
+      description: "Index into `poster_candidates`",
+    }),
+  }).strict(),
+  z.object({
+    time: z.number().min(0).max(86_400 * 7).openapi({
+      description: "Seconds into the video (the frame there is taken exactly)",
+    }),
+  }).strict(),
+]).openapi("PosterChoice");
+
+/** `/api/chat/attachments`: attachment metadata, deletion and the poster. */
 export const attachmentRoutes = newRouter()
   .openapi(
     createRoute({
@@ -53,6 +69,51 @@ export const attachmentRoutes = newRouter()
       await deleteAttachment(deps, attachment, { user, actor: activityContext(c) });
       deps.recentAccess.clear();
       return c.body(null, 204);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "put",
+      path: "/{id}/poster",
+      tags,
+      summary: "Choose the poster (uploader or admin): a candidate, or a time in seconds",
+      description: "Makes the poster, the thumbnail and `thumbhash` again from the chosen frame. " +
+        "They get new keys, so `thumbnail_url` and `poster_url` answer with new ETags. Logged as " +
+        "`attachment.poster`.",
+      security: bearer,
+      middleware: [requireUser()] as const,
+      request: {
+        params: IdParam,
+        body: { content: { "application/json": { schema: PosterChoiceBody } } },
+      },
+      responses: {
+        200: json(AttachmentSchema, "The attachment with its new poster"),
+        ...problems,
+        403: { ...problems[404], description: "Not the uploader (nor an admin)" },
+        429: {
+          ...problems[404],
+          description: "Too many frames rendered (shared with the thumbnail's `time=`)",
+        },
+        409: {
+          ...problems[404],
+          description: "No thumbnail yet (Retry-After), or another choice won meanwhile",
+        },
+      },
+    }),
+    async (c) => {
+      const deps = c.get("deps");
+      const user = c.get("user");
+      const attachment = await loadVisibleAttachment(deps.db, c.req.valid("param").id, user);
+      // Each choice runs ffmpeg: it spends the same allowance as a `?time=` frame.
+      frameCacheOf(deps).spend(user.id, Date.now());
+      const updated = await choosePoster(deps, attachment, {
+        user,
+        actor: activityContext(c),
+        choice: c.req.valid("json"),
+      });
+      // The media routes must not serve the replaced generation from memory.
+      deps.recentAccess.clear();
+      return c.json(await serializeAttachment(updated, urlContext(c)), 200);
     },
   );
 

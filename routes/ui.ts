@@ -7,6 +7,8 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 // graph, so Deno installs them into node_modules, where their browser bundles are read from.
 import "tus-js-client/package.json" with { type: "json" };
 import "hls.js/package.json" with { type: "json" };
+// thumbhash: the dashboard decodes the poster placeholder with the package that encoded it.
+import "thumbhash/package.json" with { type: "json" };
 import { CONTAINERS } from "../lib/media/containers.ts";
 import type { Config } from "../lib/config/config.ts";
 import type { AppEnv } from "./_env.ts";
@@ -34,11 +36,13 @@ function vendorFiles(): Record<string, string> {
   const require = createRequire(import.meta.url);
   const tusDir = dirname(require.resolve("tus-js-client/package.json"));
   const hlsDir = dirname(require.resolve("hls.js/package.json"));
+  const thumbhashDir = dirname(require.resolve("thumbhash/package.json"));
   return {
     "vendor/tus.min.js": `${tusDir}/dist/tus.min.js`,
     "vendor/tus.min.js.map": `${tusDir}/dist/tus.min.js.map`,
     "vendor/hls.min.js": `${hlsDir}/dist/hls.min.js`,
     "vendor/hls.min.js.map": `${hlsDir}/dist/hls.min.js.map`,
+    "vendor/thumbhash.js": `${thumbhashDir}/thumbhash.js`,
   };
 }
 

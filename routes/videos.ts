@@ -14,7 +14,12 @@ import { objectResponse } from "../lib/serving/object_response.ts";
 import { type DiskStorage, memberKey } from "../lib/storage/storage.ts";
 import { S3Storage } from "../lib/storage/s3_storage.ts";
 import { ingestVideo } from "../lib/uploads/ingest.ts";
-import { type StoryboardLayout, storyboardVtt } from "../lib/media/storyboard.ts";
+import { planStoryboard, type StoryboardLayout, storyboardVtt } from "../lib/media/storyboard.ts";
+import { candidateFile, POSTER_FILE, renderFrame } from "../lib/media/poster.ts";
+import { containerNamed } from "../lib/media/containers.ts";
+import { posterCandidatesOf } from "../lib/chat/poster.ts";
+import { newId } from "../lib/core/ids.ts";
+import { frameCacheOf } from "./_frame_cache.ts";
 import { LADDER_FILE } from "../lib/media/hls.ts";
 import { receiveMultipartFile } from "../lib/uploads/multipart_upload.ts";
 import { remainingQuota } from "../lib/uploads/quota.ts";
@@ -370,13 +375,35 @@ videoRoutes
   .openapi(
     mediaRoute("/{id}/thumbnail", {
       purpose: "thumbnail",
-      summary: "JPEG thumbnail (404 until it has been made)",
-      responses: { ...mediaResponses, 200: binary("image/jpeg", "The thumbnail") },
+      summary: "JPEG thumbnail (404 until it has been made); with `size=poster` the large " +
+        "poster, with `candidate=N` a candidate frame, with `time=S` the frame at S seconds",
+      responses: {
+        ...mediaResponses,
+        200: binary("image/jpeg", "The image"),
+        429: { ...problems[404], description: "`time=`: too many frames rendered (Retry-After)" },
+      },
+      query: MediaQuery.extend({
+        size: z.enum(["thumbnail", "poster"]).optional().openapi({
+          description: "`poster`: at most 1280 px on the long side, for the player",
+        }),
+        candidate: z.string().regex(/^\d{1,2}$/).optional().openapi({
+          description: "Index into `poster_candidates`",
+        }),
+        time: z.string().regex(/^\d{1,6}(\.\d{1,3})?$/).optional().openapi({
+          description: "Seconds; rounded down to the storyboard interval (320 px wide)",
+        }),
+      }),
     }),
     async (c) => {
+      // Checked by the query schema (mediaRoute types only `token`).
+      const [size, candidate, time] = ["size", "candidate", "time"].map((q) => c.req.query(q));
+      if (time !== undefined) return await frameAt(c, Number(time));
       const attachment = await loadMediaAttachment(c, (a) => a.thumbnailKey !== null);
-      return await serveStored(c, attachment.thumbnailKey, {
+      const key = thumbnailKeyOf(attachment, { size, candidate });
+      return await serveStored(c, key, {
         contentType: "image/jpeg",
+        // A member of a poster generation: the generation names it (its file name does not).
+        etag: key?.startsWith("posters/") ? key.split("/").slice(-2).join("-") : undefined,
         cacheControl: "private, max-age=31536000, immutable",
       });
     },
@@ -469,6 +496,70 @@ videoRoutes
       return await serveStored(c, memberKey(attachment.hlsKey, file), headers);
     },
   );
+
+/** The stored image a thumbnail request asks for; null when there is none (404). */
+function thumbnailKeyOf(
+  attachment: Attachment,
+  query: { size?: string; candidate?: string },
+): string | null {
+  const { posterKey } = attachment;
+  if (query.candidate !== undefined) {
+    const index = Number(query.candidate);
+    if (!posterKey || index >= posterCandidatesOf(attachment).length) return null;
+    return memberKey(posterKey, candidateFile(index));
+  }
+  // A row made before posters has only its thumbnail: it stands in for the poster.
+  if (query.size === "poster" && posterKey) return memberKey(posterKey, POSTER_FILE);
+  return attachment.thumbnailKey;
+}
+
+/**
+ * `?time=`: the frame at a time, rounded down to the storyboard interval (so
+ * an attachment has at most 100 such frames), rendered once from the
+ * original and kept in the process's frame cache; cache misses count
+ * against the caller's allowance (`FRAME_RENDERS_PER_MINUTE`).
+ */
+async function frameAt(c: Context<AppEnv>, seconds: number): Promise<Response> {
+  const deps = c.get("deps");
+  const attachment = await loadMediaAttachment(c);
+  const { duration, width, height } = attachment;
+  if (!duration || duration <= 0 || attachment.status === "failed") {
+    throw new ApiError("not_found", "This video has no frames to show");
+  }
+  const { interval, count } = planStoryboard({ duration, width: width ?? 2, height: height ?? 2 });
+  const tile = Math.min(Math.floor(seconds / interval), count - 1);
+  const at = Math.round(tile * interval * 1000) / 1000;
+  const etag = `${attachment.id}-t${Math.round(at * 1000)}`;
+  if (c.req.header("if-none-match")?.includes(`"${etag}"`)) {
+    return c.body(null, 304, { etag: `"${etag}"` });
+  }
+  const { frame, result } = await frameCacheOf(deps).get(`${attachment.storageKey}\n${at}`, {
+    who: c.get("user").id,
+    now: Date.now(),
+    render: () =>
+      deps.storage.withLocalCopy(attachment.storageKey, async (path) => {
+        const outPath = `${deps.storage.tempDir()}/${newId()}.frame.jpg`;
+        await Deno.mkdir(deps.storage.tempDir(), { recursive: true });
+        try {
+          const source = { path, demuxer: containerNamed(attachment.container).demuxer };
+          const made = await renderFrame(deps.media, source, { at, outPath });
+          return made ? await Deno.readFile(outPath) : null;
+        } finally {
+          await Deno.remove(outPath).catch(() => {});
+        }
+      }),
+  }).catch((error) => {
+    if (error instanceof ApiError && error.status === 429) deps.metrics.countFrame("limited");
+    throw error;
+  });
+  deps.metrics.countFrame(frame ? result : "none");
+  if (!frame) throw new ApiError("not_found", "No frame at that time");
+  return c.body(frame as Uint8Array<ArrayBuffer>, 200, {
+    "content-type": "image/jpeg",
+    "cache-control": "private, max-age=31536000, immutable",
+    etag: `"${etag}"`,
+  });
+}
 
 /** The media type of a ladder file, by its name. */
 function ladderContentType(file: string): string {

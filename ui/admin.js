@@ -11,6 +11,7 @@ const ACTIONS = [
   "video.download",
   "attachment.delete",
   "attachment.reprocess",
+  "attachment.poster",
   "admin.backfill",
   "conversation.create",
   "participant.add",

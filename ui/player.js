@@ -9,6 +9,7 @@ import { api, session } from "./api.js";
 import { h, replace, toast } from "./dom.js";
 import { formatBytes, formatDuration, formatQuality, formatTime } from "./format.js";
 import { playAttachment } from "./stream.js";
+import { thumbHashToRGBA } from "./vendor/thumbhash.js";
 
 const MEDIA_FIELDS = [
   "url",
@@ -17,6 +18,7 @@ const MEDIA_FIELDS = [
   "hls_url",
   "dash_url",
   "thumbnail_url",
+  "poster_url",
   "storyboard_url",
   "events_url",
 ];
@@ -29,14 +31,41 @@ const MEDIA_FIELDS = [
  */
 function onThisOrigin(attachment) {
   const local = { ...attachment };
+  const here = (value) => {
+    const url = new URL(value, location.href);
+    return url.origin !== location.origin && url.pathname.startsWith("/api/chat/")
+      ? `${location.origin}${url.pathname}${url.search}`
+      : value;
+  };
   for (const field of MEDIA_FIELDS) {
-    if (!local[field]) continue;
-    const url = new URL(local[field], location.href);
-    if (url.origin !== location.origin && url.pathname.startsWith("/api/chat/")) {
-      local[field] = `${location.origin}${url.pathname}${url.search}`;
-    }
+    if (local[field]) local[field] = here(local[field]);
   }
+  local.poster_candidates = (local.poster_candidates ?? []).map((c) => ({
+    ...c,
+    url: here(c.url),
+  }));
   return local;
+}
+
+/**
+ * The poster's ThumbHash painted on a canvas, shown until the image loads:
+ * a canvas needs no `data:` URL, which the page's CSP does not allow.
+ */
+function thumbhashCanvas(base64) {
+  try {
+    const { w, h: height, rgba } = thumbHashToRGBA(
+      Uint8Array.from(atob(base64), (c) => c.charCodeAt(0)),
+    );
+    const canvas = h("canvas", { class: "thumbhash", width: w, height, "aria-hidden": "true" });
+    canvas.getContext("2d").putImageData(
+      new ImageData(new Uint8ClampedArray(rgba), w, height),
+      0,
+      0,
+    );
+    return canvas;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -157,7 +186,7 @@ function videoPlayer(initial, { refetch }) {
     autoplay: true,
     playsInline: true,
     preload: "metadata",
-    poster: initial.thumbnail_url ?? undefined,
+    poster: initial.poster_url ?? undefined,
     "aria-label": `Playing ${initial.file_name}`,
   });
   const auto = h("option", { value: "-1" }, "Auto");
@@ -238,7 +267,7 @@ function videoPlayer(initial, { refetch }) {
     element,
     video,
     update(attachment) {
-      if (!video.poster && attachment.thumbnail_url) video.poster = attachment.thumbnail_url;
+      if (!video.poster && attachment.poster_url) video.poster = attachment.poster_url;
       addStoryboard(attachment);
       if (!adaptive && attachment.hls_url) {
         // The ladder is ready: it takes over where the progressive file is, playing or not.
@@ -410,6 +439,7 @@ export function attachmentCard(initial, scope) {
         disabled: !a.playable,
         onclick: play,
       },
+      a.thumbhash ? thumbhashCanvas(a.thumbhash) : null,
       a.thumbnail_url
         ? h("img", {
           src: a.thumbnail_url,
@@ -418,6 +448,8 @@ export function attachmentCard(initial, scope) {
           height: a.width && a.height ? Math.round(320 * a.height / a.width) : 180,
           loading: "lazy",
           decoding: "async",
+          // Loaded: the placeholder under it can go.
+          onload: (event) => event.target.parentElement?.querySelector(".thumbhash")?.remove(),
         })
         : h("span", { class: "thumb-placeholder" }, a.status === "failed" ? "⚠" : "…"),
       a.duration_formatted
@@ -498,11 +530,66 @@ export function attachmentCard(initial, scope) {
     );
   }
 
+  /** Makes the chosen frame the poster (uploader or admin), then shows the new state. */
+  async function choosePoster(choice) {
+    try {
+      await api(`/api/chat/attachments/${attachment.id}/poster`, {
+        method: "PUT",
+        json: choice,
+      });
+      attachment = await fetchFresh();
+      if (player) player.video.poster = attachment.poster_url ?? "";
+      render();
+      toast("Poster changed.");
+    } catch (problem) {
+      toast(problem.message, "error");
+    }
+  }
+
+  /** The uploader's poster picker: the candidates, and the player's current frame. */
+  function posterPicker(open) {
+    const a = attachment;
+    const mayChoose = session.user?.admin || session.user?.id === a.uploader_id;
+    if (!mayChoose || !a.thumbnail_url) return null;
+    return h(
+      "details",
+      { class: "poster-picker", open },
+      h("summary", {}, "Poster"),
+      h(
+        "div",
+        { class: "poster-candidates" },
+        a.poster_candidates.map((c) =>
+          h(
+            "button",
+            {
+              type: "button",
+              class: "poster-candidate",
+              "aria-label": `Use frame ${c.index + 1} (${c.time.toFixed(1)} s) as poster`,
+              "aria-pressed": String(
+                a.poster_time !== null && Math.abs(c.time - a.poster_time) < 0.01,
+              ),
+              onclick: () => choosePoster({ candidate: c.index }),
+            },
+            h("img", { src: c.url, alt: "", width: 160, loading: "lazy", decoding: "async" }),
+          )
+        ),
+      ),
+      player
+        ? h("button", {
+          type: "button",
+          class: "button-quiet",
+          onclick: () => choosePoster({ time: Math.round(player.video.currentTime * 1000) / 1000 }),
+        }, "Use current frame")
+        : h("p", { class: "hint" }, "Play the video to use any frame."),
+    );
+  }
+
   function render() {
     const a = attachment;
     // A render during processing must not take the focus or an open panel from the reader.
     const focused = card.contains(document.activeElement) ? focusKey(document.activeElement) : null;
     const open = details.querySelector("details.metadata")?.open ?? false;
+    const pickerOpen = details.querySelector("details.poster-picker")?.open ?? false;
     if (player) player.update(a);
     else replace(media, thumbnail());
     replace(
@@ -526,6 +613,7 @@ export function attachmentCard(initial, scope) {
         h("summary", {}, "Details"),
         h("dl", {}, metadataRows(a)),
       ),
+      posterPicker(pickerOpen),
       actions(),
     );
     if (focused !== null && !card.contains(document.activeElement)) {

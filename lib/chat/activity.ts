@@ -10,6 +10,7 @@ export type ActivityAction =
   | "video.download"
   | "attachment.delete"
   | "attachment.reprocess"
+  | "attachment.poster"
   | "admin.backfill"
   | "conversation.create"
   | "participant.add"

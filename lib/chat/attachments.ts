@@ -13,6 +13,7 @@ export function storedKeys(attachment: Attachment): string[] {
   return [
     attachment.storageKey,
     attachment.thumbnailKey,
+    attachment.posterKey,
     attachment.strippedKey,
     attachment.playbackKey,
     attachment.storyboardKey,

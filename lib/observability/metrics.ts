@@ -47,6 +47,7 @@ export class Metrics {
   readonly #toolFailures: Counter<"kind" | "cause">;
   readonly #sseConnections: Gauge;
   readonly #webhookDeliveries: Counter<"event" | "outcome">;
+  readonly #frames: Counter<"result">;
 
   constructor(
     deps: {
@@ -94,6 +95,14 @@ export class Metrics {
         "(killed, e.g. out of memory), exit (non-zero exit code), output (exited 0 but the " +
         "output check failed).",
       labelNames: ["kind", "cause"],
+      registers,
+    });
+    this.#frames = new Counter({
+      name: "offchat_thumbnail_frames_total",
+      help: "Thumbnail route requests with `?time=`, by result: hit (from the frame cache), " +
+        "rendered (an ffmpeg run), limited (429, the per-user allowance of renders spent), " +
+        "none (no frame there).",
+      labelNames: ["result"],
       registers,
     });
     this.#sseConnections = new Gauge({
@@ -253,6 +262,11 @@ export class Metrics {
   /** Counts bytes of an upload request's body as they are read. */
   addUploadBytes(protocol: "multipart" | "tus", bytes: number): void {
     this.#uploadBytes.inc({ protocol }, bytes);
+  }
+
+  /** Counts a `?time=` thumbnail request by how it was answered. */
+  countFrame(result: "hit" | "rendered" | "limited" | "none"): void {
+    this.#frames.inc({ result });
   }
 
   /** Counts a finished job run, and its media tool's failure when it had one. */

@@ -6,9 +6,9 @@ import type { PlaybackMeta } from "../media/rendition.ts";
 import { containerNamed } from "../media/containers.ts";
 import { makeStoryboard } from "../media/storyboard.ts";
 import { makeStrippedCopy } from "../media/strip.ts";
-import { makeThumbnail } from "../media/thumbnail.ts";
+import { makeCandidates, makePoster, type PosterSource, THUMBNAIL_FILE } from "../media/poster.ts";
 import { checkLadder, makeLadder, planLadder } from "../media/hls.ts";
-import { storageKey } from "../storage/storage.ts";
+import { memberKey, storageKey } from "../storage/storage.ts";
 import { playbackPlanOf, wantsLadderOf } from "./output_policy.ts";
 import { isPlayable } from "./progress.ts";
 import { enqueueWebhook } from "../webhooks/events.ts";
@@ -34,7 +34,13 @@ export async function loadLive(deps: ProcessingDeps, id: string): Promise<Attach
   return attachment;
 }
 
-type DerivedKey = "thumbnailKey" | "strippedKey" | "playbackKey" | "hlsKey" | "storyboardKey";
+type DerivedKey =
+  | "posterKey"
+  | "thumbnailKey"
+  | "strippedKey"
+  | "playbackKey"
+  | "hlsKey"
+  | "storyboardKey";
 
 /** Where {@linkcode produce} finds an output and records it, and how it is made. */
 export interface ProduceOptions {
@@ -122,24 +128,46 @@ export function outputOf(
   };
 }
 
+/**
+ * The thumbnail job: the candidate frames, and the poster and thumbnail of
+ * the default candidate with its ThumbHash, in one directory per generation
+ * (`posterKey`); `thumbnailKey` names its thumbnail.
+ */
 async function thumbnailJob(deps: ProcessingDeps, job: Job): Promise<void> {
   const attachment = await loadLive(deps, job.attachmentId);
   if (!attachment) return;
-  const { key, temp } = outputOf(deps, job, { attachment, prefix: "thumbnails", extension: "jpg" });
+  const { key, temp } = outputOf(deps, job, { attachment, prefix: "posters" });
   await produce(deps, job, {
     temp,
     key,
-    column: "thumbnailKey",
+    column: "posterKey",
+    directory: true,
     make: () =>
       deps.storage.withLocalCopy(attachment.storageKey, async (path) => {
-        await makeThumbnail(deps.media, {
-          path,
-          demuxer: containerNamed(attachment.container).demuxer,
-          duration: attachment.duration,
-        }, temp);
-        return { thumbnailKey: key };
+        await Deno.mkdir(temp, { recursive: true });
+        const source = posterSourceOf(attachment, path);
+        const { times, chosen } = await makeCandidates(deps.media, source, temp);
+        const poster = await makePoster(deps.media, source, { at: times[chosen]!, outDir: temp });
+        return {
+          posterKey: key,
+          thumbnailKey: memberKey(key, THUMBNAIL_FILE),
+          posterCandidates: JSON.stringify(times),
+          posterTime: poster.time,
+          thumbhash: poster.thumbhash,
+        };
       }),
   });
+}
+
+/** What the poster functions need of an attachment whose original is the local file `path`. */
+export function posterSourceOf(attachment: Attachment, path: string): PosterSource {
+  return {
+    path,
+    demuxer: containerNamed(attachment.container).demuxer,
+    duration: attachment.duration,
+    width: attachment.width,
+    height: attachment.height,
+  };
 }
 
 /**

@@ -469,7 +469,15 @@ async function storeOutput(deps: RunnerDeps, job: Job, dir: string): Promise<voi
         column: "thumbnailKey",
         make: async () => {
           await checkJpeg(single);
-          return { thumbnailKey: key };
+          // A runner makes the single thumbnail only: a poster generation made before (by a
+          // local job) no longer stands for this one; `fsck --repair` removes its directory.
+          return {
+            thumbnailKey: key,
+            posterKey: null,
+            posterCandidates: null,
+            posterTime: null,
+            thumbhash: null,
+          };
         },
       }, key);
     }

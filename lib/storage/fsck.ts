@@ -19,6 +19,7 @@ import { findDeadOwners, sweepDeadOwners } from "./process_temp_dir.ts";
 const FILE_COLUMNS = [
   { column: "storageKey", kind: null },
   { column: "thumbnailKey", kind: "thumbnail" },
+  { column: "posterKey", kind: "thumbnail" },
   { column: "strippedKey", kind: "strip" },
   { column: "playbackKey", kind: "rendition" },
   { column: "hlsKey", kind: "hls" },
@@ -29,6 +30,7 @@ const FILE_COLUMNS = [
 const STORED_DIRECTORIES = [
   "media",
   "thumbnails",
+  "posters",
   "stripped",
   "renditions",
   "hls",

@@ -229,7 +229,7 @@ export class S3Storage implements Storage {
       this.client,
       new GetObjectCommand({
         Bucket: this.bucket,
-        Key: checkedKey(key),
+        Key: checkedFileKey(key),
         ResponseContentType: headers.contentType,
         ResponseContentDisposition: headers.disposition,
         ResponseCacheControl: headers.cacheControl,
@@ -239,7 +239,7 @@ export class S3Storage implements Storage {
   }
 
   async stat(key: string): Promise<StoredFile | null> {
-    if (!isDirectoryKey(checkedKey(key))) return await this.head(key);
+    if (!isDirectoryKey(checkedFileKey(key))) return await this.head(key);
     // One page of the directory's files (a ladder has far fewer than a page's 1000).
     const listed = await this.client.send(
       new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${key}/` }),
@@ -248,7 +248,7 @@ export class S3Storage implements Storage {
   }
 
   async delete(key: string): Promise<void> {
-    checkedKey(key);
+    checkedFileKey(key);
     await this.#copies.forget(key);
     if (!isDirectoryKey(key)) {
       // S3 answers 204 for a key that is not there.

@@ -42,6 +42,8 @@ const KIND_OF_DIRECTORY: Readonly<Record<string, StorageKind>> = {
   renditions: "compact_renditions",
   hls: "hls",
   thumbnails: "thumbnails",
+  // Posters, their thumbnails and the candidate frames: one directory per generation.
+  posters: "thumbnails",
   storyboards: "storyboards",
   // Uploads in progress (multipart and resumable) and job scratch files.
   tmp: "temp",
@@ -83,6 +85,7 @@ const BUCKET_PREFIXES = [
   "renditions",
   "hls",
   "thumbnails",
+  "posters",
   "storyboards",
   "tus",
 ] as const;

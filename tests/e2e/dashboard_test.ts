@@ -1,7 +1,8 @@
 /**
  * The dashboard in a real Chromium against a real server: sign in, create a
  * conversation, send a video while the progress bar moves (and survive a
- * dropped connection), watch it be processed, play and seek it, download it;
+ * dropped connection), watch it be processed, play and seek it, pick its poster (a candidate,
+ * then the paused frame), download it;
  * send and play another with the keyboard only while its transcoding percent
  * shows live; an admin sees the upload and the download in the activity log
  * and narrows it by user, action and date; another user cannot see any of it; a user in 56
@@ -491,6 +492,39 @@ Deno.test({
       );
       assert.match(background, /storyboard\.jpg\?token=/);
       await screenshot(page, "player", screenshots);
+    });
+
+    await step("pick a poster: a candidate, then the player's current frame", async () => {
+      const card = page.locator(`article[data-attachment-id="${attachmentId}"]`);
+      await card.locator("details.poster-picker summary").click();
+      const candidates = card.locator(".poster-candidate");
+      await candidates.nth(4).waitFor();
+      assert.equal(await candidates.count(), 5);
+      const chosen = (choose: () => Promise<void>) =>
+        Promise.all([
+          page.waitForResponse((r) =>
+            r.url().endsWith("/poster") && r.request().method() === "PUT"
+          ),
+          choose(),
+        ]).then(async ([response]) => {
+          assert.equal(response.status(), 200);
+          return await response.json() as {
+            poster_time: number;
+            poster_candidates: { time: number }[];
+          };
+        });
+      const byCandidate = await chosen(() => candidates.nth(3).click());
+      assert.equal(byCandidate.poster_time, byCandidate.poster_candidates[3]!.time);
+      await card.locator('.poster-candidate[aria-pressed="true"]').nth(0).waitFor();
+      assert.equal(await candidates.nth(3).getAttribute("aria-pressed"), "true");
+      // The player is paused in the middle (the step before): that frame becomes the poster.
+      const at = await card.locator("video").evaluate((el) => (el as VideoElement).currentTime);
+      const byTime = await chosen(() =>
+        card.getByRole("button", { name: "Use current frame" }).click()
+      );
+      assert.ok(Math.abs(byTime.poster_time - at) < 0.01, `${byTime.poster_time} vs ${at}`);
+      const poster = await card.locator("video").evaluate((el) => (el as VideoElement).poster);
+      assert.match(poster, /\/thumbnail\?token=.*size=poster/);
     });
 
     await step("download the original", async () => {

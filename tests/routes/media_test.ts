@@ -320,8 +320,9 @@ Deno.test("media: delete is for the uploader or an admin and removes the files",
   await using ctx = await createTestContext();
   const { attachment } = await readyVideo(ctx);
   const id = String(attachment.id);
-  const filesBefore = (await listFiles(ctx.dataDir)).filter((f) => /^(media|thumbnails)\//.test(f));
-  assert.equal(filesBefore.length, 2);
+  const filesBefore = (await listFiles(ctx.dataDir)).filter((f) => /^(media|posters)\//.test(f));
+  // The original; the poster, its thumbnail and five candidates.
+  assert.equal(filesBefore.length, 8);
 
   const byBob = await ctx.request("bob", `/api/chat/attachments/${id}`, { method: "DELETE" });
   assert.equal(byBob.status, 403);
@@ -334,7 +335,7 @@ Deno.test("media: delete is for the uploader or an admin and removes the files",
 
   const deleted = await ctx.request("alice", `/api/chat/attachments/${id}`, { method: "DELETE" });
   assert.equal(deleted.status, 204);
-  const filesAfter = (await listFiles(ctx.dataDir)).filter((f) => /^(media|thumbnails)\//.test(f));
+  const filesAfter = (await listFiles(ctx.dataDir)).filter((f) => /^(media|posters)\//.test(f));
   assert.deepEqual(filesAfter, []);
   const gone = await ctx.request("alice", `/api/chat/attachments/${id}`);
   assert.equal(gone.status, 404);

@@ -136,13 +136,15 @@ for (const [label, expected] of Object.entries(FORMATS)) {
     const jpeg = new Uint8Array(await thumb.arrayBuffer());
     assert.ok(jpeg.length > 100);
     assert.deepEqual([...jpeg.subarray(0, 2)], [0xff, 0xd8]);
-    // Stored under media/YYYY/MM/DD/<uuid>.<ext>, thumbnails/YYYY/MM/DD/<uuid>.jpg.
+    // Stored under media/YYYY/MM/DD/<uuid>.<ext>, posters/YYYY/MM/DD/<uuid>/thumbnail.jpg.
     const files = await listFiles(ctx.dataDir);
     assert.ok(
       files.some((f) => /^media\/\d{4}\/\d\d\/\d\d\/[0-9a-f-]{36}\.\w+$/.test(f)),
       `${files}`,
     );
-    assert.ok(files.some((f) => /^thumbnails\/\d{4}\/\d\d\/\d\d\/[0-9a-f-]{36}\.jpg$/.test(f)));
+    assert.ok(
+      files.some((f) => /^posters\/\d{4}\/\d\d\/\d\d\/[0-9a-f-]{36}\/thumbnail\.jpg$/.test(f)),
+    );
   });
 }
 
@@ -154,7 +156,9 @@ Deno.test("upload: a portrait video's thumbnail is upright", async () => {
   );
   const done = await waitForProcessed(ctx, "alice", String(created.id));
   const path = `${ctx.dataDir}/${
-    (await listFiles(ctx.dataDir)).find((f) => f.startsWith("thumbnails/"))
+    (await listFiles(ctx.dataDir)).find((f) =>
+      f.startsWith("posters/") && f.endsWith("/thumbnail.jpg")
+    )
   }`;
   const out = await new Deno.Command("ffprobe", {
     args: ["-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0", path],

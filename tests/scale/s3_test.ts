@@ -539,7 +539,7 @@ Deno.test("s3: the server under the launcher's permissions (the bucket's host, n
     assert.equal(stream.status, 206);
     assert.equal((await stream.arrayBuffer()).byteLength, 100);
     const stored = await objects(s3.client);
-    for (const top of ["media/", "thumbnails/", "stripped/", "storyboards/"]) {
+    for (const top of ["media/", "posters/", "stripped/", "storyboards/"]) {
       assert.ok(stored.some((key) => key.startsWith(top)), `${top} in ${stored.join(", ")}`);
     }
     // A tus upload: @tus/s3-store cuts PATCHes into parts in TMPDIR, which the launcher sets.

@@ -866,7 +866,7 @@ Deno.test("metadata privacy: receivers get none of the recording's tags; playbac
     });
 
     await t.step(
-      "thumbnails and storyboard sprites carry none of the values, and no EXIF or XMP",
+      "thumbnails, posters, candidates, frames and storyboard sprites carry none of the values, and no EXIF or XMP",
       async () => {
         const leaks: string[] = [];
         const imageMetadata = [
@@ -878,6 +878,19 @@ Deno.test("metadata privacy: receivers get none of the recording's tags; playbac
           const checks = [...needles, ...imageMetadata];
           const thumbnail = await fetchBytes(ctx, s.bob.thumbnail_url, `${name}: thumbnail`);
           leaks.push(...leaksIn(thumbnail, checks).map((l) => `${name} thumbnail: ${l}`));
+          // The poster, its candidates and a frame at a time are frames of the same video.
+          const frames = [
+            ["poster", s.bob.poster_url],
+            ["frame at 1 s", `${s.bob.thumbnail_url}&time=1`],
+            ...(s.bob.poster_candidates as { url: string }[]).map((
+              c,
+              i,
+            ) => [`candidate ${i}`, c.url]),
+          ];
+          for (const [what, url] of frames) {
+            const bytes = await fetchBytes(ctx, url, `${name}: ${what}`);
+            leaks.push(...leaksIn(bytes, checks).map((l) => `${name} ${what}: ${l}`));
+          }
           for (const url of await spriteUrls(ctx, s.bob.storyboard_url)) {
             const sprite = await fetchBytes(ctx, url, `${name}: storyboard sprite`);
             leaks.push(...leaksIn(sprite, checks).map((l) => `${name} storyboard sprite: ${l}`));

@@ -310,14 +310,14 @@ Deno.test("jobs: a job dropped by a reprocess while running leaves no file and n
     eq(attachments.id, attachmentId),
   );
   assert.equal(row!.thumbnailKey, null);
-  assert.deepEqual((await listFiles(ctx.dataDir)).filter((f) => f.startsWith("thumbnails/")), []);
+  assert.deepEqual((await listFiles(ctx.dataDir)).filter((f) => f.startsWith("posters/")), []);
   const worker = startWorker(ctx.deps, { concurrency: 1, pollMs: 20 });
   try {
     assert.equal((await waitForProcessed(ctx, "alice", attachmentId)).status, "ready");
   } finally {
     await worker.stop();
   }
-  const thumbnails = (await listFiles(ctx.dataDir)).filter((f) => f.startsWith("thumbnails/"));
+  const thumbnails = (await listFiles(ctx.dataDir)).filter((f) => f.endsWith("/thumbnail.jpg"));
   assert.equal(thumbnails.length, 1);
 });
 
