@@ -6,6 +6,7 @@ import type { User } from "../auth/auth.ts";
 import type { AppDeps } from "../deps.ts";
 import { ApiError } from "../core/errors.ts";
 import { enqueueProcessing } from "../processing/jobs.ts";
+import { subtitleObjectsOf } from "./subtitles.ts";
 
 /** Every stored file of an attachment. */
 export function storedKeys(attachment: Attachment): string[] {
@@ -16,6 +17,7 @@ export function storedKeys(attachment: Attachment): string[] {
     attachment.playbackKey,
     attachment.storyboardKey,
     attachment.hlsKey,
+    ...subtitleObjectsOf(attachment),
   ].filter((key): key is string => key !== null);
 }
 

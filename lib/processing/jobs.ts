@@ -6,23 +6,33 @@ import { stripUnsafeCharacters } from "../core/unsafe_text.ts";
 import type { Clock } from "../core/clock.ts";
 
 /** Kinds of processing work. */
-export type JobKind = "thumbnail" | "strip" | "rendition" | "hls" | "storyboard";
+export type JobKind = "thumbnail" | "strip" | "subtitles" | "rendition" | "hls" | "storyboard";
 
 /**
  * The jobs every upload gets, in the order they are claimed, which is the
  * order that lets a receiver start watching soonest: the poster; the copy
  * receivers download, which is also what they play when the original plays
- * as it is; the progressive rendition (the first playable output of any
+ * as it is; the text subtitle tracks (seconds of work, and a receiver may
+ * want them from the first frame); the progressive rendition (the first playable output of any
  * other video); then the adaptive ladder, which takes longest, and the
  * storyboard, which only helps seeking.
  */
 export const PROCESSING_JOBS: readonly JobKind[] = [
   "thumbnail",
   "strip",
+  "subtitles",
   "rendition",
   "hls",
   "storyboard",
 ];
+
+/**
+ * The kinds a remote runner may do: all but `subtitles`, whose several small
+ * outputs are written straight to storage by the job itself.
+ */
+export const REMOTE_JOB_KINDS: readonly JobKind[] = PROCESSING_JOBS.filter((kind) =>
+  kind !== "subtitles"
+);
 
 /** One job to queue: what to do, for which attachment. */
 export interface JobToQueue {

@@ -8,7 +8,19 @@ import { makeStoryboard } from "../media/storyboard.ts";
 import { makeStrippedCopy } from "../media/strip.ts";
 import { makeThumbnail } from "../media/thumbnail.ts";
 import { checkLadder, makeLadder, planLadder } from "../media/hls.ts";
-import { storageKey } from "../storage/storage.ts";
+import { memberKey, storageKey } from "../storage/storage.ts";
+import { ApiError } from "../core/errors.ts";
+import { extractSubtitleStream, probeSubtitleStreams } from "../media/subtitle_streams.ts";
+import {
+  languageTag,
+  subtitleObjectsOf,
+  SUBTITLES_PREFIX,
+  subtitlesColumn,
+  type SubtitleTrack,
+  subtitleTracksOf,
+  trackLabel,
+} from "../chat/subtitles.ts";
+import { toWebVtt } from "../media/subtitle_text.ts";
 import { playbackPlanOf, wantsLadderOf } from "./output_policy.ts";
 
 /** What a job needs of the service (also what lib/runners/runner_jobs.ts stores a runner's output with). */
@@ -299,6 +311,83 @@ async function ladderFrom(
   });
 }
 
+/**
+ * The upload's text subtitle streams as WebVTT, one file per track (`<n>.vtt`)
+ * in one directory stored under a key named after the job (so fsck sees a
+ * running job's output as its own), each read back through our own parser
+ * and written again from its sanitised cues. Image streams (PGS, DVB) are
+ * counted in `subtitles_skipped`, and a track without a cue is left out.
+ * The new embedded tracks replace the old ones in one write transaction that
+ * keeps the sidecar tracks; the replaced directory is removed after, or the
+ * new one when the attachment was deleted or the job dropped meanwhile.
+ */
+async function subtitlesJob(deps: ProcessingDeps, job: Job): Promise<void> {
+  const attachment = await loadLive(deps, job.attachmentId);
+  if (!attachment) return;
+  const demuxer = containerNamed(attachment.container).demuxer;
+  const outDir = `${deps.storage.tempDir()}/${job.id}.subtitles`;
+  const dirKey = storageKey(SUBTITLES_PREFIX, { at: new Date(attachment.uploadedAt), id: job.id });
+  const made: SubtitleTrack[] = [];
+  let skipped = 0;
+  try {
+    await Deno.mkdir(outDir, { recursive: true });
+    await deps.storage.withLocalCopy(attachment.storageKey, async (path) => {
+      for (const stream of await probeSubtitleStreams(deps.media, { path, demuxer })) {
+        if (!stream.text) {
+          skipped++;
+          continue;
+        }
+        const raw = `${outDir}/${stream.index}.ffmpeg`;
+        const cues = await extractSubtitleStream(deps.media, { path, demuxer }, {
+          index: stream.index,
+          outPath: raw,
+        }).catch((error) => {
+          if (error instanceof ApiError) return null; // no cue, or not readable as text
+          throw error;
+        });
+        await Deno.remove(raw).catch(() => {});
+        if (!cues) continue;
+        await Deno.writeTextFile(`${outDir}/${stream.index}.vtt`, toWebVtt(cues));
+        let language = "und";
+        try {
+          language = languageTag(stream.language, "und");
+        } catch { /* not a BCP 47 tag: unknown */ }
+        made.push({
+          id: `${job.id}.${stream.index}`,
+          language,
+          label: trackLabel(stream.title) || language,
+          source: "embedded",
+          key: memberKey(dirKey, `${stream.index}.vtt`),
+        });
+      }
+    });
+    if (made.length > 0) await deps.storage.putDirectory(outDir, dirKey);
+  } finally {
+    await Deno.remove(outDir, { recursive: true }).catch(() => {});
+  }
+  const replaced = await deps.db.transaction(async (tx) => {
+    const [current] = await tx.select().from(attachments)
+      .where(eq(attachments.id, job.attachmentId));
+    const [live] = await tx.select({ id: jobs.id }).from(jobs).where(eq(jobs.id, job.id));
+    if (!current || current.deletedAt !== null || !live) return null;
+    const tracks = subtitleTracksOf(current);
+    await tx.update(attachments).set({
+      subtitles: subtitlesColumn([...made, ...tracks.filter((t) => t.source === "sidecar")]),
+      subtitlesSkipped: skipped,
+    }).where(eq(attachments.id, job.attachmentId));
+    return subtitleObjectsOf({
+      subtitles: subtitlesColumn(tracks.filter((t) => t.source === "embedded")),
+    });
+  });
+  if (replaced === null) {
+    if (made.length > 0) await deps.storage.delete(dirKey);
+    return;
+  }
+  await Promise.all(
+    replaced.filter((key) => key !== dirKey).map((key) => deps.storage.delete(key)),
+  );
+}
+
 /** Runs one claimed job; throws to have it retried. */
 export async function runJob(deps: ProcessingDeps, job: Job, context: JobContext): Promise<void> {
   switch (job.kind) {
@@ -306,6 +395,8 @@ export async function runJob(deps: ProcessingDeps, job: Job, context: JobContext
       return await thumbnailJob(deps, job);
     case "strip":
       return await stripJob(deps, job);
+    case "subtitles":
+      return await subtitlesJob(deps, job);
     case "rendition":
       return await renditionJob(deps, job, context);
     case "hls":

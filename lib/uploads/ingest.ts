@@ -115,6 +115,8 @@ export async function ingestVideo(
       processedAt: null,
       deletedAt: null,
       filesRemovedAt: null,
+      subtitles: null,
+      subtitlesSkipped: null,
     };
     // Crash safety: the file first takes a name that carries the attachment id, in this
     // process's temp directory. A process killed after the commit below and before the
