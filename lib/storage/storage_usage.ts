@@ -26,6 +26,7 @@ export const STORAGE_KINDS = [
   "hls",
   "thumbnails",
   "storyboards",
+  "subtitles",
   "temp",
   "database",
   "other",
@@ -43,6 +44,7 @@ const KIND_OF_DIRECTORY: Readonly<Record<string, StorageKind>> = {
   hls: "hls",
   thumbnails: "thumbnails",
   storyboards: "storyboards",
+  subtitles: "subtitles",
   // Uploads in progress (multipart and resumable) and job scratch files.
   tmp: "temp",
   tus: "temp",
@@ -84,6 +86,7 @@ const BUCKET_PREFIXES = [
   "hls",
   "thumbnails",
   "storyboards",
+  "subtitles",
   "tus",
 ] as const;
 
