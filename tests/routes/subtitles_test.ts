@@ -13,6 +13,7 @@ import {
   waitForProcessed,
 } from "../_helpers.ts";
 import { SIDECAR_MAX_BYTES } from "../../routes/subtitles.ts";
+import { fsck } from "../../lib/storage/fsck.ts";
 
 const SRT_EN = "1\n00:00:00,100 --> 00:00:00,800\nHello world\n\n" +
   "2\n00:00:00,900 --> 00:00:01,400\nSecond line\n";
@@ -220,6 +221,9 @@ Deno.test("subtitles: embedded tracks are extracted; sidecars round-trip; hostil
         );
         assert.deepEqual(await cueTexts(ctx, vtt.url), ["<i>Hola</i> &amp; adiós"]);
 
+        // fsck owns every subtitle file, embedded (a job's directory) and sidecar.
+        const { db, storage, clock } = ctx.deps;
+        assert.deepEqual((await fsck({ db, storage, clock, dataDir: ctx.dataDir })).issues, []);
         const listed = await body<Track[]>(await ctx.request("bob", base));
         assert.deepEqual(listed.map((track) => track.source), [
           "embedded",
