@@ -26,14 +26,6 @@ export const PROCESSING_JOBS: readonly JobKind[] = [
   "storyboard",
 ];
 
-/**
- * The kinds a remote runner may do: all but `subtitles`, whose several small
- * outputs are written straight to storage by the job itself.
- */
-export const REMOTE_JOB_KINDS: readonly JobKind[] = PROCESSING_JOBS.filter((kind) =>
-  kind !== "subtitles"
-);
-
 /** One job to queue: what to do, for which attachment. */
 export interface JobToQueue {
   attachmentId: string;

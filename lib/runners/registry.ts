@@ -14,10 +14,10 @@ import { ApiError } from "../core/errors.ts";
 import { encodeBase64Url } from "../core/encoding.ts";
 import { sha256Hex } from "../core/hash.ts";
 import { newId } from "../core/ids.ts";
-import { expireLeasesOf, type JobKind, REMOTE_JOB_KINDS } from "../processing/jobs.ts";
+import { expireLeasesOf, type JobKind, PROCESSING_JOBS } from "../processing/jobs.ts";
 
-/** The job kinds a runner may do: every kind of processing but `subtitles`. */
-export const RUNNER_KINDS: readonly JobKind[] = REMOTE_JOB_KINDS;
+/** The job kinds a runner may do: every kind of processing. */
+export const RUNNER_KINDS: readonly JobKind[] = PROCESSING_JOBS;
 
 /** The `locked_by` of the jobs a runner holds: its lease owner name in the `jobs` table. */
 export function runnerWorkerId(runnerId: string): string {

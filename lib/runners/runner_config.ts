@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ConfigError } from "../config/config.ts";
-import { type JobKind, REMOTE_JOB_KINDS } from "../processing/jobs.ts";
+import { type JobKind, PROCESSING_JOBS } from "../processing/jobs.ts";
 
 /**
  * Names of the environment variables a remote runner reads besides the
@@ -61,11 +61,11 @@ export function parseRunnerConfig(env: Record<string, string | undefined>): Runn
   }
   const e = parsed.data;
   const kinds = e.RUNNER_KINDS?.split(",").map((kind) => kind.trim()).filter(Boolean) ??
-    [...REMOTE_JOB_KINDS];
-  const unknown = kinds.filter((kind) => !REMOTE_JOB_KINDS.includes(kind as JobKind));
+    [...PROCESSING_JOBS];
+  const unknown = kinds.filter((kind) => !PROCESSING_JOBS.includes(kind as JobKind));
   if (unknown.length > 0 || kinds.length === 0) {
     throw new ConfigError([
-      `RUNNER_KINDS: "${unknown.join(",")}" is not a job kind; use ${REMOTE_JOB_KINDS.join(",")}`,
+      `RUNNER_KINDS: "${unknown.join(",")}" is not a job kind; use ${PROCESSING_JOBS.join(",")}`,
     ]);
   }
   return {
