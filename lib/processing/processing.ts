@@ -315,13 +315,18 @@ async function ladderFrom(
  * The upload's text subtitle streams as WebVTT, one file per track (`<n>.vtt`)
  * in one directory stored under a key named after the job (so fsck sees a
  * running job's output as its own), each read back through our own parser
- * and written again from its sanitised cues. Image streams (PGS, DVB) are
- * counted in `subtitles_skipped`, and a track without a cue is left out.
+ * and written again from its sanitised cues. Image streams (PGS, DVB), and a
+ * text stream ffmpeg fails to convert, are counted in `subtitles_skipped`; a
+ * track without a cue is left out, so subtitles never fail the video.
  * The new embedded tracks replace the old ones in one write transaction that
  * keeps the sidecar tracks; the replaced directory is removed after, or the
  * new one when the attachment was deleted or the job dropped meanwhile.
  */
-async function subtitlesJob(deps: ProcessingDeps, job: Job): Promise<void> {
+async function subtitlesJob(
+  deps: ProcessingDeps,
+  job: Job,
+  { signal }: JobContext,
+): Promise<void> {
   const attachment = await loadLive(deps, job.attachmentId);
   if (!attachment) return;
   const demuxer = containerNamed(attachment.container).demuxer;
@@ -342,8 +347,11 @@ async function subtitlesJob(deps: ProcessingDeps, job: Job): Promise<void> {
           index: stream.index,
           outPath: raw,
         }).catch((error) => {
-          if (error instanceof ApiError) return null; // no cue, or not readable as text
-          throw error;
+          // Given back (shutdown): the job runs again. Otherwise a track ffmpeg cannot convert,
+          // or without a cue, is left out: subtitles never fail the video.
+          if (signal?.aborted) throw error;
+          if (!(error instanceof ApiError)) skipped++;
+          return null;
         });
         await Deno.remove(raw).catch(() => {});
         if (!cues) continue;
@@ -396,7 +404,7 @@ export async function runJob(deps: ProcessingDeps, job: Job, context: JobContext
     case "strip":
       return await stripJob(deps, job);
     case "subtitles":
-      return await subtitlesJob(deps, job);
+      return await subtitlesJob(deps, job, context);
     case "rendition":
       return await renditionJob(deps, job, context);
     case "hls":
