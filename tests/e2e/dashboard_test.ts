@@ -1178,6 +1178,7 @@ Deno.test({
       await runNext("thumbnail");
       await card.locator(".thumb img").waitFor();
       await runNext("strip");
+      await runNext("subtitles");
       await runNext("rendition");
       // The first playable file exists; the ladder and the storyboard are still to come.
       await card.and(bob.locator('[data-status="processing"][data-playable="true"]')).waitFor();
