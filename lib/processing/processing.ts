@@ -329,6 +329,9 @@ async function subtitlesJob(
 ): Promise<void> {
   const attachment = await loadLive(deps, job.attachmentId);
   if (!attachment) return;
+  // Nothing to extract: the upload had no subtitle stream (ingest says so), or a run found none.
+  const embedded = subtitleTracksOf(attachment).some((track) => track.source === "embedded");
+  if (attachment.subtitlesSkipped === 0 && !embedded) return;
   const demuxer = containerNamed(attachment.container).demuxer;
   const outDir = `${deps.storage.tempDir()}/${job.id}.subtitles`;
   const dirKey = storageKey(SUBTITLES_PREFIX, { at: new Date(attachment.uploadedAt), id: job.id });

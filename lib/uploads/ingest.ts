@@ -116,7 +116,8 @@ export async function ingestVideo(
       deletedAt: null,
       filesRemovedAt: null,
       subtitles: null,
-      subtitlesSkipped: null,
+      // No subtitle stream at all: nothing to extract, and the `subtitles` job runs no ffprobe.
+      subtitlesSkipped: metadata.inventory.streams.some((s) => s.type === "subtitle") ? null : 0,
     };
     // Crash safety: the file first takes a name that carries the attachment id, in this
     // process's temp directory. A process killed after the commit below and before the
