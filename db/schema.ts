@@ -84,6 +84,10 @@ export const attachments = sqliteTable("attachments", {
   hlsLadder: text("hls_ladder"),
   /** JSON: the progressive rendition as made (`PlaybackMeta`). */
   playbackMeta: text("playback_meta"),
+  /** JSON: the subtitle tracks (`SubtitleTrack[]`, lib/chat/subtitles.ts); NULL when none. */
+  subtitles: text("subtitles"),
+  /** Image subtitle streams the extraction skipped; NULL until the `subtitles` job ran. */
+  subtitlesSkipped: integer("subtitles_skipped"),
   uploadedAt: integer("uploaded_at").notNull(),
   processedAt: integer("processed_at"),
   deletedAt: integer("deleted_at"),

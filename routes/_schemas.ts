@@ -73,6 +73,15 @@ export const RenditionSchema = z.object({
   bytes: z.number().int(),
 }).openapi("Rendition");
 
+/** One subtitle track of an attachment. */
+export const SubtitleSchema = z.object({
+  id: z.string(),
+  language: z.string().openapi({ description: "BCP 47 tag (`und` when unknown)" }),
+  label: z.string(),
+  source: z.enum(["embedded", "sidecar"]),
+  url: z.string().openapi({ description: "Signed WebVTT URL (`text/vtt`)" }),
+}).openapi("Subtitle");
+
 export const AttachmentSchema = z.object({
   id: z.string(),
   message_id: z.string(),
@@ -152,6 +161,12 @@ export const AttachmentSchema = z.object({
     description: "ThumbHash (base64) of the poster: a placeholder to paint before it loads",
   }),
   storyboard_url: z.string().nullable().openapi({ description: "Signed WebVTT storyboard URL" }),
+  subtitles: z.array(SubtitleSchema).openapi({
+    description: "Subtitle tracks: extracted from the upload, or added by its uploader",
+  }),
+  subtitles_skipped: z.number().int().nullable().openapi({
+    description: "Image subtitle streams (PGS, DVB) not extracted; null until extraction ran",
+  }),
   events_url: z.string().openapi({ description: "Signed Server-Sent Events URL" }),
   uploaded_at: isoTime.nullable(),
   processed_at: isoTime.nullable(),
@@ -249,6 +264,7 @@ export const MediaQuery = z.object({
 export type ConversationJson = z.infer<typeof ConversationSchema>;
 export type ParticipantJson = z.infer<typeof ParticipantSchema>;
 export type AttachmentJson = z.infer<typeof AttachmentSchema>;
+export type SubtitleJson = z.infer<typeof SubtitleSchema>;
 export type RenditionJson = z.infer<typeof RenditionSchema>;
 export type MessageJson = z.infer<typeof MessageSchema>;
 export type ActivityJson = z.infer<typeof ActivitySchema>;

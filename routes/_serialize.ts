@@ -6,7 +6,9 @@ import type {
   MessageJson,
   ParticipantJson,
   RenditionJson,
+  SubtitleJson,
 } from "./_schemas.ts";
+import { subtitleTracksOf } from "../lib/chat/subtitles.ts";
 import { DASH_MANIFEST, type MadeLadder, MASTER_PLAYLIST } from "../lib/media/hls.ts";
 import type { PlaybackMeta } from "../lib/media/rendition.ts";
 import { isPlayable } from "../lib/processing/progress.ts";
@@ -137,12 +139,35 @@ export async function serializeAttachment(
       : [],
     thumbhash: attachment.thumbhash,
     storyboard_url: attachment.storyboardKey ? await signed("/storyboard.vtt", "storyboard") : null,
+    subtitles: await serializeSubtitles(attachment, context),
+    subtitles_skipped: attachment.subtitlesSkipped,
     events_url:
       `${context.publicUrl}/api/chat/attachments/${attachment.id}/events?token=${await context
         .auth.signMediaToken(context.user, { attachmentId: attachment.id, purpose: "events" })}`,
     uploaded_at: iso(attachment.uploadedAt),
     processed_at: iso(attachment.processedAt),
   };
+}
+
+/** An attachment's subtitle tracks, each with a URL signed for `subtitles`. */
+export async function serializeSubtitles(
+  attachment: Attachment,
+  context: UrlContext,
+): Promise<SubtitleJson[]> {
+  const tracks = subtitleTracksOf(attachment);
+  if (tracks.length === 0) return [];
+  const token = await context.auth.signMediaToken(context.user, {
+    attachmentId: attachment.id,
+    purpose: "subtitles",
+  });
+  const base = `${context.publicUrl}/api/chat/videos/${attachment.id}/subtitles`;
+  return tracks.map((track) => ({
+    id: track.id,
+    language: track.language,
+    label: track.label,
+    source: track.source,
+    url: `${base}/${track.id}.vtt?token=${token}`,
+  }));
 }
 
 /** A conversation with the participants it embeds and their total count. */

@@ -15,7 +15,7 @@ const place = z.object({
     },
   ).openapi({
     description: "The same bytes by what they are: originals, stripped copies, compact " +
-      "renditions, HLS ladders, thumbnails, storyboards, temp files, the database, other",
+      "renditions, HLS ladders, thumbnails, storyboards, subtitles, temp files, the database, other",
   }),
 });
 

@@ -4,6 +4,7 @@ import { HTTPException } from "hono/http-exception";
 import type { AppDeps } from "../lib/deps.ts";
 import type { AppEnv } from "./_env.ts";
 import { ApiError, problemResponse } from "../lib/core/errors.ts";
+import { subtitleRoutes } from "./subtitles.ts";
 import { MEDIA_SECURITY_HEADERS } from "../lib/serving/media_headers.ts";
 import { bearerToken, type MediaPurpose, type MediaTokenScope } from "../lib/auth/auth.ts";
 import { authenticateRunner } from "../lib/runners/registry.ts";
@@ -33,6 +34,12 @@ import { insufficientStorage, isOutOfSpace } from "../lib/storage/disk_space.ts"
 const STREAMED_UPLOADS = /^\/api\/chat\/videos\/uploads?(\/[^/]*)?$/;
 
 /**
+ * Sidecar subtitle uploads: streamed (lib/uploads/multipart_upload.ts) under
+ * their own limit, SIDECAR_MAX_BYTES, rather than the JSON bodies' one.
+ */
+const SIDECAR_UPLOADS = /^\/api\/chat\/attachments\/[^/]+\/subtitles\/?$/;
+
+/**
  * The routes of registered runners (lib/runners/): authenticated by a
  * runner token an admin can revoke, not counted against the per-address
  * request limit (a ladder is posted one file per request); their output
@@ -48,6 +55,7 @@ const MEDIA_TOKEN_ROUTES: [RegExp, MediaPurpose][] = [
   [/^\/api\/chat\/videos\/([^/]+)\/thumbnail\/?$/, "thumbnail"],
   [/^\/api\/chat\/videos\/([^/]+)\/storyboard\.vtt\/?$/, "storyboard"],
   [/^\/api\/chat\/videos\/([^/]+)\/storyboard\.jpg\/?$/, "storyboard-sprite"],
+  [/^\/api\/chat\/videos\/([^/]+)\/subtitles\/[^/]+\.vtt$/, "subtitles"],
   [/^\/api\/chat\/attachments\/([^/]+)\/events\/?$/, "events"],
   // The token is the path segment after `hls/`, so that relative playlist URIs keep it.
   [/^\/api\/chat\/videos\/([^/]+)\/hls\/([^/]+)\/[^/]+$/, "hls"],
@@ -145,7 +153,9 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
     "*",
     limitRequestBody({
       maxBytes: MAX_JSON_BODY_BYTES,
-      exempt: (c) => STREAMED_UPLOADS.test(c.req.path) || RUNNER_OUTPUTS.test(c.req.path),
+      exempt: (c) =>
+        STREAMED_UPLOADS.test(c.req.path) || RUNNER_OUTPUTS.test(c.req.path) ||
+        SIDECAR_UPLOADS.test(c.req.path),
     }),
   );
 
@@ -165,6 +175,7 @@ export function createApp(deps: AppDeps, options: CreateAppOptions = {}): OpenAP
   chat.route("/conversations", conversationRoutes);
   chat.route("/messages", messageRoutes);
   chat.route("/attachments", attachmentRoutes);
+  chat.route("/attachments", subtitleRoutes);
   const tus = new TusEndpoint(deps.resumableUploads, {
     maxUploadBytes: deps.config.maxUploadBytes,
     idleTimeoutMs: deps.config.uploadIdleTimeoutMs,

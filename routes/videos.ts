@@ -26,6 +26,7 @@ import { remainingQuota } from "../lib/uploads/quota.ts";
 import { assertFreeSpace } from "../lib/storage/disk_space.ts";
 import { serializeAttachment } from "./_serialize.ts";
 import { stripUnsafeCharacters } from "../lib/core/unsafe_text.ts";
+import { subtitleTracksOf } from "../lib/chat/subtitles.ts";
 import { activityContext, urlContext } from "./_context.ts";
 import { requireMediaAccess, requireUser } from "./_auth.ts";
 import { admitUpload } from "./_rate_limit.ts";
@@ -560,6 +561,39 @@ async function frameAt(c: Context<AppEnv>, seconds: number): Promise<Response> {
     etag: `"${etag}"`,
   });
 }
+videoRoutes.openapi(
+  createRoute({
+    method: "get",
+    path: "/{id}/subtitles/{file}",
+    tags,
+    summary: "A subtitle track as WebVTT (`text/vtt`), by the signed URL of its `subtitles` entry",
+    security: bearer,
+    middleware: [requireMediaAccess("subtitles")] as const,
+    request: {
+      params: IdParam.extend({
+        file: z.string().regex(/^[0-9a-f-]{36}(?:\.\d{1,3})?\.vtt$/)
+          .openapi({ param: { name: "file", in: "path" } }),
+      }),
+      query: MediaQuery,
+    },
+    responses: {
+      ...mediaResponses,
+      200: { description: "WebVTT", content: { "text/vtt": { schema: z.string() } } },
+    },
+  }),
+  async (c) => {
+    const id = c.req.valid("param").file.replace(/\.vtt$/, "");
+    const has = (a: Attachment) => subtitleTracksOf(a).some((track) => track.id === id);
+    const attachment = await loadMediaAttachment(c, has);
+    const track = subtitleTracksOf(attachment).find((t) => t.id === id);
+    if (!track) throw new ApiError("not_found", "Subtitle track not found");
+    return await serveStored(c, track.key, {
+      contentType: "text/vtt; charset=utf-8",
+      // One key per file: a track's bytes never change.
+      cacheControl: "private, max-age=31536000, immutable",
+    });
+  },
+);
 
 /** The media type of a ladder file, by its name. */
 function ladderContentType(file: string): string {

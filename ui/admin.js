@@ -34,6 +34,7 @@ function storagePanel() {
     hls: "HLS / DASH ladders",
     thumbnails: "Thumbnails",
     storyboards: "Storyboards",
+    subtitles: "Subtitles (WebVTT)",
     temp: "Temporary (uploads in progress, job scratch)",
     database: "Database",
     other: "Other",

@@ -127,6 +127,20 @@ export async function api(path, { method = "GET", json, signal, token = session.
   return response.status === 204 ? null : await response.json();
 }
 
+/** A multipart POST (a small form with a file) with the session's token; its JSON answer. */
+export async function upload(path, form) {
+  const headers = new Headers({ accept: "application/json" });
+  if (session.token) headers.set("authorization", `Bearer ${session.token}`);
+  let response;
+  try {
+    response = await fetch(path, { method: "POST", headers, body: form, credentials: "omit" });
+  } catch {
+    throw new ApiProblem(0, "network", "The server could not be reached. Check your connection.");
+  }
+  if (!response.ok) throw await problemFrom(response);
+  return await response.json();
+}
+
 /** Builds a query string from the non-empty values. */
 export function query(params) {
   const search = new URLSearchParams();

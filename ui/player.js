@@ -5,7 +5,7 @@
  * panel, download and delete. A video plays as soon as it is `playable`,
  * while the rest is still being made.
  */
-import { api, session } from "./api.js";
+import { api, session, upload } from "./api.js";
 import { h, replace, toast } from "./dom.js";
 import { formatBytes, formatDuration, formatQuality, formatTime } from "./format.js";
 import { playAttachment } from "./stream.js";
@@ -44,6 +44,8 @@ function onThisOrigin(attachment) {
     ...c,
     url: here(c.url),
   }));
+  // Subtitle tracks load like the storyboard: from the page's origin only.
+  local.subtitles = (local.subtitles ?? []).map((track) => ({ ...track, url: here(track.url) }));
   return local;
 }
 
@@ -210,7 +212,41 @@ function videoPlayer(initial, { refetch }) {
     "Quality",
     quality,
   );
-  const element = h("div", { class: "player" }, video, qualityField);
+  /** Captions: a <track> per subtitle track, and a menu that shows one of them (or none). */
+  const captions = h("select", {
+    "aria-label": "Captions",
+    onchange: () => showCaptions(captions.value),
+  }, h("option", { value: "" }, "Off"));
+  const captionsField = h(
+    "label",
+    { class: "inline player-captions", hidden: true },
+    "Captions",
+    captions,
+  );
+  const trackIds = new Set();
+  const showCaptions = (id) => {
+    for (const node of video.querySelectorAll("track[data-subtitle-id]")) {
+      node.track.mode = node.dataset.subtitleId === id ? "showing" : "disabled";
+    }
+    element.dataset.captions = id || "off";
+  };
+  const addCaptions = (attachment) => {
+    for (const track of attachment.subtitles ?? []) {
+      if (trackIds.has(track.id)) continue;
+      trackIds.add(track.id);
+      video.append(h("track", {
+        kind: "subtitles",
+        src: track.url,
+        srclang: track.language,
+        label: track.label,
+        dataset: { subtitleId: track.id },
+      }));
+      captions.append(h("option", { value: track.id }, `${track.label} (${track.language})`));
+    }
+    captionsField.hidden = trackIds.size === 0;
+    showCaptions(captions.value);
+  };
+  const element = h("div", { class: "player" }, video, qualityField, captionsField);
   let source = null;
   let destroyed = false;
   let hasStoryboard = false;
@@ -263,12 +299,14 @@ function videoPlayer(initial, { refetch }) {
 
   start(initial, 0);
   addStoryboard(initial);
+  addCaptions(initial);
   return {
     element,
     video,
     update(attachment) {
       if (!video.poster && attachment.poster_url) video.poster = attachment.poster_url;
       addStoryboard(attachment);
+      addCaptions(attachment);
       if (!adaptive && attachment.hls_url) {
         // The ladder is ready: it takes over where the progressive file is, playing or not.
         video.autoplay = !video.paused && !video.ended;
@@ -527,6 +565,48 @@ export function attachmentCard(initial, scope) {
           },
         }, "Delete")
         : null,
+      mayDelete ? captionsForm(a) : null,
+    );
+  }
+
+  /** The uploader's (or an admin's) form for adding a .srt or .vtt file as captions. */
+  function captionsForm(a) {
+    const file = h("input", { type: "file", name: "file", accept: ".srt,.vtt", required: true });
+    const language = h("input", { name: "language", value: "en", required: true, size: 8 });
+    const label = h("input", { name: "label", placeholder: "English", size: 12 });
+    return h(
+      "details",
+      { class: "add-captions" },
+      h("summary", {}, "Add captions"),
+      h(
+        "form",
+        {
+          onsubmit: async (event) => {
+            event.preventDefault();
+            const form = new FormData();
+            form.append("language", language.value);
+            form.append("label", label.value);
+            form.append("file", file.files[0]);
+            try {
+              await upload(`/api/chat/attachments/${a.id}/subtitles`, form);
+              toast("Captions added.");
+              attachment = await fetchFresh();
+              render();
+            } catch (problem) {
+              toast(problem.message, "error");
+            }
+          },
+        },
+        h("label", {}, "File ", file),
+        h("label", {}, "Language ", language),
+        h(
+          "label",
+          {},
+          "Label ",
+          label,
+        ),
+        h("button", { type: "submit", class: "button-quiet" }, "Add"),
+      ),
     );
   }
 

@@ -23,6 +23,7 @@ export type MediaPurpose =
   | "stream"
   | "thumbnail"
   | "storyboard"
+  | "subtitles"
   | "storyboard-sprite"
   | "hls"
   | "events"

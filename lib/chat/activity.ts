@@ -14,7 +14,9 @@ export type ActivityAction =
   | "admin.backfill"
   | "conversation.create"
   | "participant.add"
-  | "participant.remove";
+  | "participant.remove"
+  | "subtitle.add"
+  | "subtitle.delete";
 
 /** Who did it and from where. */
 export interface ActivityContext {

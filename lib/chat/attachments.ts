@@ -7,6 +7,7 @@ import type { AppDeps } from "../deps.ts";
 import { ApiError } from "../core/errors.ts";
 import { enqueueProcessing } from "../processing/jobs.ts";
 import { enqueueWebhook } from "../webhooks/events.ts";
+import { subtitleObjectsOf } from "./subtitles.ts";
 
 /** Every stored file of an attachment. */
 export function storedKeys(attachment: Attachment): string[] {
@@ -18,6 +19,7 @@ export function storedKeys(attachment: Attachment): string[] {
     attachment.playbackKey,
     attachment.storyboardKey,
     attachment.hlsKey,
+    ...subtitleObjectsOf(attachment),
   ].filter((key): key is string => key !== null);
 }
 

@@ -11,6 +11,7 @@ export type ErrorCode =
   | "unsupported_media_type"
   | "range_not_satisfiable"
   | "invalid_video"
+  | "invalid_subtitles"
   | "request_timeout"
   | "too_many_requests"
   | "unavailable"
@@ -47,6 +48,7 @@ const TITLES: Record<ErrorCode, [ErrorStatus, string]> = {
   unsupported_media_type: [415, "Unsupported media type"],
   range_not_satisfiable: [416, "Range not satisfiable"],
   invalid_video: [422, "Invalid video"],
+  invalid_subtitles: [422, "Invalid subtitles"],
   request_timeout: [408, "Request timeout"],
   too_many_requests: [429, "Too many requests"],
   unavailable: [503, "Service unavailable"],

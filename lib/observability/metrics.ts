@@ -173,7 +173,8 @@ export class Metrics {
     });
     new Gauge({
       name: "offchat_jobs",
-      help: "Processing jobs by kind (thumbnail, strip, rendition, hls, storyboard) and status; " +
+      help:
+        "Processing jobs by kind (thumbnail, strip, subtitles, rendition, hls, storyboard) and status; " +
         'status="queued" is the queue depth.',
       labelNames: ["kind", "status"],
       registers,

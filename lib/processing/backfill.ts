@@ -60,7 +60,7 @@ export interface BackfillProgress {
 const OPEN_STATUSES = ["queued", "running"] as const;
 
 function noJobs(): JobCounts {
-  return { thumbnail: 0, strip: 0, rendition: 0, hls: 0, storyboard: 0 };
+  return { thumbnail: 0, strip: 0, subtitles: 0, rendition: 0, hls: 0, storyboard: 0 };
 }
 
 /** The kinds with an open (queued or running) job, per attachment. */
@@ -106,6 +106,8 @@ async function outdated(
       return wantsLadderOf(attachment, config.hlsPolicy) !== (attachment.hlsKey !== null);
     case "storyboard":
       return attachment.storyboardKey === null;
+    case "subtitles":
+      return attachment.subtitlesSkipped === null;
   }
 }
 

@@ -8,19 +8,21 @@ import type { WebhookConfig } from "../config/config.ts";
 import { enqueueWebhook } from "../webhooks/events.ts";
 
 /** Kinds of processing work. */
-export type JobKind = "thumbnail" | "strip" | "rendition" | "hls" | "storyboard";
+export type JobKind = "thumbnail" | "strip" | "subtitles" | "rendition" | "hls" | "storyboard";
 
 /**
  * The jobs every upload gets, in the order they are claimed, which is the
  * order that lets a receiver start watching soonest: the poster; the copy
  * receivers download, which is also what they play when the original plays
- * as it is; the progressive rendition (the first playable output of any
+ * as it is; the text subtitle tracks (seconds of work, and a receiver may
+ * want them from the first frame); the progressive rendition (the first playable output of any
  * other video); then the adaptive ladder, which takes longest, and the
  * storyboard, which only helps seeking.
  */
 export const PROCESSING_JOBS: readonly JobKind[] = [
   "thumbnail",
   "strip",
+  "subtitles",
   "rendition",
   "hls",
   "storyboard",

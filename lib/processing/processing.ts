@@ -9,6 +9,18 @@ import { makeStrippedCopy } from "../media/strip.ts";
 import { makeCandidates, makePoster, type PosterSource, THUMBNAIL_FILE } from "../media/poster.ts";
 import { checkLadder, makeLadder, planLadder } from "../media/hls.ts";
 import { memberKey, storageKey } from "../storage/storage.ts";
+import { ApiError } from "../core/errors.ts";
+import { extractSubtitleStream, probeSubtitleStreams } from "../media/subtitle_streams.ts";
+import {
+  languageTag,
+  subtitleObjectsOf,
+  SUBTITLES_PREFIX,
+  subtitlesColumn,
+  type SubtitleTrack,
+  subtitleTracksOf,
+  trackLabel,
+} from "../chat/subtitles.ts";
+import { toWebVtt } from "../media/subtitle_text.ts";
 import { playbackPlanOf, wantsLadderOf } from "./output_policy.ts";
 import { isPlayable } from "./progress.ts";
 import { enqueueWebhook } from "../webhooks/events.ts";
@@ -353,6 +365,94 @@ async function ladderFrom(
   });
 }
 
+/**
+ * The upload's text subtitle streams as WebVTT, one file per track (`<n>.vtt`)
+ * in one directory stored under a key named after the job (so fsck sees a
+ * running job's output as its own), each read back through our own parser
+ * and written again from its sanitised cues. Image streams (PGS, DVB), and a
+ * text stream ffmpeg fails to convert, are counted in `subtitles_skipped`; a
+ * track without a cue is left out, so subtitles never fail the video.
+ * The new embedded tracks replace the old ones in one write transaction that
+ * keeps the sidecar tracks; the replaced directory is removed after, or the
+ * new one when the attachment was deleted or the job dropped meanwhile.
+ */
+async function subtitlesJob(
+  deps: ProcessingDeps,
+  job: Job,
+  { signal }: JobContext,
+): Promise<void> {
+  const attachment = await loadLive(deps, job.attachmentId);
+  if (!attachment) return;
+  // Nothing to extract: the upload had no subtitle stream (ingest says so), or a run found none.
+  const embedded = subtitleTracksOf(attachment).some((track) => track.source === "embedded");
+  if (attachment.subtitlesSkipped === 0 && !embedded) return;
+  const demuxer = containerNamed(attachment.container).demuxer;
+  const outDir = `${deps.storage.tempDir()}/${job.id}.subtitles`;
+  const dirKey = storageKey(SUBTITLES_PREFIX, { at: new Date(attachment.uploadedAt), id: job.id });
+  const made: SubtitleTrack[] = [];
+  let skipped = 0;
+  try {
+    await Deno.mkdir(outDir, { recursive: true });
+    await deps.storage.withLocalCopy(attachment.storageKey, async (path) => {
+      for (const stream of await probeSubtitleStreams(deps.media, { path, demuxer })) {
+        if (!stream.text) {
+          skipped++;
+          continue;
+        }
+        const raw = `${outDir}/${stream.index}.ffmpeg`;
+        const cues = await extractSubtitleStream(deps.media, { path, demuxer }, {
+          index: stream.index,
+          outPath: raw,
+        }).catch((error) => {
+          // Given back (shutdown): the job runs again. Otherwise a track ffmpeg cannot convert,
+          // or without a cue, is left out: subtitles never fail the video.
+          if (signal?.aborted) throw error;
+          if (!(error instanceof ApiError)) skipped++;
+          return null;
+        });
+        await Deno.remove(raw).catch(() => {});
+        if (!cues) continue;
+        await Deno.writeTextFile(`${outDir}/${stream.index}.vtt`, toWebVtt(cues));
+        let language = "und";
+        try {
+          language = languageTag(stream.language, "und");
+        } catch { /* not a BCP 47 tag: unknown */ }
+        made.push({
+          id: `${job.id}.${stream.index}`,
+          language,
+          label: trackLabel(stream.title) || language,
+          source: "embedded",
+          key: memberKey(dirKey, `${stream.index}.vtt`),
+        });
+      }
+    });
+    if (made.length > 0) await deps.storage.putDirectory(outDir, dirKey);
+  } finally {
+    await Deno.remove(outDir, { recursive: true }).catch(() => {});
+  }
+  const replaced = await deps.db.transaction(async (tx) => {
+    const [current] = await tx.select().from(attachments)
+      .where(eq(attachments.id, job.attachmentId));
+    const [live] = await tx.select({ id: jobs.id }).from(jobs).where(eq(jobs.id, job.id));
+    if (!current || current.deletedAt !== null || !live) return null;
+    const tracks = subtitleTracksOf(current);
+    await tx.update(attachments).set({
+      subtitles: subtitlesColumn([...made, ...tracks.filter((t) => t.source === "sidecar")]),
+      subtitlesSkipped: skipped,
+    }).where(eq(attachments.id, job.attachmentId));
+    return subtitleObjectsOf({
+      subtitles: subtitlesColumn(tracks.filter((t) => t.source === "embedded")),
+    });
+  });
+  if (replaced === null) {
+    if (made.length > 0) await deps.storage.delete(dirKey);
+    return;
+  }
+  await Promise.all(
+    replaced.filter((key) => key !== dirKey).map((key) => deps.storage.delete(key)),
+  );
+}
+
 /** Runs one claimed job; throws to have it retried. */
 export async function runJob(deps: ProcessingDeps, job: Job, context: JobContext): Promise<void> {
   switch (job.kind) {
@@ -360,6 +460,8 @@ export async function runJob(deps: ProcessingDeps, job: Job, context: JobContext
       return await thumbnailJob(deps, job);
     case "strip":
       return await stripJob(deps, job);
+    case "subtitles":
+      return await subtitlesJob(deps, job, context);
     case "rendition":
       return await renditionJob(deps, job, context);
     case "hls":

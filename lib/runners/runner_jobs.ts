@@ -198,7 +198,9 @@ function reportEnd(deps: RunnerDeps, end: RunnerJobEnd): void {
  * What a job asks of ffmpeg, decided here as a local worker's run decides
  * it (lib/processing/processing.ts); null when it needs no ffmpeg run (its
  * attachment was deleted, the original plays as it is, no ladder is
- * wanted, stripping is off).
+ * wanted, stripping is off) or is done here: the `subtitles` job, whose
+ * runs read only the subtitle streams and write a few small files per
+ * track, is settled by this process like the others that need no runner.
  */
 async function taskOf(deps: RunnerDeps, job: Job, attachment: Attachment): Promise<
   RunnerTask | null
@@ -236,6 +238,8 @@ async function taskOf(deps: RunnerDeps, job: Job, attachment: Attachment): Promi
         width: attachment.width ?? 2,
         height: attachment.height ?? 2,
       };
+    case "subtitles":
+      return null;
     default:
       throw new Error(`Unknown job kind "${job.kind}"`);
   }

@@ -14,6 +14,7 @@ import type { Clock } from "../core/clock.ts";
 import { enqueueJobs, type JobKind } from "../processing/jobs.ts";
 import type { Storage } from "./storage.ts";
 import { findDeadOwners, sweepDeadOwners } from "./process_temp_dir.ts";
+import { subtitleObjectsOf } from "../chat/subtitles.ts";
 
 /** The columns that name a stored file, and the job that makes each derived one. */
 const FILE_COLUMNS = [
@@ -35,6 +36,7 @@ const STORED_DIRECTORIES = [
   "renditions",
   "hls",
   "storyboards",
+  "subtitles",
 ] as const;
 
 /** One inconsistency. */
@@ -110,6 +112,8 @@ export async function fsck(deps: FsckDeps, options: FsckOptions = {}): Promise<F
         issues.push({ type: "missing_file", attachmentId: attachment.id, column, key });
       }
     }
+    // Subtitle files (a JSON column, not one key each): owned; a lost one is not repaired.
+    for (const key of subtitleObjectsOf(attachment)) owned.add(key);
   }
   const open = await deps.db.select({ id: jobs.id }).from(jobs)
     .where(inArray(jobs.status, ["queued", "running"]));

@@ -26,6 +26,7 @@ export const STORAGE_KINDS = [
   "hls",
   "thumbnails",
   "storyboards",
+  "subtitles",
   "temp",
   "database",
   "other",
@@ -45,6 +46,7 @@ const KIND_OF_DIRECTORY: Readonly<Record<string, StorageKind>> = {
   // Posters, their thumbnails and the candidate frames: one directory per generation.
   posters: "thumbnails",
   storyboards: "storyboards",
+  subtitles: "subtitles",
   // Uploads in progress (multipart and resumable) and job scratch files.
   tmp: "temp",
   tus: "temp",
@@ -87,6 +89,7 @@ const BUCKET_PREFIXES = [
   "thumbnails",
   "posters",
   "storyboards",
+  "subtitles",
   "tus",
 ] as const;
 

@@ -119,6 +119,9 @@ export async function ingestVideo(
       processedAt: null,
       deletedAt: null,
       filesRemovedAt: null,
+      subtitles: null,
+      // No subtitle stream at all: nothing to extract, and the `subtitles` job runs no ffprobe.
+      subtitlesSkipped: metadata.inventory.streams.some((s) => s.type === "subtitle") ? null : 0,
     };
     // Crash safety: the file first takes a name that carries the attachment id, in this
     // process's temp directory. A process killed after the commit below and before the

@@ -267,6 +267,13 @@ async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** What the captions step reads of a TextTrack in the page. */
+interface CaptionTrack {
+  mode: string;
+  label: string;
+  cues: { length: number; [index: number]: { text: string } } | null;
+}
+
 Deno.test({
   name: "dashboard: send, watch, download and administer a video in Chromium",
   async fn(t) {
@@ -525,6 +532,33 @@ Deno.test({
       assert.ok(Math.abs(byTime.poster_time - at) < 0.01, `${byTime.poster_time} vs ${at}`);
       const poster = await card.locator("video").evaluate((el) => (el as VideoElement).poster);
       assert.match(poster, /\/thumbnail\?token=.*size=poster/);
+    });
+
+    await step("captions: add an SRT from the dashboard and turn it on", async () => {
+      const card = page.locator(`article[data-attachment-id="${attachmentId}"]`);
+      await card.getByText("Add captions").click();
+      await card.locator('input[name="file"]').setInputFiles({
+        name: "harbour.srt",
+        mimeType: "application/x-subrip",
+        buffer: Buffer.from("1\n00:00:00,000 --> 00:00:30,000\nGulls over the <b>harbour</b>\n"),
+      });
+      await card.locator('input[name="label"]').fill("English");
+      await card.getByRole("button", { name: "Add", exact: true }).click();
+      const captions = card.getByLabel("Captions");
+      await captions.waitFor();
+      await captions.selectOption({ label: "English (en)" });
+      const video = card.locator("video");
+      await page.waitForFunction(
+        (el) => {
+          const tracks = [...(el as unknown as { textTracks: Iterable<CaptionTrack> }).textTracks];
+          const shown = tracks.find((track) => track.mode === "showing");
+          return shown?.label === "English" && (shown.cues?.length ?? 0) > 0 &&
+            shown.cues![0]!.text === "Gulls over the <b>harbour</b>";
+        },
+        await video.elementHandle(),
+        { timeout: 15_000 },
+      );
+      assert.equal(await card.locator(".player").getAttribute("data-captions") !== "off", true);
     });
 
     await step("download the original", async () => {
@@ -1178,6 +1212,7 @@ Deno.test({
       await runNext("thumbnail");
       await card.locator(".thumb img").waitFor();
       await runNext("strip");
+      await runNext("subtitles");
       await runNext("rendition");
       // The first playable file exists; the ladder and the storyboard are still to come.
       await card.and(bob.locator('[data-status="processing"][data-playable="true"]')).waitFor();

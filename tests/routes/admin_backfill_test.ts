@@ -48,7 +48,7 @@ function post(payload?: unknown): RequestInit {
   };
 }
 
-const NO_JOBS = { thumbnail: 0, strip: 0, rendition: 0, hls: 0, storyboard: 0 };
+const NO_JOBS = { thumbnail: 0, strip: 0, subtitles: 0, rendition: 0, hls: 0, storyboard: 0 };
 
 Deno.test("admin backfill: an attachment made without a ladder gets one after HLS_MIN_DURATION is lowered", async () => {
   // Made while only videos of a minute or more got a ladder.

@@ -297,6 +297,7 @@ Deno.test({
     assert.equal(thumbnail.status, 200);
     await thumbnail.body?.cancel();
     await runNext("strip");
+    await runNext("subtitles");
     await runNext("rendition");
     await runNext("hls");
     await runNext("storyboard");
@@ -335,6 +336,7 @@ Deno.test("playback: a receiver can play as soon as the first playable output ex
   assert.equal((await view("bob")).playable, false);
   await runNext("thumbnail");
   await runNext("strip");
+  await runNext("subtitles");
   assert.equal((await view("bob")).playable, false); // an AVI plays only as a rendition
   await runNext("rendition");
   const early = await view("bob");

@@ -232,6 +232,7 @@ Deno.test("admin storage: bytes on disk by kind, from originals to the database"
     "hls",
     "thumbnails",
     "storyboards",
+    "subtitles",
     "temp",
     "database",
     "other",

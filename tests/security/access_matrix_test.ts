@@ -44,6 +44,10 @@ interface World {
   messageId: string;
   attachmentId: string;
   video: Uint8Array;
+  /** A sidecar subtitle track of the attachment. */
+  subtitleId: string;
+  /** A new sidecar track of alice's on the attachment, for cells that delete it. */
+  freshSubtitle(): Promise<string>;
   /** A new attachment of alice's in the conversation, for cells that destroy it. */
   freshAttachment(): Promise<string>;
   /** A new member of the conversation, for cells that remove one. */
@@ -231,6 +235,33 @@ export const ROWS: Record<string, Row> = {
   "GET /api/chat/videos/{id}/thumbnail": media("thumbnail"),
   "GET /api/chat/videos/{id}/storyboard.jpg": media("storyboard.jpg"),
   "GET /api/chat/videos/{id}/storyboard.vtt": media("storyboard.vtt"),
+  "GET /api/chat/videos/{id}/subtitles/{file}": {
+    request: (w, missing) => ({
+      path: `/api/chat/videos/${attachment(w, missing)}/subtitles/${w.subtitleId}.vtt`,
+    }),
+    expect: viewers(200),
+  },
+  "GET /api/chat/attachments/{id}/subtitles": {
+    request: (w, missing) => ({
+      path: `/api/chat/attachments/${attachment(w, missing)}/subtitles`,
+    }),
+    expect: viewers(200),
+  },
+  "POST /api/chat/attachments/{id}/subtitles": {
+    request: (w, missing) => ({
+      path: `/api/chat/attachments/${attachment(w, missing)}/subtitles`,
+      init: { method: "POST", body: sidecarForm() },
+    }),
+    // A participant who did not upload the video sees it, so 403, not 404.
+    expect: { ...viewers(201), participant: 403 },
+  },
+  "DELETE /api/chat/attachments/{id}/subtitles/{subtitleId}": {
+    request: async (w, missing) => ({
+      path: `/api/chat/attachments/${attachment(w, missing)}/subtitles/${await w.freshSubtitle()}`,
+      init: { method: "DELETE" },
+    }),
+    expect: { ...viewers(204), participant: 403 },
+  },
   // Opened by the `hls` token in the path, whatever the Authorization header says: each actor
   // sends one minted for themselves, and the participant check is made with the user it names.
   "GET /api/chat/videos/{id}/hls/{token}/{file}": {
@@ -409,6 +440,14 @@ export const ROWS: Record<string, Row> = {
   },
 };
 
+/** A small sidecar subtitle file as a form. */
+function sidecarForm(): FormData {
+  const form = new FormData();
+  form.append("language", "en");
+  form.append("file", new Blob(["1\n00:00:00,000 --> 00:00:01,000\nHi\n"]), "en.srt");
+  return form;
+}
+
 /** Routes outside the OpenAPI document that are public on purpose (no token, 200). */
 const PUBLIC = ["/healthz", "/readyz", "/openapi.json", "/docs"];
 
@@ -421,6 +460,15 @@ async function buildWorld(ctx: TestContext): Promise<World> {
   const created = await body(await uploadFile(ctx, "alice", messageId, await fixture("h264.mp4")));
   const attachmentId = String(created.id);
   assert.equal((await waitForProcessed(ctx, "alice", attachmentId)).status, "ready");
+  const addSubtitle = async () => {
+    const response = await ctx.request("alice", `/api/chat/attachments/${attachmentId}/subtitles`, {
+      method: "POST",
+      body: sidecarForm(),
+    });
+    assert.equal(response.status, 201);
+    return String((await body(response)).id);
+  };
+  const subtitleId = await addSubtitle();
   const left = await ctx.request(
     "carol",
     `/api/chat/conversations/${conversationId}/participants/carol`,
@@ -448,6 +496,8 @@ async function buildWorld(ctx: TestContext): Promise<World> {
     messageId,
     attachmentId,
     video,
+    subtitleId,
+    freshSubtitle: addSubtitle,
     async freshAttachment() {
       const response = await uploadFile(ctx, "alice", messageId, await fixture("h264.mp4"));
       assert.equal(response.status, 201);

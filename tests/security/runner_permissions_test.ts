@@ -49,7 +49,14 @@ Deno.test("runner permissions: its work directory, the API host and the media to
 
 Deno.test("runner permissions: its settings are checked, every bad one named", () => {
   const config = parseRunnerConfig({ RUNNER_API_URL: "http://127.0.0.1:8000" });
-  assert.deepEqual(config.kinds, ["thumbnail", "strip", "rendition", "hls", "storyboard"]);
+  assert.deepEqual(config.kinds, [
+    "thumbnail",
+    "strip",
+    "subtitles",
+    "rendition",
+    "hls",
+    "storyboard",
+  ]);
   assert.equal(config.concurrency, 1);
   assert.equal(config.workDir, "./runner");
   assert.throws(

@@ -88,7 +88,7 @@ Deno.test("backfill: what a new policy asks of old attachments is queued once, b
   });
   const jobsBefore = await countRows(ctx, "jobs");
 
-  const expected = { thumbnail: 0, strip: 2, rendition: 2, hls: 1, storyboard: 0 };
+  const expected = { thumbnail: 0, strip: 2, subtitles: 0, rendition: 2, hls: 1, storyboard: 0 };
   const preview = await backfill(ctx.deps, { dryRun: true, pageSize: 1 });
   assert.deepEqual(preview, {
     batchId: null,
@@ -122,7 +122,14 @@ Deno.test("backfill: what a new policy asks of old attachments is queued once, b
   // Everything wanted now has an open job: a second run queues nothing.
   const again = await backfill(ctx.deps, { pageSize: 2 });
   assert.equal(again.batchId, null);
-  assert.deepEqual(again.jobs, { thumbnail: 0, strip: 0, rendition: 0, hls: 0, storyboard: 0 });
+  assert.deepEqual(again.jobs, {
+    thumbnail: 0,
+    strip: 0,
+    subtitles: 0,
+    rendition: 0,
+    hls: 0,
+    storyboard: 0,
+  });
   assert.equal(await countRows(ctx, "jobs"), jobsBefore + 5);
 });
 
@@ -139,7 +146,14 @@ Deno.test("backfill: the jobs bring a ready attachment to the policy without lea
     env: { STRIP_METADATA: "1", HLS_MIN_DURATION: "1", RENDITION_MAX_HEIGHT: "144" },
   });
   const run = await backfill(ctx.deps);
-  assert.deepEqual(run.jobs, { thumbnail: 0, strip: 1, rendition: 1, hls: 1, storyboard: 0 });
+  assert.deepEqual(run.jobs, {
+    thumbnail: 0,
+    strip: 1,
+    subtitles: 0,
+    rendition: 1,
+    hls: 1,
+    storyboard: 0,
+  });
   const worker = startWorker(ctx.deps, { concurrency: 1, pollMs: 20 });
   const statuses = new Set<string>();
   try {
@@ -189,7 +203,14 @@ Deno.test("backfill: a ladder the policy no longer wants is removed; an attachme
   });
   await ctx.deps.storage.delete((await row(ctx, lost)).storageKey);
   const run = await backfill(ctx.deps);
-  assert.deepEqual(run.jobs, { thumbnail: 0, strip: 0, rendition: 0, hls: 1, storyboard: 0 });
+  assert.deepEqual(run.jobs, {
+    thumbnail: 0,
+    strip: 0,
+    subtitles: 0,
+    rendition: 0,
+    hls: 1,
+    storyboard: 0,
+  });
   assert.equal(run.attachments, 1);
   assert.equal(run.missingOriginals, 1);
   const worker = startWorker(ctx.deps, { concurrency: 1, pollMs: 20 });
