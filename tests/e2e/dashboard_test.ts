@@ -522,8 +522,10 @@ Deno.test({
         });
       const byCandidate = await chosen(() => candidates.nth(3).click());
       assert.equal(byCandidate.poster_time, byCandidate.poster_candidates[3]!.time);
-      await card.locator('.poster-candidate[aria-pressed="true"]').nth(0).waitFor();
-      assert.equal(await candidates.nth(3).getAttribute("aria-pressed"), "true");
+      // The card shows the new state once it has read the attachment again (after the answer):
+      // the fourth frame, and only it, pressed.
+      await card.getByRole("button", { name: /^Use frame 4 /, pressed: true }).waitFor();
+      assert.equal(await card.locator('.poster-candidate[aria-pressed="true"]').count(), 1);
       // The player is paused in the middle (the step before): that frame becomes the poster.
       const at = await card.locator("video").evaluate((el) => (el as VideoElement).currentTime);
       const byTime = await chosen(() =>

@@ -12,7 +12,7 @@
  * settled by the route's owner (it is then only reported, not checked).
  */
 import assert from "node:assert/strict";
-import { jobs } from "../../db/schema.ts";
+import { jobs, webhookDeliveries } from "../../db/schema.ts";
 import { newId } from "../../lib/core/ids.ts";
 import { createRegistrationToken, registerRunner } from "../../lib/runners/registry.ts";
 import { fixture } from "../_fixtures.ts";
@@ -262,6 +262,14 @@ export const ROWS: Record<string, Row> = {
     }),
     expect: { ...viewers(204), participant: 403 },
   },
+  "PUT /api/chat/attachments/{id}/poster": {
+    request: (w, missing) => ({
+      path: `/api/chat/attachments/${attachment(w, missing)}/poster`,
+      init: { ...json({ time: 0 }), method: "PUT" },
+    }),
+    // The uploader's choice (or an admin's); a participant who did not upload sees it: 403.
+    expect: { ...viewers(200), participant: 403 },
+  },
   // Opened by the `hls` token in the path, whatever the Authorization header says: each actor
   // sends one minted for themselves, and the participant check is made with the user it names.
   "GET /api/chat/videos/{id}/hls/{token}/{file}": {
@@ -313,6 +321,37 @@ export const ROWS: Record<string, Row> = {
       return { path: `/api/admin/backfill/${batchId}` };
     },
     expect: adminOnly(200),
+  },
+  "GET /api/admin/webhooks/deliveries": {
+    request: () => ({ path: "/api/admin/webhooks/deliveries" }),
+    expect: adminOnly(200),
+  },
+  "POST /api/admin/webhooks/deliveries/{id}/resend": {
+    request: async (w, missing) => {
+      if (missing) {
+        return {
+          path: `/api/admin/webhooks/deliveries/${MISSING}/resend`,
+          init: { method: "POST" },
+        };
+      }
+      // A delivery that failed for good (no webhook is configured, so nothing sends it).
+      const id = newId();
+      const t = Date.now();
+      await w.ctx.deps.db.insert(webhookDeliveries).values({
+        id,
+        event: "attachment.ready",
+        attachmentId: w.attachmentId,
+        payload: "{}",
+        status: "failed",
+        attempts: 3,
+        maxAttempts: 3,
+        nextAttemptAt: t,
+        createdAt: t,
+        updatedAt: t,
+      });
+      return { path: `/api/admin/webhooks/deliveries/${id}/resend`, init: { method: "POST" } };
+    },
+    expect: adminOnly(202),
   },
   "POST /api/admin/attachments/{id}/reprocess": {
     request: async (w, missing) => ({
