@@ -18,6 +18,7 @@
  * `done` line.
  */
 import assert from "node:assert/strict";
+import { PROCESSING_JOBS } from "../../lib/processing/jobs.ts";
 import { createClient } from "@libsql/client";
 import { fixture } from "../_fixtures.ts";
 import { freePort } from "../_helpers.ts";
@@ -243,7 +244,7 @@ Deno.test("scale: 2 API and 2 worker processes on one database; 20 uploads sprea
       sql: `SELECT id, kind, status, attempts FROM jobs WHERE attachment_id IN (${marks})`,
       args: ids,
     });
-    assert.equal(jobs.rows.length, ids.length * 5);
+    assert.equal(jobs.rows.length, ids.length * PROCESSING_JOBS.length);
     const lines = [
       ...jobLines(w1).map((line) => ({ ...line, by: w1 })),
       ...jobLines(w2).map((line) => ({ ...line, by: w2 })),

@@ -262,7 +262,7 @@ Deno.test("s3: multipart upload, jobs, Range and full responses, delete; nothing
         operation,
       );
     }
-    // The five jobs read the upload's own file, kept as their local copy: nothing was downloaded.
+    // The jobs read the upload's own file, kept as their local copy: nothing was downloaded.
     assert.doesNotMatch(metrics, /operation="GetObject"/);
     // fsck lists the bucket: every row has its objects, every object its row.
     assert.deepEqual((await fsck({ ...ctx.deps, dataDir: ctx.dataDir })).issues, []);
