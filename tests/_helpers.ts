@@ -173,8 +173,18 @@ export async function countRows(ctx: TestContext, table: string): Promise<number
 
 /** A TCP port nothing listens on right now, for a server started in another process. */
 export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
+  // Below Linux's ephemeral range (32768 and up by default): the kernel never gives these to
+  // a client's connection, nor to another `port: 0` bind of a test running in parallel, in
+  // the moment between this check and the child process binding the port. Two random
+  // picks in parallel still meet now and then: startServer retries on that.
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    }
+  }
+  throw new Error("No free port between 20000 and 32000");
 }

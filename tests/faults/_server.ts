@@ -130,7 +130,13 @@ async function startService(
   };
   let readyLine: string;
   try {
-    readyLine = await waitForOutput(options.ready, options.timeoutMs ?? 60_000);
+    // A port another process took first fails the start at once, not after the timeout.
+    const timeoutMs = options.timeoutMs ?? 60_000;
+    const taken = waitForOutput(/AddrInUse/, timeoutMs).then((line) => {
+      throw new Error(`the port is taken: ${line}`);
+    });
+    taken.catch(() => {});
+    readyLine = await Promise.race([waitForOutput(options.ready, timeoutMs), taken]);
   } catch (error) {
     kill("SIGKILL");
     await status;
@@ -175,12 +181,24 @@ export async function startServer(
   dataDir: string,
   options: StartServerOptions = {},
 ): Promise<ServerProcess> {
-  const port = options.port ?? freePort();
-  const env = serviceEnv(dataDir, port, options.env);
-  const service = await startService("serve", env, {
-    ready: /listening on/,
-    timeoutMs: options.timeoutMs,
-  });
+  let port = options.port ?? freePort();
+  let env = serviceEnv(dataDir, port, options.env);
+  let service: ServiceProcess;
+  for (let attempt = 1;; attempt++) {
+    try {
+      service = await startService("serve", env, {
+        ready: /listening on/,
+        timeoutMs: options.timeoutMs,
+      });
+      break;
+    } catch (error) {
+      // Another test's server took the port first (tests run in parallel): take another.
+      const taken = /AddrInUse|Address already in use/.test(String(error));
+      if (!taken || options.port !== undefined || attempt >= 3) throw error;
+      port = freePort();
+      env = serviceEnv(dataDir, port, options.env);
+    }
+  }
   const auth = await createAuth(parseConfig(env), TEST_SECRET);
   return {
     ...service,
