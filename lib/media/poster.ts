@@ -17,7 +17,7 @@ import {
   type MediaTools,
   type ToolInput,
 } from "./tools.ts";
-import { DARK_FRAME_LUMA, THUMBNAIL_WIDTH } from "./thumbnail.ts";
+import { DARK_FRAME_LUMA, detailedFrameArgs, frameLuma, THUMBNAIL_WIDTH } from "./thumbnail.ts";
 
 /** The long side of the poster the player shows, in pixels (smaller videos are not enlarged). */
 export const POSTER_LONG_SIDE = 1280;
@@ -83,27 +83,13 @@ export async function makeCandidates(
   const found: { time: number; luma: number }[] = [];
   for (const at of candidateTimes(source.duration)) {
     const outPath = `${outDir}/${candidateFile(found.length)}`;
-    const result = await ffmpeg(tools, [
-      "-ss",
-      at.toFixed(3),
-      ...hardenedInputArgs(source, tools.limits),
-      "-map",
-      "0:V:0",
-      "-frames:v",
-      "1",
-      "-vf",
-      `thumbnail=12,scale=${THUMBNAIL_WIDTH}:-2,signalstats,` +
-      "metadata=mode=print:key=lavfi.signalstats.YAVG:file=-",
-      "-map_metadata",
-      "-1",
-      ...jpegOutputArgs(outPath, 4),
-    ]);
+    const result = await ffmpeg(tools, detailedFrameArgs(tools, source, { at, outPath }));
     // Past the last frame ffmpeg exits 0 and writes nothing: that candidate is skipped.
     if (!(await isNonEmptyFile(outPath))) continue;
-    const luma = Number(/YAVG=([\d.]+)/.exec(result.stdout)?.[1] ?? NaN);
+    const luma = frameLuma(result.stdout) || 255;
     // The output restarts at 0 after an input seek: the pick is that far past `at`.
     const offset = Number(/pts_time:([\d.]+)/.exec(result.stdout)?.[1] ?? 0);
-    found.push({ time: ms(at + (Number.isFinite(offset) ? offset : 0)), luma: luma || 255 });
+    found.push({ time: ms(at + (Number.isFinite(offset) ? offset : 0)), luma });
   }
   if (found.length === 0) throw new Error("Thumbnail failed: no candidate frame");
   let chosen = found.findIndex((c) => c.luma >= DARK_FRAME_LUMA);

@@ -31,6 +31,42 @@ export function thumbnailCandidates(duration: number | null): number[] {
   return [...new Set(points.map((t) => Math.round(t * 1000) / 1000))];
 }
 
+/**
+ * ffmpeg's arguments for one detailed frame near `at`, 320 px wide, as a
+ * JPEG at `outPath` with the video's tags dropped, its average luma printed
+ * on stdout ({@linkcode frameLuma} reads it). Autorotation is on by default,
+ * so portrait videos give portrait frames. `thumbnail` picks the most typical
+ * of the next 12 frames (a bound on the memory it holds); signalstats reports
+ * the pick's brightness. The thumbnail and the poster candidates use it.
+ */
+export function detailedFrameArgs(
+  tools: MediaTools,
+  source: ToolInput,
+  frame: { at: number; outPath: string },
+): string[] {
+  return [
+    "-ss",
+    frame.at.toFixed(3),
+    ...hardenedInputArgs(source, tools.limits),
+    "-map",
+    "0:V:0",
+    "-frames:v",
+    "1",
+    "-vf",
+    `thumbnail=12,scale=${THUMBNAIL_WIDTH}:-2,signalstats,` +
+    "metadata=mode=print:key=lavfi.signalstats.YAVG:file=-",
+    "-map_metadata",
+    "-1",
+    ...jpegOutputArgs(frame.outPath, 4),
+  ];
+}
+
+/** The average luma {@linkcode detailedFrameArgs} printed; 255 (bright) when none was. */
+export function frameLuma(stdout: string): number {
+  const luma = Number(/YAVG=([\d.]+)/.exec(stdout)?.[1] ?? NaN);
+  return Number.isFinite(luma) ? luma : 255;
+}
+
 /** Extracts one frame near `at`; returns its average luma, or an error text. */
 async function extractFrame(
   tools: MediaTools,
@@ -41,20 +77,7 @@ async function extractFrame(
   await Deno.remove(outPath).catch(() => {});
   const result = await runTool(tools.ffmpegPath, [
     ...FFMPEG_QUIET,
-    "-ss",
-    at.toFixed(3),
-    ...hardenedInputArgs(source, tools.limits),
-    "-map",
-    "0:V:0",
-    "-frames:v",
-    "1",
-    // Autorotation is on by default, so portrait videos give portrait thumbnails.
-    // `thumbnail` picks the most typical of the next 12 frames (a bound on the
-    // memory it holds); signalstats reports the pick's brightness on stdout.
-    "-vf",
-    `thumbnail=12,scale=${THUMBNAIL_WIDTH}:-2,signalstats,` +
-    "metadata=mode=print:key=lavfi.signalstats.YAVG:file=-",
-    ...jpegOutputArgs(outPath, 4),
+    ...detailedFrameArgs(tools, source, { at, outPath }),
   ], {
     timeoutMs: 60_000,
     maxStdoutBytes: 4096,
@@ -65,8 +88,7 @@ async function extractFrame(
     return { problem: `ffmpeg exited with ${result.code}: ${result.stderr.trim()}` };
   }
   if (!(await isNonEmptyFile(outPath))) return { problem: "ffmpeg wrote no frame" };
-  const luma = Number(/YAVG=([\d.]+)/.exec(result.stdout)?.[1] ?? NaN);
-  return { luma: Number.isFinite(luma) ? luma : 255 };
+  return { luma: frameLuma(result.stdout) };
 }
 
 /**
